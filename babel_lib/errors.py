@@ -1,0 +1,21 @@
+"""The project's exceptions: one clear message each, saying what to do."""
+
+
+class BabelError(Exception):
+    """Base class of every error babel_lib raises on bad input."""
+
+
+class UnsupportedArchitectureError(BabelError, ValueError):
+    """The model's architecture has no row in the FFN adapter table."""
+
+
+class UnknownModelError(BabelError, ValueError):
+    """A model spec that is neither a known short name, a folder, nor a loadable hub id."""
+
+
+class PartitionMismatchError(BabelError, ValueError):
+    """A partition built for another model (or another FFN shape)."""
+
+
+class CacheCorruptError(BabelError):
+    """A cache file that cannot be read back (truncated, corrupted)."""

@@ -1,0 +1,246 @@
+"""MoEfication: group each FFN layer's neurons into equal-size experts.
+
+Methods (our defaults where the paper is silent):
+
+- ``kmeans`` (default; MoEfication's parameter clustering): L2-normalise each
+  neuron's input weight row (gate rows for gated FFNs; 'up' or 'both' as options;
+  fc1 rows for plain FFNs) and run balanced k-means with exactly equal sizes.
+- ``random``: a random balanced split (the baseline).
+- ``coactivation``: neurons that are active on the same tokens grouped together
+  (spectral embedding of the co-activation graph + balanced k-means), from counts
+  measured by :func:`babel_lib.profile.neuron_coactivation`.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import clustering
+from .adapters import ffn_layers
+from .cache import Store, atomic_write_bytes, cache_key
+from .errors import PartitionMismatchError
+from .models import LoadedModel
+
+METHODS = ("kmeans", "random", "coactivation")
+FEATURES = ("gate", "up", "both")
+DEFAULT_EXPERT_SIZE = 32
+
+
+@dataclass
+class Partition:
+    """Expert membership of every FFN neuron.
+
+    labels: int array [n_layers, n_neurons]; labels[l, i] = expert of neuron i in layer l.
+    Every expert of a layer holds exactly ``expert_size`` neurons.
+    """
+
+    labels: np.ndarray
+    expert_size: int
+    method: str
+    features: str
+    seed: int
+    model_name: str
+    model_fingerprint: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.labels.shape[1])
+
+    @property
+    def n_experts(self) -> int:
+        return self.n_neurons // self.expert_size
+
+    @property
+    def key(self) -> str:
+        """Content hash of the labels and how they were made (for cache keys)."""
+        return cache_key({"labels": _digest(self.labels),
+                          "expert_size": self.expert_size, "method": self.method, "features": self.features,
+                          "seed": self.seed, "model_fingerprint": self.model_fingerprint})[:16]
+
+    def order(self, layer: int) -> torch.Tensor:
+        """Neuron indices sorted by expert: expert e's neurons sit at [e*size, (e+1)*size). Shape [n_neurons]."""
+        return torch.from_numpy(np.argsort(self.labels[layer], kind="stable").astype(np.int64))
+
+    def members(self, layer: int, expert: int) -> np.ndarray:
+        """Neuron indices (ascending) of one expert."""
+        return np.flatnonzero(self.labels[layer] == expert)
+
+    def check_fits(self, lm: LoadedModel) -> None:
+        """Raise PartitionMismatchError unless this partition was built for ``lm``'s FFN shape and weights."""
+        layers = ffn_layers(lm.model)
+        shape = (len(layers), layers[0].n_neurons if layers else 0)
+        if shape != tuple(self.labels.shape):
+            raise PartitionMismatchError(
+                f"Partition of shape {tuple(self.labels.shape)} (layers x neurons, built for {self.model_name!r}) "
+                f"does not fit model {lm.name!r} with {shape[0]} layers x {shape[1]} neurons. Build one for this "
+                "model with babel_lib.moefy.build_partition(model)."
+            )
+        if self.model_fingerprint and lm.fingerprint and self.model_fingerprint != lm.fingerprint:
+            raise PartitionMismatchError(
+                f"Partition was built for {self.model_name!r} (fingerprint {self.model_fingerprint}) but the model "
+                f"is {lm.name!r} (fingerprint {lm.fingerprint}): same shape, different weights. Build one for this "
+                "model with build_partition, or pass allow_other_model=True to reuse it deliberately."
+            )
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` (.npz), atomically."""
+        import io
+
+        meta = {k: getattr(self, k) for k in ("expert_size", "method", "features", "seed", "model_name", "model_fingerprint")}
+        meta["info"] = self.info
+        buf = io.BytesIO()
+        np.savez_compressed(buf, labels=self.labels, meta=np.array(json.dumps(meta)))
+        atomic_write_bytes(Path(path), buf.getvalue())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Partition":
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            labels = npz["labels"]
+        info = meta.pop("info", {})
+        return cls(labels=labels, info=info, **meta)
+
+
+def _digest(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _validate(n_neurons: int, expert_size: int, method: str, features: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    if not isinstance(expert_size, (int, np.integer)) or expert_size < 1 or n_neurons % expert_size:
+        divisors = [d for d in (8, 16, 32, 64, 128, 256) if n_neurons % d == 0]
+        raise PartitionMismatchError(
+            f"expert_size={expert_size!r} does not divide the FFN width {n_neurons}: every expert must have the "
+            f"same size. Choose a divisor of {n_neurons}, e.g. {divisors}."
+        )
+
+
+def build_partition(
+    lm: LoadedModel,
+    expert_size: int = DEFAULT_EXPERT_SIZE,
+    method: str = "kmeans",
+    features: str = "gate",
+    seed: int = 0,
+    coactivation: np.ndarray | None = None,
+    store: Store | None = None,
+    progress: bool = False,
+) -> Partition:
+    """Partition every FFN layer of ``lm`` into experts of ``expert_size`` neurons (cached).
+
+    coactivation: [n_layers, n_neurons, n_neurons] counts, required for method='coactivation'.
+    """
+    layers = ffn_layers(lm.model)
+    n_neurons = layers[0].n_neurons
+    _validate(n_neurons, expert_size, method, features)
+    n_experts = n_neurons // expert_size
+    if method == "coactivation":
+        if coactivation is None:
+            raise ValueError("method='coactivation' needs coactivation counts from babel_lib.profile.neuron_coactivation")
+        if coactivation.shape != (len(layers), n_neurons, n_neurons):
+            raise PartitionMismatchError(
+                f"coactivation has shape {coactivation.shape}, expected {(len(layers), n_neurons, n_neurons)}"
+            )
+    parts = {"model_fingerprint": lm.fingerprint, "expert_size": expert_size, "method": method,
+             "features": features if method == "kmeans" else None, "seed": seed,
+             "coactivation": _digest(coactivation) if coactivation is not None and method == "coactivation" else None}
+
+    def compute():
+        from tqdm.auto import tqdm
+
+        labels = np.zeros((len(layers), n_neurons), dtype=np.int64)
+        for layer in tqdm(layers, desc=f"partition ({method})", disable=not progress):
+            if method == "kmeans":
+                rows = layer.input_rows(features)
+                rows = torch.nn.functional.normalize(rows, dim=1)
+                labels[layer.index] = clustering.balanced_kmeans(rows, n_experts, seed=seed + layer.index)
+            elif method == "random":
+                labels[layer.index] = clustering.random_partition(n_neurons, n_experts, seed=seed + layer.index)
+            else:
+                labels[layer.index] = clustering.coactivation_partition(coactivation[layer.index], n_experts,
+                                                                        seed=seed + layer.index)
+        return {"labels": labels}, {}
+
+    arrays, _ = (store or Store()).get_or_compute("partition", parts, compute)
+    return Partition(
+        labels=arrays["labels"],
+        expert_size=expert_size,
+        method=method,
+        features=features if method == "kmeans" else "",
+        seed=seed,
+        model_name=lm.name,
+        model_fingerprint=lm.fingerprint,
+    )
+
+
+@contextmanager
+def moe_view(
+    model: torch.nn.Module,
+    partition: Partition,
+    top_k_fraction: float | None = None,
+    experts: dict[int, np.ndarray] | None = None,
+    score: str = "abs",
+) -> Iterator[None]:
+    """Run the dense model as a mixture of experts: only chosen experts contribute to each FFN.
+
+    Exactly one of:
+    top_k_fraction: per token, the top ``round(fraction * n_experts)`` experts of each layer by
+        the oracle score sum|a| (score='abs') or sum ReLU(a) ('relu');
+    experts: {layer: expert ids kept}, a fixed set per layer (layers not named keep all).
+    The other experts' neuron values are zeroed before the down projection, which equals an
+    MoE that skips them (outputs only; compute is not saved: see babel_lib.prune for slicing).
+    With every expert chosen the outputs equal the dense model's.
+    """
+    from .hooks import experts_contiguous, ffn_pre_hooks
+
+    if (top_k_fraction is None) == (experts is None):
+        raise ValueError("give exactly one of top_k_fraction or experts")
+    E, size = partition.n_experts, partition.expert_size
+    if top_k_fraction is not None and not 0 < top_k_fraction <= 1:
+        raise ValueError(f"top_k_fraction must be in (0, 1], got {top_k_fraction}")
+    masks = {}
+    if experts is not None:
+        for layer, ids in experts.items():
+            ids = np.asarray(ids, dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= E):
+                raise ValueError(f"layer {layer}: expert ids must be in [0, {E}), got {ids.min()}..{ids.max()}")
+            m = torch.zeros(E, dtype=torch.bool)
+            m[torch.from_numpy(ids)] = True
+            masks[int(layer)] = m
+    k = None if top_k_fraction is None else max(1, min(E, round(top_k_fraction * E)))
+
+    def hook(layer: int, a: torch.Tensor):
+        blocks = a.reshape(*a.shape[:-1], E, size)
+        if k is not None:
+            if k == E:
+                return None
+            v = blocks.abs() if score == "abs" else blocks.clamp_min(0)
+            s = v.sum(-1, dtype=torch.float32)
+            idx = s.topk(k, dim=-1).indices
+            keep = torch.zeros_like(s, dtype=torch.bool).scatter_(-1, idx, True)
+        elif layer in masks:
+            keep = masks[layer].to(a.device)
+        else:
+            return None
+        return (blocks * keep.unsqueeze(-1).to(a.dtype)).reshape(a.shape)
+
+    with experts_contiguous(model, partition), ffn_pre_hooks(model, hook):
+        yield

@@ -1,0 +1,88 @@
+"""How good is a partition? MoEfication's measures, per layer.
+
+- ``mass_captured``: mean over tokens of (sum of the top-k experts' scores) / (sum of all
+  |a|): the share of the FFN's activation mass that the activated experts carry
+  (MoEfication's criterion; 1.0 would make top-k routing lossless for the score).
+- ``within_coactivation``: mean cosine similarity of the activity patterns of two
+  neurons of the same expert (from :func:`babel_lib.profile.neuron_coactivation`):
+  how much neurons grouped together fire together. Compare with the random split.
+- ``balance``: entropy of the experts' activation counts / log(n_experts); 1 = every
+  expert activated equally often.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .adapters import backbone, ffn_layers
+from .hooks import ffn_pre_hooks
+from .models import LoadedModel
+from .moefy import Partition
+from .profile import Definitions, batches_by_length, pad_batch
+
+
+def _onehot(partition: Partition, layer: int, device) -> torch.Tensor:
+    labels = torch.from_numpy(partition.labels[layer]).to(device)
+    return torch.nn.functional.one_hot(labels, partition.n_experts).to(torch.float32)
+
+
+def within_expert_coactivation(coactivation: np.ndarray, partition: Partition) -> np.ndarray:
+    """Per layer, mean cosine of co-activation between distinct neurons of one expert. Shape [layers]."""
+    out = np.zeros(partition.n_layers)
+    for layer in range(partition.n_layers):
+        c = coactivation[layer].astype(np.float64)
+        d = np.sqrt(np.clip(np.diag(c), 1e-12, None))
+        cos = c / d[:, None] / d[None, :]
+        same = partition.labels[layer][:, None] == partition.labels[layer][None, :]
+        np.fill_diagonal(same, False)
+        out[layer] = cos[same].mean()
+    return out
+
+
+@torch.inference_mode()
+def partition_quality(lm: LoadedModel, partitions: dict[str, Partition], seqs: list[list[int]],
+                      definitions: Definitions = Definitions(), coactivation: np.ndarray | None = None,
+                      batch_size: int = 8) -> pd.DataFrame:
+    """One row per (partition, layer): mass_captured, balance, and within_coactivation if counts are given."""
+    layers = ffn_layers(lm.model)
+    names = list(partitions)
+    for p in partitions.values():
+        p.check_fits(lm)
+    onehots = {(name, l.index): _onehot(partitions[name], l.index, lm.device) for name in names for l in layers}
+    mass = {(name, l.index): 0.0 for name in names for l in layers}
+    counts = {(name, l.index): torch.zeros(partitions[name].n_experts, device=lm.device) for name in names for l in layers}
+    state = {"rows": None, "tokens": 0}
+
+    def hook(layer, a):
+        flat = a.reshape(-1, a.shape[-1]).index_select(0, state["rows"]).abs().float()
+        total = flat.sum(1).clamp_min(1e-12)
+        for name in names:
+            s = flat @ onehots[(name, layer)]
+            k = definitions.k(s.shape[1])
+            top = s.topk(k, dim=1)
+            mass[(name, layer)] += float((top.values.sum(1) / total).sum())
+            counts[(name, layer)] += torch.bincount(top.indices.reshape(-1), minlength=s.shape[1]).float()
+
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    with ffn_pre_hooks(lm.model, hook):
+        for batch in batches_by_length(seqs, batch_size):
+            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
+            state["rows"] = count.reshape(-1).nonzero().squeeze(1)
+            state["tokens"] += int(state["rows"].numel())
+            backbone(lm.model)(input_ids=ids, attention_mask=attn, use_cache=False)
+    rows = []
+    for name in names:
+        within = (within_expert_coactivation(coactivation, partitions[name]) if coactivation is not None else None)
+        for l in layers:
+            c = counts[(name, l.index)].cpu().numpy()
+            p = c / c.sum()
+            entropy = -(p[p > 0] * np.log(p[p > 0])).sum() / np.log(len(p))
+            row = {"partition": name, "layer": l.index, "mass_captured": mass[(name, l.index)] / state["tokens"],
+                   "balance": entropy}
+            if within is not None:
+                row["within_coactivation"] = within[l.index]
+            rows.append(row)
+    return pd.DataFrame(rows)

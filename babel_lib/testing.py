@@ -1,0 +1,99 @@
+"""Tiny random models of every supported architecture, built in code (no files), for tests and examples.
+
+``tiny_model(model_type)`` returns a :class:`~babel_lib.models.LoadedModel` with 2 layers,
+hidden size 64, an FFN of 128 neurons, a vocabulary of 260 and a byte-level tokenizer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .models import LoadedModel, model_fingerprint
+
+TINY_FFN = 128
+
+
+def _config(model_type: str):
+    import transformers as tf
+
+    common = dict(vocab_size=260, num_hidden_layers=2, num_attention_heads=4, hidden_size=64,
+                  intermediate_size=TINY_FFN, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+                  pad_token_id=0)
+    if model_type == "llama":
+        return tf.LlamaConfig(num_key_value_heads=2, **common)
+    if model_type == "mistral":
+        return tf.MistralConfig(num_key_value_heads=2, **common)
+    if model_type == "qwen2":
+        return tf.Qwen2Config(num_key_value_heads=2, **common)
+    if model_type == "qwen3":
+        return tf.Qwen3Config(num_key_value_heads=2, head_dim=16, **common)
+    if model_type == "gemma":
+        return tf.GemmaConfig(num_key_value_heads=1, head_dim=16, **common)
+    if model_type == "gemma2":
+        return tf.Gemma2Config(num_key_value_heads=1, head_dim=16, **common)
+    if model_type == "gemma3_text":
+        return tf.Gemma3TextConfig(num_key_value_heads=1, head_dim=16, **common)
+    if model_type == "olmo":
+        return tf.OlmoConfig(num_key_value_heads=2, **common)
+    if model_type == "olmo2":
+        return tf.Olmo2Config(num_key_value_heads=2, **common)
+    if model_type == "phi3":
+        return tf.Phi3Config(num_key_value_heads=2, **common)
+    if model_type == "gpt_neox":
+        return tf.GPTNeoXConfig(**common)
+    if model_type == "gpt2":
+        return tf.GPT2Config(vocab_size=260, n_layer=2, n_head=4, n_embd=64, n_inner=TINY_FFN, n_positions=256,
+                             bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if model_type == "bloom":
+        return tf.BloomConfig(vocab_size=260, n_layer=2, n_head=4, hidden_size=64, bos_token_id=1, eos_token_id=2,
+                              pad_token_id=0)  # BLOOM's FFN is 4 x hidden = 256 neurons
+    if model_type == "opt":
+        return tf.OPTConfig(vocab_size=260, num_hidden_layers=2, num_attention_heads=4, hidden_size=64,
+                            ffn_dim=TINY_FFN, word_embed_proj_dim=64, max_position_embeddings=256,
+                            bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    raise ValueError(f"no tiny config for {model_type!r}")
+
+
+TINY_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "phi3",
+              "gpt_neox", "gpt2", "bloom", "opt")
+
+
+class ByteTokenizer:
+    """A byte-level tokenizer: id = byte + 4; 0 pad, 1 BOS, 2 EOS, 3 unused."""
+
+    pad_token_id, bos_token_id, eos_token_id = 0, 1, 2
+    pad_token, bos_token, eos_token = "<pad>", "<bos>", "<eos>"
+    padding_side = "right"
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=True, **_):
+        def one(t):
+            ids = [b + 4 for b in t.encode("utf-8")]
+            return ([self.bos_token_id] if add_special_tokens else []) + ids
+
+        if isinstance(text, str):
+            return {"input_ids": one(text)}
+        return {"input_ids": [one(t) for t in text]}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return bytes(i - 4 for i in ids if i >= 4).decode("utf-8", errors="replace")
+
+    def __len__(self):
+        return 260
+
+
+def tiny_model(model_type: str = "llama", seed: int = 0, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """A randomly initialised causal LM of ``model_type`` (deterministic for ``seed``)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = _config(model_type)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    # random weights are tiny by default; widen them so that activations are not all ties
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.2)
+    model.eval()
+    return LoadedModel(model, ByteTokenizer(), f"tiny-{model_type}", f"tiny random {model_type} (seed {seed})",
+                       model_fingerprint(model))
