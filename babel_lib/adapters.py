@@ -140,12 +140,14 @@ class FFNLayer:
         raise ValueError(f"which must be 'gate', 'up' or 'both', got {which!r}")
 
     # -- in-place neuron reindexing (permute or slice) ---------------------------------
+    @torch.inference_mode(False)
     @torch.no_grad()
     def select_neurons(self, index: torch.Tensor) -> None:
         """Keep neurons ``index`` (in that order) in every FFN projection, in place.
 
         A permutation reorders neurons (output unchanged); a subset slices them away
         (the FFN becomes physically smaller). Linear ``in/out_features`` are updated.
+        The new weights are ordinary tensors even when called under inference mode.
         """
         index = index.to(self.down.weight.device)
         n = self.n_neurons

@@ -211,6 +211,34 @@ def count_sequences(lm: LoadedModel, partition: Partition, seqs: list[list[int]]
     return out
 
 
+def _count_distributed(lm, partition, seqs: Sequences, definitions, batch_size, coactivation, store, parts):
+    """One language across the processes of the current accelerate state; counts summed by reduce."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list, reduce
+
+    state = PartialState()
+    flag = [store.load("counts", parts) is not None] if state.is_main_process else [None]
+    broadcast_object_list(flag)
+    if flag[0]:
+        return store.load("counts", parts)[0]
+    mine = seqs.input_ids[state.process_index::state.num_processes]
+    out = count_sequences(lm, partition, mine, definitions, batch_size, coactivation) if mine else None
+    result = {}
+    for name, shape in (("counts", (partition.n_layers, partition.n_experts)), ("tokens", ()),
+                        ("coactivation", (partition.n_layers, partition.n_experts, partition.n_experts))):
+        if name == "coactivation" and not coactivation:
+            continue
+        local = torch.as_tensor(out[name] if out else np.zeros(shape), dtype=torch.float64, device=lm.device)
+        result[name] = reduce(local, reduction="sum").cpu().numpy()
+    result["counts"] = result["counts"].round().astype(np.int64)
+    result["tokens"] = np.array(int(round(float(result["tokens"]))), dtype=np.int64)
+    result["characters"] = np.array(seqs.characters, dtype=np.int64)
+    if state.is_main_process:
+        store.save("counts", parts, result, {"language": parts["language"]})
+    state.wait_for_everyone()
+    return result
+
+
 @dataclass
 class Profile:
     """Expert activation counts of several languages under one model, partition and definitions.
@@ -290,11 +318,17 @@ def profile_languages(
     store: Store | None = None,
     progress: bool = True,
     texts_fn=None,
+    distributed: bool = False,
 ) -> Profile:
     """Count expert activations for each language on its UDHR text (cached per language).
 
     languages: keys, names or a selection string understood by babel_lib.corpus.resolve_languages.
     texts_fn(lang, split) -> list of paragraphs; defaults to babel_lib.corpus.texts.
+    distributed: data-parallel over the processes of an ``accelerate launch`` (or any
+    torch.distributed group): each process counts every N-th sequence and the counts are
+    summed by a reduce. Counts are additive over sequences, so N processes give the
+    single-process counts exactly when batches hold the same sequences (batch_size=1);
+    other batchings can move bf16 rounding at top-k ties. Only the main process writes the cache.
     """
     from tqdm.auto import tqdm
 
@@ -320,13 +354,16 @@ def profile_languages(
             out["characters"] = np.array(seqs.characters, dtype=np.int64)
             return out, {"language": lang}
 
-        hit = store.load("counts", parts)
-        if hit is None:
-            arrays, _ = compute()
-            store.save("counts", parts, arrays, {"language": lang})
+        if distributed:
+            arrays = _count_distributed(lm, partition, seqs, definitions, batch_size, coactivation, store, parts)
         else:
-            arrays = hit[0]
-            bar.update(seqs.counted_tokens)
+            hit = store.load("counts", parts)
+            if hit is None:
+                arrays, _ = compute()
+                store.save("counts", parts, arrays, {"language": lang})
+            else:
+                arrays = hit[0]
+                bar.update(seqs.counted_tokens)
         results.append(arrays)
         bar.set_postfix_str(lang)
     bar.close()

@@ -86,3 +86,31 @@ def partition_quality(lm: LoadedModel, partitions: dict[str, Partition], seqs: l
                 row["within_coactivation"] = within[l.index]
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+@torch.inference_mode()
+def moe_agreement(lm: LoadedModel, partition: Partition, seqs: list[list[int]], top_k_fraction: float = 1.0,
+                  batch_size: int = 8) -> dict:
+    """Compare the MoE view (top-k experts per token, oracle scores) with the dense model.
+
+    Returns max_abs_logit_diff, mean_abs_logit_diff (over counted positions) and
+    top1_agreement (share of counted positions whose most likely next token is unchanged),
+    plus tokens. With top_k_fraction=1.0 this is the dense-equivalence check.
+    """
+    from .moefy import moe_view
+
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    max_diff, sum_diff, agree, n = 0.0, 0.0, 0, 0
+    for batch in batches_by_length(seqs, batch_size):
+        ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
+        dense = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[count].float()
+        with moe_view(lm.model, partition, top_k_fraction=top_k_fraction):
+            moe = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[count].float()
+        diff = (dense - moe).abs()
+        max_diff = max(max_diff, float(diff.max()))
+        sum_diff += float(diff.mean(1).sum())
+        agree += int((dense.argmax(1) == moe.argmax(1)).sum())
+        n += int(count.sum())
+    return {"top_k_fraction": top_k_fraction, "max_abs_logit_diff": max_diff, "mean_abs_logit_diff": sum_diff / n,
+            "top1_agreement": agree / n, "tokens": n}

@@ -26,7 +26,7 @@ def manual_counts(lm, partition, seqs, definitions):
     values = {}
     counts = np.zeros((partition.n_layers, partition.n_experts), dtype=np.int64)
     for seq in seqs:
-        with ffn_pre_hooks(lm.model, lambda i, a: values.__setitem__(i, a[0].detach().double())):
+        with ffn_pre_hooks(lm.model, lambda i, a: values.__setitem__(i, a.detach().double().reshape(-1, a.shape[-1]))):
             lm.model.base_model(input_ids=torch.tensor([seq]))
         for layer in range(partition.n_layers):
             a = values[layer][1:]  # drop BOS

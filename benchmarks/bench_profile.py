@@ -1,0 +1,164 @@
+"""Profiling throughput and memory against a bare backbone forward and a store-then-count baseline.
+
+Gemma 3 270M (bf16 by default), batch 8 x 128 of real UDHR text, experts of 32 neurons,
+top-20% rule. Throughput is timed interleaved (bare, profiled, stored, bare, ...) in one
+process after a warm-up, so machine drift cancels in the ratios; the median of the
+per-round ratios is reported. Peak memory is each variant's peak RSS in a fresh subprocess
+(model included), so the ratio says what a user's process really needs.
+
+    python benchmarks/bench_profile.py [--rounds 12] [--model gemma-3-270m] [--dtype bfloat16]
+
+Last line: RESULT profile_vs_forward=... store_vs_forward=... profile_vs_store=... mem_profile_vs_forward=...
+mem_store_vs_forward=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def make_batch(lm, batch: int, length: int) -> torch.Tensor:
+    from babel_lib import corpus
+
+    text = " ".join(corpus.texts("eng", "all"))
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    need = batch * (length - 1)
+    ids = (ids * (need // len(ids) + 1))[:need]
+    rows = [[lm.tokenizer.bos_token_id] + ids[i * (length - 1):(i + 1) * (length - 1)] for i in range(batch)]
+    return torch.tensor(rows, device=lm.device)
+
+
+class StoreThenCount:
+    """Baseline: hooks keep every layer's neuron values (as activation-caching tools do), counted after the forward."""
+
+    def __init__(self, lm, partition, definitions):
+        from babel_lib.hooks import ffn_pre_hooks
+
+        self.lm, self.partition, self.defs = lm, partition, definitions
+        self.stored = {}
+        self.counts = torch.zeros(partition.n_layers, partition.n_experts, dtype=torch.int64)
+        self._ctx = ffn_pre_hooks(lm.model, lambda i, a: self.stored.__setitem__(i, a.detach().clone()))
+
+    def __enter__(self):
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+    def count(self):
+        from babel_lib.profile import activated
+
+        for layer, a in self.stored.items():
+            flat = a[:, 1:].reshape(-1, a.shape[-1]).float().abs()
+            onehot = torch.nn.functional.one_hot(torch.from_numpy(self.partition.labels[layer]),
+                                                 self.partition.n_experts).float()
+            s = flat @ onehot
+            self.counts[layer] += activated(s, self.defs, self.partition.expert_size).sum(0)
+        self.stored.clear()
+
+
+def setup(args):
+    from babel_lib.models import load_model
+    from babel_lib.moefy import build_partition
+
+    lm = load_model(args.model, dtype=args.dtype)
+    part = build_partition(lm, expert_size=32, method="random")
+    ids = make_batch(lm, args.batch, args.length)
+    return lm, part, ids
+
+
+def run_variant(variant: str, lm, part, ids, steps: int) -> float:
+    """Seconds for ``steps`` forwards of ``variant`` ('bare', 'profile', 'store')."""
+    from babel_lib.adapters import backbone
+    from babel_lib.profile import Definitions, ExpertCounter
+
+    body = backbone(lm.model)
+    attn = torch.ones_like(ids)
+    valid = attn.bool().clone()
+    valid[:, 0] = False
+    defs = Definitions()
+    with torch.inference_mode():
+        if variant == "bare":
+            t = time.perf_counter()
+            for _ in range(steps):
+                body(input_ids=ids, attention_mask=attn, use_cache=False)
+            return time.perf_counter() - t
+        if variant == "profile":
+            with ExpertCounter(lm.model, part, defs) as counter:
+                t = time.perf_counter()
+                for _ in range(steps):
+                    counter.set_valid(valid)
+                    body(input_ids=ids, attention_mask=attn, use_cache=False)
+                return time.perf_counter() - t
+        with StoreThenCount(lm, part, defs) as store:
+            t = time.perf_counter()
+            for _ in range(steps):
+                body(input_ids=ids, attention_mask=attn, use_cache=False)
+                store.count()
+            return time.perf_counter() - t
+
+
+def peak_rss_child(args) -> None:
+    import resource
+
+    lm, part, ids = setup(args)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_variant(args.child, lm, part, ids, 3)
+    print(json.dumps({"before_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=2, help="forwards per variant per round")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return peak_rss_child(args)
+
+    lm, part, ids = setup(args)
+    tokens = ids.numel() * args.steps
+    for v in ("bare", "profile", "store"):  # warm-up
+        run_variant(v, lm, part, ids, 2)
+    times = {"bare": [], "profile": [], "store": []}
+    for r in range(args.rounds):
+        order = ("bare", "profile", "store") if r % 2 == 0 else ("store", "profile", "bare")
+        for v in order:
+            times[v].append(run_variant(v, lm, part, ids, args.steps))
+    ratio = lambda a, b: statistics.median(tb / ta for ta, tb in zip(times[a], times[b]))  # noqa: E731
+    for v, ts in times.items():
+        print(f"{v:8s} median {statistics.median(ts) / args.steps * 1e3:8.1f} ms/batch  "
+              f"{tokens / statistics.median(ts):8.0f} tokens/s")
+    prof_vs_fwd = ratio("profile", "bare")   # throughput(profile) / throughput(bare)
+    store_vs_fwd = ratio("store", "bare")
+    prof_vs_store = ratio("profile", "store")
+
+    mem = {}
+    for v in ("bare", "profile", "store"):
+        out = subprocess.run([sys.executable, __file__, "--child", v, "--model", args.model, "--dtype", args.dtype,
+                              "--batch", str(args.batch), "--length", str(args.length)],
+                             capture_output=True, text=True, check=True)
+        mem[v] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{v:8s} peak RSS {mem[v]['peak_kb'] / 1024:8.0f} MiB (after load {mem[v]['before_kb'] / 1024:.0f} MiB)")
+    mem_prof = mem["profile"]["peak_kb"] / mem["bare"]["peak_kb"]
+    mem_store = mem["store"]["peak_kb"] / mem["bare"]["peak_kb"]
+    print(f"model {args.model} {args.dtype}, batch {args.batch} x {args.length}, {args.rounds} interleaved rounds, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"RESULT profile_vs_forward={prof_vs_fwd:.3f} store_vs_forward={store_vs_fwd:.3f} "
+          f"profile_vs_store={prof_vs_store:.3f} mem_profile_vs_forward={mem_prof:.3f} mem_store_vs_forward={mem_store:.3f}")
+
+
+if __name__ == "__main__":
+    main()

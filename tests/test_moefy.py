@@ -1,0 +1,114 @@
+"""Partitions: every method, persistence, refusal of a model they do not fit; the MoE view."""
+
+import numpy as np
+import pytest
+import torch
+
+from babel_lib.cache import Store
+from babel_lib.errors import PartitionMismatchError
+from babel_lib.moefy import Partition, build_partition, moe_view
+from babel_lib.profile import build_sequences, neuron_coactivation
+from babel_lib.quality import moe_agreement, partition_quality
+from babel_lib.testing import TINY_TYPES, tiny_model
+
+
+@pytest.mark.parametrize("method", ["kmeans", "random", "coactivation"])
+def test_each_method_gives_equal_experts_deterministically(method, tmp_path):
+    lm = tiny_model("llama")
+    co = None
+    if method == "coactivation":
+        seqs = build_sequences(lm.tokenizer, ["Some text to measure co-activation on, twice over."] * 4, 200, 32)
+        co, tokens = neuron_coactivation(lm, seqs.input_ids, top_k_fraction=0.2)
+        assert co.shape == (2, 128, 128) and tokens == seqs.counted_tokens
+    a = build_partition(lm, expert_size=16, method=method, seed=1, coactivation=co, store=Store(tmp_path / "a"))
+    b = build_partition(lm, expert_size=16, method=method, seed=1, coactivation=co, store=Store(tmp_path / "b"))
+    assert a.labels.shape == (2, 128) and a.n_experts == 8
+    for layer in range(2):
+        assert (np.bincount(a.labels[layer], minlength=8) == 16).all()
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.key == b.key
+
+
+@pytest.mark.parametrize("features", ["gate", "up", "both"])
+def test_kmeans_features(features, tmp_path):
+    lm = tiny_model("gemma3_text")
+    p = build_partition(lm, expert_size=32, features=features, store=Store(tmp_path))
+    assert p.features == features and p.n_experts == 4
+
+
+def test_save_load_roundtrip_and_mismatch(tmp_path):
+    lm = tiny_model("llama")
+    p = build_partition(lm, expert_size=16, method="random", store=Store(tmp_path))
+    q = Partition.load(p.save(tmp_path / "p.npz"))
+    np.testing.assert_array_equal(p.labels, q.labels)
+    assert q.key == p.key and q.model_fingerprint == lm.fingerprint
+    q.check_fits(lm)
+    other = tiny_model("bloom")  # 256 neurons
+    with pytest.raises(PartitionMismatchError, match="does not fit model"):
+        q.check_fits(other)
+    same_shape = tiny_model("llama", seed=5)  # same shape, other weights
+    with pytest.raises(PartitionMismatchError, match="different weights"):
+        q.check_fits(same_shape)
+
+
+@pytest.mark.parametrize("size", [0, 3, 100, 7.5])
+def test_expert_size_must_divide_width(size, tmp_path):
+    with pytest.raises(PartitionMismatchError, match="does not divide the FFN width 128"):
+        build_partition(tiny_model("llama"), expert_size=size, store=Store(tmp_path))
+
+
+def test_bad_method_and_missing_coactivation(tmp_path):
+    lm = tiny_model("llama")
+    with pytest.raises(ValueError, match="method must be"):
+        build_partition(lm, method="metis", store=Store(tmp_path))
+    with pytest.raises(ValueError, match="needs coactivation"):
+        build_partition(lm, method="coactivation", store=Store(tmp_path))
+
+
+@pytest.mark.parametrize("model_type", TINY_TYPES)
+def test_moe_view_with_all_experts_equals_dense(model_type, tmp_path):
+    lm = tiny_model(model_type)
+    n = lm.model.config.to_dict().get("intermediate_size") or 0
+    part = build_partition(lm, expert_size=16, method="kmeans", store=Store(tmp_path))
+    ids = torch.randint(4, 260, (2, 10))
+    with torch.no_grad():
+        dense = lm.model(input_ids=ids).logits
+        with moe_view(lm.model, part, top_k_fraction=1.0):
+            all_topk = lm.model(input_ids=ids).logits
+        with moe_view(lm.model, part, experts={l: np.arange(part.n_experts) for l in range(part.n_layers)}):
+            all_fixed = lm.model(input_ids=ids).logits
+        with moe_view(lm.model, part, top_k_fraction=0.25):
+            sparse = lm.model(input_ids=ids).logits
+        after = lm.model(input_ids=ids).logits
+    torch.testing.assert_close(all_topk, dense, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(all_fixed, dense, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(after, dense, rtol=0, atol=0)  # weights restored
+    assert (sparse - dense).abs().max() > 1e-3  # dropping experts changes outputs
+
+
+def test_moe_view_rejects_bad_input(tmp_path):
+    lm = tiny_model("llama")
+    part = build_partition(lm, expert_size=16, method="random", store=Store(tmp_path))
+    with pytest.raises(ValueError, match="exactly one"):
+        with moe_view(lm.model, part):
+            pass
+    with pytest.raises(ValueError, match="expert ids must be in"):
+        with moe_view(lm.model, part, experts={0: [99]}):
+            pass
+
+
+def test_quality_kmeans_beats_random(tmp_path):
+    lm = tiny_model("llama")
+    store = Store(tmp_path)
+    seqs = build_sequences(lm.tokenizer, ["A fairly long paragraph of English text used for quality checks."] * 6,
+                           300, 32).input_ids
+    co, _ = neuron_coactivation(lm, seqs)
+    parts = {"coactivation": build_partition(lm, expert_size=16, method="coactivation", coactivation=co, store=store),
+             "random": build_partition(lm, expert_size=16, method="random", store=store)}
+    q = partition_quality(lm, parts, seqs, coactivation=co)
+    assert set(q.columns) >= {"partition", "layer", "mass_captured", "balance", "within_coactivation"}
+    assert ((q.mass_captured > 0) & (q.mass_captured <= 1)).all() and ((q.balance > 0) & (q.balance <= 1)).all()
+    by = q.groupby("partition").mean(numeric_only=True)
+    assert by.loc["coactivation", "within_coactivation"] > by.loc["random", "within_coactivation"]
+    eq = moe_agreement(lm, parts["random"], seqs, top_k_fraction=1.0)
+    assert eq["max_abs_logit_diff"] < 1e-3 and eq["top1_agreement"] == 1.0
