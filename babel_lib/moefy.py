@@ -77,8 +77,12 @@ class Partition:
         """Neuron indices (ascending) of one expert."""
         return np.flatnonzero(self.labels[layer] == expert)
 
-    def check_fits(self, lm: LoadedModel) -> None:
-        """Raise PartitionMismatchError unless this partition was built for ``lm``'s FFN shape and weights."""
+    def check_fits(self, lm: LoadedModel, allow_other_model: bool = False) -> None:
+        """Raise PartitionMismatchError unless this partition was built for ``lm``'s FFN shape and weights.
+
+        allow_other_model: accept another model of the same FFN shape (e.g. a fine-tuned
+        version of the partition's model), deliberately; the shape is still checked.
+        """
         layers = ffn_layers(lm.model)
         shape = (len(layers), layers[0].n_neurons if layers else 0)
         if shape != tuple(self.labels.shape):
@@ -87,7 +91,8 @@ class Partition:
                 f"does not fit model {lm.name!r} with {shape[0]} layers x {shape[1]} neurons. Build one for this "
                 "model with babel_lib.moefy.build_partition(model)."
             )
-        if self.model_fingerprint and lm.fingerprint and self.model_fingerprint != lm.fingerprint:
+        if (not allow_other_model and self.model_fingerprint and lm.fingerprint
+                and self.model_fingerprint != lm.fingerprint):
             raise PartitionMismatchError(
                 f"Partition was built for {self.model_name!r} (fingerprint {self.model_fingerprint}) but the model "
                 f"is {lm.name!r} (fingerprint {lm.fingerprint}): same shape, different weights. Build one for this "

@@ -319,6 +319,7 @@ def profile_languages(
     progress: bool = True,
     texts_fn=None,
     distributed: bool = False,
+    allow_other_model: bool = False,
 ) -> Profile:
     """Count expert activations for each language on its UDHR text (cached per language).
 
@@ -329,12 +330,14 @@ def profile_languages(
     summed by a reduce. Counts are additive over sequences, so N processes give the
     single-process counts exactly when batches hold the same sequences (batch_size=1);
     other batchings can move bf16 rounding at top-k ties. Only the main process writes the cache.
+    allow_other_model: reuse a partition built for another model of the same FFN shape (e.g. a
+    base model's partition on its fine-tuned version), deliberately: only the shape is checked.
     """
     from tqdm.auto import tqdm
 
     from . import corpus
 
-    partition.check_fits(lm)
+    partition.check_fits(lm, allow_other_model=allow_other_model)
     langs = corpus.resolve_languages(languages) if texts_fn is None else list(languages)
     texts_fn = texts_fn or corpus.texts
     store = store or Store()

@@ -1,0 +1,147 @@
+"""The command line: ``python -m babel_lib`` or ``babel``.
+
+    babel run [CHAPTER ...] [--profile smoke|default|paper] [-p KEY VALUE ...]
+    babel build [--no-strict] [--output DIR]
+    babel check-fresh
+    babel profiles
+
+To add a subcommand, write one function decorated with :func:`subcommand` that adds its
+parser to *subparsers* and sets ``handler`` (a function of the parsed args returning an
+exit code); keep heavy imports inside the handler.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+#: The functions that add one subcommand each, in the order they appear in --help.
+SUBCOMMANDS = []
+
+
+def subcommand(add):
+    """Register *add(subparsers)*, a function that adds one subcommand."""
+    SUBCOMMANDS.append(add)
+    return add
+
+
+def parse_value(text: str):
+    """A -p value: JSON when it parses (numbers, lists, true/null), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@subcommand
+def add_run(subparsers):
+    p = subparsers.add_parser("run", help="execute chapters with papermill into book/",
+                              description="Execute chapters (all when none is named) into book/, "
+                                          "then regenerate book/_toc.yml.")
+    p.add_argument("chapters", nargs="*", metavar="CHAPTER",
+                   help="chapter name, number or notebook path (default: all)")
+    p.add_argument("--profile", default="default", choices=["smoke", "default", "paper"],
+                   help="parameter profile (default: default)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="override one parameter; VALUE is parsed as JSON when possible")
+    p.add_argument("--output", default="book", help="folder for the executed copies (default: book)")
+
+    def handler(args):
+        from babel_lib import book
+
+        overrides = {k: parse_value(v) for k, v in args.parameter}
+        paths = book.run_all(args.profile, overrides, args.output, names=args.chapters or None)
+        for path in paths:
+            print(path)
+        if not paths:
+            print(f"no chapters (NN_topic.ipynb) in {book.NOTEBOOKS_DIR}", file=sys.stderr)
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+@subcommand
+def add_build(subparsers):
+    p = subparsers.add_parser("build", help="render the executed chapters as HTML (Jupyter Book)")
+    p.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
+    p.add_argument("--output", default=None,
+                   help="folder for _build/ (default: book, so the site is book/_build/html)")
+
+    def handler(args):
+        from babel_lib import book
+
+        html = book.build_book(strict=not args.no_strict, path_output=args.output)
+        print(f"book: {html / 'index.html'}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+@subcommand
+def add_check_fresh(subparsers):
+    p = subparsers.add_parser("check-fresh", help="fail if an executed chapter is stale")
+    p.add_argument("--output", default="book", help="folder of the executed copies (default: book)")
+
+    def handler(args):
+        from babel_lib import book
+
+        problems = book.check_fresh(args.output)
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print("all executed chapters are fresh")
+        return 1 if problems else 0
+
+    p.set_defaults(handler=handler)
+
+
+@subcommand
+def add_profiles(subparsers):
+    p = subparsers.add_parser("profiles", help="print the parameter profiles")
+
+    def handler(args):
+        from babel_lib import book
+
+        for name, params in book.PROFILES.items():
+            print(f"{name}:")
+            for key, value in params.items():
+                print(f"  {key} = {json.dumps(value)}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="babel", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temp files removed, kernel stopped
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear line, not a traceback, for expected failures
+        from babel_lib.book import ChapterError
+
+        if isinstance(err, (ChapterError, ValueError, FileNotFoundError, RuntimeError)):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

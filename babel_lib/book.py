@@ -1,0 +1,465 @@
+"""The book runner: parameter profiles, papermill execution, freshness stamps, the build.
+
+Chapters are parameterised notebooks ``notebooks/NN_topic.ipynb`` (a cell tagged
+``parameters``). :func:`run_chapter` executes one with papermill into ``book/NN_topic.ipynb``
+(atomically) and stamps the copy's metadata with what produced it; :func:`check_fresh` finds
+executed copies that no longer match their source; :func:`build_book` renders ``book/`` with
+Jupyter Book 1.x, warnings as errors.
+
+Relative paths given to these functions are resolved against the repository root
+(:data:`ROOT`), not the current directory, so the command line works from anywhere.
+Heavy imports (papermill, nbformat) happen inside the functions: ``babel build`` needs only
+jupyter-book and vl-convert.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+#: The repository root (the folder holding notebooks/ and book/); override with BABEL_ROOT.
+ROOT = Path(os.environ.get("BABEL_ROOT") or Path(__file__).resolve().parents[1])
+NOTEBOOKS_DIR = ROOT / "notebooks"
+BOOK_DIR = ROOT / "book"
+CONFIG = ROOT / "_config.yml"
+#: Where a failed run's notebook (with its traceback) is kept; ignored by git.
+FAILED_DIR = ROOT / "artifacts" / "failed"
+#: The vega bundle the offline charts load (see babel_lib.plots), relative to the site
+#: root; build_book writes it into the built site (not into book/_static, whose scripts
+#: Jupyter Book would load on every page).
+VEGA_BUNDLE = Path("_static") / "babel-vega.js"
+
+#: The paper's nine languages, as codes of babel_lib/data/languages.csv (our choice of
+#: variety where the corpus has several: European Portuguese, Simplified Mandarin).
+PAPER_LANGUAGES = ["eng", "fra", "spa", "por_pt", "ben", "urd", "hin", "arb", "cmn_hans"]
+
+#: Parameter profiles. A chapter receives a value only if its `parameters` cell declares
+#: that name; anything a profile leaves out keeps the notebook's own default.
+PROFILES: dict[str, dict] = {
+    # Tests and CI: seconds to a minute a chapter on 2 CPU cores.
+    "smoke": {
+        "model": "gemma-3-270m",
+        "models": ["gemma-3-270m", "smollm2-135m-instruct"],
+        "languages": ["eng", "fra", "cmn_hans"],
+        "max_tokens_per_language": 256,
+        "batch_size": 4,
+        "max_length": 64,
+        "seed": 0,
+        "dtype": "bfloat16",
+        "device": "cpu",
+    },
+    # The book as committed: the offline default model on CPU, minutes a chapter.
+    # Budgets and language sets stay the notebooks' own defaults.
+    "default": {
+        "model": "gemma-3-270m",
+        "models": ["gemma-3-270m", "smollm2-135m-instruct"],
+        "seed": 0,
+        "dtype": "bfloat16",
+        "device": "cpu",
+    },
+    # A GPU setting close to the paper: a 7B model, its nine languages, bigger budgets.
+    # Needs the model on the Hugging Face hub (or a local folder passed with -p model PATH).
+    "paper": {
+        "model": "meta-llama/Llama-2-7b-hf",
+        "models": ["meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1"],
+        "languages": PAPER_LANGUAGES,
+        "expert_size": 32,
+        "top_k_fraction": 0.2,
+        "max_tokens_per_language": 100_000,
+        "batch_size": 16,
+        "max_length": 512,
+        "seed": 0,
+        "dtype": "bfloat16",
+        "device": "cuda",
+    },
+}
+
+_CHAPTER_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
+
+
+class ChapterError(RuntimeError):
+    """A chapter failed to execute; the previous executed copy is left unchanged."""
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _resolve(path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else ROOT / path
+
+
+# ---------------------------------------------------------------------------- chapters
+def chapters(notebooks_dir=NOTEBOOKS_DIR) -> list[Path]:
+    """The chapter sources ``NN_topic.ipynb`` in *notebooks_dir*, sorted by number."""
+    notebooks_dir = _resolve(notebooks_dir)
+    found = [p for p in notebooks_dir.glob("*.ipynb") if _CHAPTER_RE.match(p.stem)]
+    return sorted(found, key=lambda p: (int(p.stem[:2]), p.stem))
+
+
+def find_chapter(name_or_path, notebooks_dir=NOTEBOOKS_DIR) -> Path:
+    """A chapter source from a path, a full name ('01_moefication') or its number ('01', '1')."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".ipynb" and (path.exists() or path.is_absolute()):
+        if not path.exists():
+            raise FileNotFoundError(f"no notebook {path}")
+        return path.resolve()
+    stem = path.stem if path.suffix == ".ipynb" else text
+    sources = chapters(notebooks_dir)
+    for p in sources:
+        if p.stem == stem or (stem.isdigit() and int(p.stem[:2]) == int(stem)):
+            return p
+    names = ", ".join(p.stem for p in sources) or "none"
+    raise ValueError(f"unknown chapter {text!r}; chapters in {_resolve(notebooks_dir)}: {names}")
+
+
+def source_sha256(notebook) -> str:
+    """Hash of a notebook's cell types and sources (outputs and metadata ignored)."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    h = hashlib.sha256()
+    for cell in nb.get("cells", []):
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else src
+        h.update(json.dumps([cell.get("cell_type"), src]).encode("utf-8"))
+    return h.hexdigest()
+
+
+def declared_parameters(notebook) -> dict:
+    """Names (and papermill's info) declared in the notebook's `parameters` cell."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(notebook)))
+
+
+def resolve_parameters(notebook, profile="default", overrides=None) -> dict:
+    """The parameters a run passes: profile values and overrides the notebook declares."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    wanted = {**PROFILES[profile], **(overrides or {})}
+    declared = declared_parameters(notebook)
+    return {k: v for k, v in wanted.items() if k in declared}
+
+
+# ---------------------------------------------------------------------------- running
+@contextlib.contextmanager
+def _environ(**values):
+    """Set environment variables for the block (the kernel inherits them)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: str(v) for k, v in values.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _kernel_manager_class():
+    """A kernel manager that always starts ipykernel in this interpreter (this venv),
+    whatever `python3` kernelspec a user may have installed elsewhere."""
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    class HereKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self):
+            return KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="Python 3 (ipykernel)",
+                language="python",
+            )
+
+    return HereKernelManager
+
+
+def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK_DIR,
+                *, notebooks_dir=NOTEBOOKS_DIR, progress_bar=True) -> Path:
+    """Execute one chapter with papermill into ``output_dir/NN_topic.ipynb``; return its path.
+
+    Only parameters the notebook declares are passed (others are reported and ignored).
+    The kernel runs in this interpreter with cwd = the repository root; the environment
+    tells babel_lib.plots where the book is (BABEL_BOOK_DIR), which chapter runs
+    (BABEL_CHAPTER) and to emit the offline book rendering (BABEL_RENDER=book).
+    The notebook and the chapter's results/ are written to a hidden staging folder and
+    moved into place only on success (stale result files of earlier runs disappear);
+    on failure the notebook with the traceback is copied to artifacts/failed/, the
+    previous executed copy and results stay, and :class:`ChapterError` is raised.
+    """
+    import nbformat
+    import papermill
+
+    source = find_chapter(name_or_path, notebooks_dir)
+    output_dir = _resolve(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target = output_dir / source.name
+    overrides = dict(overrides or {})
+    params = resolve_parameters(source, profile, overrides)
+    ignored = sorted(set(overrides) - set(params))
+    if ignored:
+        print(f"{source.stem}: does not declare {', '.join(ignored)} (ignored)", file=sys.stderr)
+
+    # Everything the run writes goes to a hidden staging folder first: the notebook and
+    # results/<chapter>/ (plots write under $BABEL_BOOK_DIR). Only a successful run
+    # replaces the executed copy and that chapter's results.
+    sha = source_sha256(source)
+    stage = Path(tempfile.mkdtemp(prefix=f".{source.stem}.", suffix=".stage", dir=output_dir))
+    tmp = stage / source.name
+    env = {
+        "BABEL_BOOK_DIR": stage,
+        "BABEL_CHAPTER": source.stem,
+        "BABEL_RENDER": "book",
+        # progress bars inside the kernel are invisible here and clutter the book
+        "TQDM_DISABLE": "1",
+    }
+    try:
+        with _environ(**env):
+            papermill.execute_notebook(
+                str(source), str(tmp), parameters=params, cwd=str(ROOT),
+                progress_bar=progress_bar, kernel_manager_class=_kernel_manager_class(),
+            )
+    except BaseException as err:
+        failed = None
+        if tmp.exists() and tmp.stat().st_size:
+            FAILED_DIR.mkdir(parents=True, exist_ok=True)
+            failed = FAILED_DIR / source.name
+            shutil.copyfile(tmp, failed)
+        shutil.rmtree(stage, ignore_errors=True)
+        if not isinstance(err, Exception):
+            raise
+        kept = f"; previous executed copy kept: {target}" if target.exists() else ""
+        where = f"; notebook with the traceback: {failed}" if failed else ""
+        raise ChapterError(f"chapter {source.stem} failed ({profile} profile): {err}{where}{kept}") from err
+
+    try:
+        nb = nbformat.read(tmp, as_version=4)
+        nb.metadata["babel"] = {
+            "source": _relative(source),
+            "source_sha256": sha,
+            "parameters": params,
+            "profile": profile,
+            "executed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        nbformat.write(nb, tmp)
+        _readable(tmp)
+        _swap_dir(stage / "results" / source.stem, output_dir / "results" / source.stem, stage)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return target
+
+
+def _swap_dir(new: Path, old: Path, trash: Path) -> None:
+    """Put folder *new* in place of *old* (which may not exist); no *new*: remove *old*."""
+    if old.exists():
+        os.replace(old, trash / "replaced")
+    if new.exists():
+        old.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(new, old)
+
+
+def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
+            notebooks_dir=NOTEBOOKS_DIR, names=None) -> list[Path]:
+    """Run every chapter (or those in *names*) in order, then regenerate the toc.
+
+    A failing chapter does not stop the others; a :class:`ChapterError` naming all
+    failures is raised at the end.
+    """
+    sources = [find_chapter(n, notebooks_dir) for n in names] if names else chapters(notebooks_dir)
+    if overrides and sources:
+        declared = set().union(*(declared_parameters(s) for s in sources))
+        unused = sorted(set(overrides) - declared)
+        if unused:
+            raise ValueError(f"no chapter declares {', '.join(unused)}")
+    done, failures = [], []
+    for i, source in enumerate(sources, 1):
+        print(f"[{i}/{len(sources)}] {source.stem} ({profile} profile)", file=sys.stderr, flush=True)
+        try:
+            done.append(run_chapter(source, profile, overrides, output_dir, notebooks_dir=notebooks_dir))
+        except ChapterError as err:
+            print(f"FAILED: {err}", file=sys.stderr)
+            failures.append(str(err))
+    if all(s.parent.resolve() == _resolve(notebooks_dir).resolve() for s in sources):
+        write_toc(output_dir, notebooks_dir)  # not for notebooks from elsewhere
+    if failures:
+        raise ChapterError(f"{len(failures)} chapter(s) failed:\n" + "\n".join(failures))
+    return done
+
+
+# ---------------------------------------------------------------------------- freshness
+def check_fresh(output_dir=BOOK_DIR, *, notebooks_dir=NOTEBOOKS_DIR, profile="default") -> list[str]:
+    """Problems with the executed copies in *output_dir*; an empty list means all fresh.
+
+    A problem: a source without an executed copy, a copy without a stamp, a copy whose
+    stamped source hash differs from its source, a copy run with another profile or
+    other parameters than *profile* gives now (skip this with profile=None), or an
+    executed chapter whose source is gone.
+    """
+    output_dir = _resolve(output_dir)
+    problems = []
+    sources = chapters(notebooks_dir)
+    for source in sources:
+        copy = output_dir / source.name
+        if not copy.exists():
+            problems.append(f"{source.stem}: no executed copy {copy} (run: babel run {source.stem})")
+            continue
+        stamp = json.loads(copy.read_text(encoding="utf-8")).get("metadata", {}).get("babel")
+        if not stamp:
+            problems.append(f"{source.stem}: executed copy has no babel stamp (run: babel run {source.stem})")
+            continue
+        if stamp.get("source_sha256") != source_sha256(source):
+            problems.append(f"{source.stem}: source changed since it was executed (run: babel run {source.stem})")
+            continue
+        if profile is not None:
+            if stamp.get("profile") != profile:
+                problems.append(f"{source.stem}: executed with profile {stamp.get('profile')!r}, not {profile!r}")
+            elif stamp.get("parameters") != resolve_parameters(source, profile):
+                problems.append(f"{source.stem}: parameters differ from the {profile!r} profile "
+                                f"(stamped {stamp.get('parameters')})")
+    names = {s.name for s in sources}
+    for copy in sorted(output_dir.glob("*.ipynb")):
+        if _CHAPTER_RE.match(copy.stem) and copy.name not in names:
+            problems.append(f"{copy.stem}: executed copy without a source in notebooks/ (delete it)")
+    return problems
+
+
+# ---------------------------------------------------------------------------- toc and build
+def toc_text(output_dir=BOOK_DIR, notebooks_dir=NOTEBOOKS_DIR) -> str:
+    """The _toc.yml for the chapters whose source exists in *notebooks_dir*."""
+    lines = [
+        "# Generated by babel_lib.book.write_toc from the notebooks in notebooks/: do not edit.",
+        "format: jb-book",
+        "root: intro",
+    ]
+    names = [p.stem for p in chapters(notebooks_dir)]
+    if names:
+        lines += ["chapters:"] + [f"- file: {n}" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def write_toc(output_dir=BOOK_DIR, notebooks_dir=NOTEBOOKS_DIR) -> Path:
+    """(Re)write ``output_dir/_toc.yml`` from the notebooks present; touch it only if changed."""
+    path = _resolve(output_dir) / "_toc.yml"
+    text = toc_text(output_dir, notebooks_dir)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        _write_atomic(path, text.encode("utf-8"))
+    return path
+
+
+def _readable(path) -> None:
+    """Give a mkstemp file (0600) the permissions a normal new file gets (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write *data* to *path* via a temporary file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _readable(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed as one classic script, wrapped in a function scope so
+    that its top-level names cannot clash with Sphinx's scripts; exposes window.babelVega."""
+    import altair as alt
+    import vl_convert
+
+    version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    snippet = "window.babelVega = {vegaEmbed: vegaEmbed, vega: vega, vegaLite: vegaLite};"
+    body = vl_convert.javascript_bundle(snippet=snippet, vl_version=version)
+    return f"/* vega {vl_convert.get_vega_version()} bundle from vl-convert */\n(function () {{\n{body}\n}})();\n"
+
+
+def write_vega_bundle(html_dir) -> Path:
+    """Write the vega bundle to ``html_dir/_static/babel-vega.js`` if it changed."""
+    path = Path(html_dir) / VEGA_BUNDLE
+    data = vega_bundle().encode("utf-8")
+    if not path.exists() or path.read_bytes() != data:
+        _write_atomic(path, data)
+    return path
+
+
+_EXTERNAL = re.compile(
+    r"<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)\s*=\s*[\"']((?:https?:)?//[^\"']+)",
+    re.IGNORECASE)
+
+
+def external_resources(html_dir) -> list[str]:
+    """'page: url' for every script, stylesheet, image or frame a built page loads from
+    another host (plain <a> links are fine)."""
+    found = []
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        for url in _EXTERNAL.findall(page.read_text(encoding="utf-8", errors="replace")):
+            found.append(f"{page.relative_to(html_dir)}: {url}")
+    return found
+
+
+def jupyter_book_command() -> str:
+    """The `jupyter-book` console script of this environment (next to sys.executable)."""
+    exe = Path(sys.executable).parent / "jupyter-book"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("jupyter-book")
+    if not found:
+        raise FileNotFoundError("jupyter-book not found; install requirements.txt (make setup)")
+    return found
+
+
+def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
+               notebooks_dir=NOTEBOOKS_DIR) -> Path:
+    """Render the executed chapters in *book_dir* to HTML; return the HTML folder.
+
+    Regenerates _toc.yml, runs
+    ``jupyter-book build BOOK --config _config.yml --toc BOOK/_toc.yml --all -W --keep-going``
+    (no -W unless *strict*), writes the vega bundle to the site's _static/, copies
+    BOOK/results/ into the site and, if *strict*, fails when a page loads anything from
+    another host. The site lands in
+    ``PATH_OUTPUT/_build/html`` (default: BOOK/_build/html).
+    """
+    book_dir = _resolve(book_dir)
+    path_output = _resolve(path_output) if path_output else book_dir
+    write_toc(book_dir, notebooks_dir)
+    missing = [p.stem for p in chapters(notebooks_dir) if not (book_dir / p.name).exists()]
+    if missing:
+        raise RuntimeError(f"no executed copy in {book_dir} of: {', '.join(missing)}; "
+                           f"run: python -m babel_lib run {' '.join(missing)}")
+    cmd = [jupyter_book_command(), "build", str(book_dir), "--config", str(CONFIG),
+           "--toc", str(book_dir / "_toc.yml"), "--path-output", str(path_output), "--all"]
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode:
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}): {' '.join(cmd)}")
+    html = path_output / "_build" / "html"
+    write_vega_bundle(html)
+    results = book_dir / "results"
+    if results.is_dir():
+        shutil.copytree(results, html / "results", dirs_exist_ok=True)
+    external = external_resources(html)
+    if external and strict:
+        raise RuntimeError("pages load resources from other hosts (not offline-safe):\n"
+                           + "\n".join(external))
+    return html

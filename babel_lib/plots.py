@@ -1,0 +1,268 @@
+"""Altair charts that show in the offline book and stay interactive in JupyterLab.
+
+Use in a chapter::
+
+    from babel_lib import plots
+    plots.setup("01_moefication")                    # renderer, theme, results folder
+    chart = plots.heatmap(df, "expert", "layer", "frequency", facet="language")
+    plots.show(chart, "frequency_heatmaps", image=True, table=df)
+
+How charts are rendered (the renderer "babel", enabled by :func:`setup`):
+
+* In the book (the runner sets ``BABEL_RENDER=book``) a chart becomes ``text/html``: a
+  ``div`` holding a static PNG fallback and a script that draws the interactive chart with
+  vega-embed from ``_static/babel-vega.js`` (one bundle for the whole site, written from
+  ``vl_convert.javascript_bundle()`` by the build, nothing from a CDN). Where that bundle is
+  missing (GitHub's notebook view, an executed copy opened in JupyterLab) the PNG stays.
+* Interactively (JupyterLab) a chart becomes the Vega-Lite JSON mimetype, drawn by
+  JupyterLab's built-in vega extension, offline. JupyterLab 4 knows the mimetype only up to
+  ``application/vnd.vegalite.v5+json``; Altair 6 writes Vega-Lite 6 specs, which that
+  renderer draws (heatmaps, bars, lines and facets are the same in both versions). Altair's
+  own default renderer would load vega from a CDN and show nothing offline.
+  JupyterLab prefers text/html over the vega mimetype, so the two modes never share a bundle.
+
+Data size: interactive charts carry their data inline (in the notebook and the page), so
+:func:`setup` keeps Altair's row limit, raised deliberately to :data:`MAX_ROWS`. Bigger
+charts (e.g. 18 layers x 64 experts x 9 languages, or 24 x 2048 neurons) go through
+``show(..., image=True)``: a PNG rendered by vl-convert at scale 2, with the full data saved
+as CSV beside it (``table=``) for readers to download.
+
+Colours: one sequential scheme for frequencies (:data:`SEQUENTIAL`, viridis) and one
+diverging scheme centred on 0 for differences (:data:`DIVERGING`, redblue), set in the
+theme and used by :func:`heatmap`.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import struct
+import uuid
+from pathlib import Path
+
+import altair as alt
+
+from babel_lib import book
+
+SEQUENTIAL = "viridis"
+DIVERGING = "redblue"
+#: Row limit for charts that embed their data (interactive views); use image=True beyond.
+MAX_ROWS = 10_000
+#: The mimetype JupyterLab's built-in vega extension renders (see the module docstring).
+VEGALITE_MIME = "application/vnd.vegalite.v5+json"
+_VL_VERSION = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+_EMBED_OPTIONS = {"renderer": "svg", "mode": "vega-lite",
+                  "actions": {"export": True, "source": False, "compiled": False, "editor": False}}
+_chapter: str | None = None
+
+
+# ---------------------------------------------------------------------------- setup
+def theme() -> dict:
+    """The book's Altair theme: font sizes and the two colour schemes."""
+    return {
+        "config": {
+            "title": {"fontSize": 15, "anchor": "start", "offset": 8},
+            "axis": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal"},
+            "legend": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal"},
+            "header": {"labelFontSize": 12, "titleFontSize": 13},
+            "range": {
+                "heatmap": {"scheme": SEQUENTIAL},
+                "ramp": {"scheme": SEQUENTIAL},
+                "diverging": {"scheme": DIVERGING},
+            },
+            "view": {"continuousWidth": 420, "continuousHeight": 280},
+        }
+    }
+
+
+def setup(chapter: str | None = None) -> None:
+    """Register and enable the "babel" renderer and theme; set the chapter whose results
+    folder :func:`show` writes to (default: $BABEL_CHAPTER, set by the runner, else 'scratch')."""
+    global _chapter
+    _chapter = chapter
+    alt.renderers.register("babel", render)
+    alt.renderers.enable("babel")
+    alt.theme.register("babel", enable=True)(theme)
+    alt.data_transformers.enable("default", max_rows=MAX_ROWS)
+
+
+def current_chapter() -> str:
+    """The chapter :func:`show` writes results for."""
+    return _chapter or os.environ.get("BABEL_CHAPTER") or "scratch"
+
+
+# ---------------------------------------------------------------------------- files
+def book_dir() -> Path:
+    """The book folder: $BABEL_BOOK_DIR (set by the runner) or the repository's book/."""
+    return Path(os.environ.get("BABEL_BOOK_DIR") or book.BOOK_DIR)
+
+
+def results_dir(chapter: str | None = None) -> Path:
+    """``book/results/<chapter>/`` (created): the data and figures beside a chapter."""
+    path = book_dir() / "results" / _safe(chapter or current_chapter())
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_table(df, chapter: str | None, name: str) -> Path:
+    """Write *df* as ``results/<chapter>/<name>.csv`` atomically; return the path."""
+    path = results_dir(chapter) / f"{_safe(name)}.csv"
+    book._write_atomic(path, df.to_csv(index=False).encode("utf-8"))
+    return path
+
+
+def download_link(path, label: str | None = None):
+    """An HTML link to a file under the book folder, relative so it works in the built
+    site (which serves results/) and in JupyterLab next to the executed copy."""
+    from IPython.display import HTML
+
+    path = Path(path)
+    href = path.resolve().relative_to(book_dir().resolve()).as_posix()
+    size = path.stat().st_size
+    text = html.escape(label or path.name)
+    return HTML(f'<p class="babel-download">Download: <a href="{html.escape(href)}" download>'
+                f"{text}</a> ({_human(size)})</p>")
+
+
+# ---------------------------------------------------------------------------- charts
+def heatmap(df, x: str, y: str, color: str, facet: str | None = None, columns: int = 3,
+            diverging: bool = False, title: str | None = None, tooltip=None,
+            width: int | None = None, height: int | None = None) -> alt.Chart:
+    """A heatmap of a tidy DataFrame: one rect per (x, y), coloured by *color*.
+
+    x and y default to ordinal, color to quantitative, facet to nominal (append ':Q' etc.
+    to override). diverging=True uses the diverging scheme centred on 0 (differences);
+    otherwise the sequential scheme (frequencies). With *facet*, one panel per value,
+    *columns* a row.
+    """
+    xf, yf, cf = _typed(x, "O"), _typed(y, "O"), _typed(color, "Q")
+    nx, ny = df[_field(x)].nunique(), df[_field(y)].nunique()
+    scale = (alt.Scale(scheme=DIVERGING, domainMid=0) if diverging else alt.Scale(scheme=SEQUENTIAL))
+    if tooltip is None:
+        tooltip = [xf, yf, alt.Tooltip(cf, format=".4g")] + ([_typed(facet, "N")] if facet else [])
+    chart = alt.Chart(df).mark_rect().encode(
+        x=alt.X(xf, axis=_axis(df[_field(x)], nx)),
+        y=alt.Y(yf, axis=_axis(df[_field(y)], ny)),
+        color=alt.Color(cf, scale=scale),
+        tooltip=tooltip,
+    )
+    panel_w = width or min(12 * nx, 560 if facet is None else 240)
+    panel_h = height or min(14 * ny, 360 if facet is None else 180)
+    chart = chart.properties(width=max(panel_w, 60), height=max(panel_h, 40))
+    if facet:
+        chart = chart.facet(facet=alt.Facet(_typed(facet, "N")), columns=columns)
+    if title:
+        chart = chart.properties(title=title)
+    return chart
+
+
+def show(chart, name: str, *, image: bool = False, table=None):
+    """Display *chart* and keep a copy in the chapter's results folder.
+
+    image=False: interactive (see the module docstring); writes ``<name>.vl.json``.
+    image=True: a PNG rendered by vl-convert at scale 2, shown at natural size; writes
+    ``<name>.png`` (any number of rows). table: a DataFrame saved as ``<name>.csv`` with a
+    download link under the chart. Returns None (the files are in :func:`results_dir`).
+    """
+    from IPython.display import Image, display
+
+    name = _safe(name)
+    folder = results_dir()
+    if image:
+        with alt.data_transformers.enable("default", max_rows=None):
+            spec = chart.to_dict()
+        png = _png(spec, scale=2)
+        path = folder / f"{name}.png"
+        book._write_atomic(path, png)
+        width = struct.unpack(">I", png[16:20])[0]
+        display(Image(data=png, width=width // 2))
+    else:
+        try:
+            spec = chart.to_dict()
+        except alt.MaxRowsError as err:
+            raise ValueError(f"chart {name!r} has more than {MAX_ROWS} rows: aggregate it, or "
+                             "use show(..., image=True) and save the data with table=") from err
+        path = folder / f"{name}.vl.json"
+        book._write_atomic(path, json.dumps(spec, indent=1).encode("utf-8"))
+        display(render(spec), raw=True)
+    if table is not None:
+        display(download_link(save_table(table, current_chapter(), name), f"{name}.csv (full data)"))
+
+
+def render(spec: dict, **metadata) -> dict:
+    """The "babel" Altair renderer: a mimebundle for the book or for JupyterLab."""
+    text = f"<Altair chart: {spec.get('title', '') or 'untitled'}>"
+    if os.environ.get("BABEL_RENDER") == "book":
+        return {"text/html": _book_html(spec), "text/plain": text}
+    return {VEGALITE_MIME: spec, "text/plain": text}
+
+
+def _book_html(spec: dict) -> str:
+    """A div with a PNG fallback and a script that draws the chart with the site's bundle."""
+    uid = f"babel-vega-{uuid.uuid4().hex[:12]}"
+    png = base64.b64encode(_png(spec, scale=1)).decode("ascii")
+    data = json.dumps(spec).replace("</", "<\\/")
+    options = json.dumps(_EMBED_OPTIONS)
+    return f"""<div id="{uid}" class="babel-vega"><img class="babel-vega-fallback" alt="chart" src="data:image/png;base64,{png}"></div>
+<script type="text/javascript">
+(function () {{
+  var el = document.getElementById("{uid}");
+  var spec = {data};
+  function draw() {{
+    window.babelVega.vegaEmbed(el, spec, {options}).then(function () {{
+      var img = el.querySelector(".babel-vega-fallback");
+      if (img) {{ img.remove(); }}
+    }}).catch(function (err) {{ console.error("chart {uid}:", err); }});
+  }}
+  if (window.babelVega) {{ draw(); return; }}
+  if (!window.babelVegaLoading) {{
+    window.babelVegaLoading = new Promise(function (resolve, reject) {{
+      var s = document.createElement("script");
+      s.src = (document.documentElement.dataset.content_root || "") + "_static/babel-vega.js";
+      s.onload = resolve;
+      s.onerror = reject;
+      document.head.appendChild(s);
+    }});
+  }}
+  window.babelVegaLoading.then(draw, function () {{ /* no bundle here: keep the PNG */ }});
+}})();
+</script>"""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _png(spec: dict, scale: float) -> bytes:
+    import vl_convert
+
+    return vl_convert.vegalite_to_png(spec, vl_version=_VL_VERSION, scale=scale)
+
+
+def _safe(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._")
+    if not safe:
+        raise ValueError(f"not a usable file name: {name!r}")
+    return safe
+
+
+def _field(shorthand: str) -> str:
+    return shorthand.split(":")[0]
+
+
+def _typed(shorthand: str, default_type: str) -> str:
+    return shorthand if ":" in shorthand else f"{shorthand}:{default_type}"
+
+
+def _axis(values, n: int) -> alt.Axis:
+    """Label every k-th category when there are many (64 experts, 2048 neurons)."""
+    if n <= 32:
+        return alt.Axis(labelAngle=0)
+    step = -(-n // 16)
+    return alt.Axis(values=sorted(values.unique().tolist())[::step], labelAngle=0)
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024

