@@ -113,6 +113,80 @@ def add_profiles(subparsers):
     p.set_defaults(handler=handler)
 
 
+@subcommand
+def add_cache(subparsers):
+    p = subparsers.add_parser("cache", help="list or clear the result cache ($BABEL_CACHE)")
+    p.add_argument("action", choices=["list", "clear", "path"])
+    p.add_argument("--kind", default=None, help="only this kind (partition, counts, eval, tuned, models, ...)")
+
+    def handler(args):
+        from collections import Counter
+
+        from babel_lib.cache import Store
+
+        store = Store()
+        if args.action == "path":
+            print(store.root)
+            return 0
+        if args.action == "clear":
+            n = store.clear(args.kind)
+            print(f"removed {n} files from {store.root / (args.kind or '')}")
+            return 0
+        entries = [e for e in store.entries() if args.kind in (None, e["kind"])]
+        sizes, counts = Counter(), Counter()
+        for e in entries:
+            sizes[e["kind"]] += e["bytes"]
+            counts[e["kind"]] += 1
+            parts = e["parts"]
+            label = ", ".join(f"{k}={parts[k]}" for k in ("language", "method", "expert_size", "split")
+                              if parts.get(k) is not None)
+            print(f"{e['kind']:10s} {e['key'][:12]} {e['bytes'] / 1024:8.1f} KiB  {label}")
+        for kind in sorted(counts):
+            print(f"{kind}: {counts[kind]} files, {sizes[kind] / 2**20:.1f} MiB")
+        print(f"cache: {store.root}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+@subcommand
+def add_profile(subparsers):
+    p = subparsers.add_parser("profile", help="profile a model's expert activations per language, write a table")
+    p.add_argument("--model", default="gemma-3-270m", help="short name, folder or Hugging Face id")
+    p.add_argument("--languages", default="paper", help="'paper', 'wide:N', 'all' or comma-separated codes")
+    p.add_argument("--expert-size", type=int, default=32)
+    p.add_argument("--top-k-fraction", type=float, default=0.2)
+    p.add_argument("--max-tokens", type=int, default=2048, help="tokens per language")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default="profile.csv", help="tidy table (.csv or .parquet)")
+
+    def handler(args):
+        from babel_lib import pipeline
+        from babel_lib.cache import atomic_write_bytes
+
+        st = pipeline.study(model=args.model, languages=args.languages, expert_size=args.expert_size,
+                            top_k_fraction=args.top_k_fraction, max_tokens_per_language=args.max_tokens,
+                            max_length=args.max_length, batch_size=args.batch_size, dtype=args.dtype,
+                            device=args.device)
+        frame = st.profile.to_frame()
+        if args.output.endswith(".parquet"):
+            import io
+
+            buf = io.BytesIO()
+            frame.to_parquet(buf, index=False)
+            atomic_write_bytes(args.output, buf.getvalue())
+        else:
+            atomic_write_bytes(args.output, frame.to_csv(index=False).encode())
+        print(st.profile.describe())
+        print(f"wrote {len(frame):,} rows to {args.output}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="babel", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -8,6 +8,7 @@ so the first load converts it once into a plain safetensors folder in the cache
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -185,6 +186,10 @@ def load_model(
     elif Path(spec).expanduser().is_dir():
         folder, description = Path(spec).expanduser(), f"local model folder {Path(spec).name}"
     else:
+        close = difflib.get_close_matches(str(spec), list(OFFLINE_MODELS), n=1, cutoff=0.8)
+        if close:
+            raise UnknownModelError(f"Unknown model {spec!r}: did you mean the offline model {close[0]!r}? "
+                                    f"Offline models: {', '.join(OFFLINE_MODELS)}.")
         folder, description = spec, f"Hugging Face model {spec}"
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -195,7 +200,8 @@ def load_model(
     except OSError as exc:
         raise UnknownModelError(
             f"Cannot load model {spec!r}: not an offline model ({', '.join(OFFLINE_MODELS)}), not a local "
-            f"folder, and not reachable as a Hugging Face id ({exc.__class__.__name__}: {str(exc).splitlines()[0]})."
+            f"folder with config.json, and not loadable as a Hugging Face id (that needs network access or a "
+            f"filled Hugging Face cache) ({exc.__class__.__name__}: {str(exc).splitlines()[0]})."
         ) from exc
     if device_map is None:
         model = model.to(resolve_device(device))
