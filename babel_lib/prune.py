@@ -1,0 +1,756 @@
+"""Expert pruning, physical slicing and sparse activation, guided by activation frequencies.
+
+Four pieces (each usable alone):
+
+1. **Rankings** (:func:`rank_experts`): how important each expert of each layer is, from a
+   :class:`~babel_lib.profile.Profile` measured on the *calibration* split:
+   ``'language'`` (one target language's activation frequency), ``'multilingual'`` (the mean
+   frequency over the profile's languages) or ``'random'`` (seeded; the baseline). Ties are
+   broken by the multilingual mean, then by expert id, so plans are deterministic.
+2. **Plans** (:func:`prune_plan`): which experts each layer drops for an overall rate p:
+   ``'uniform'`` (round(p * E) experts in every layer) or ``'layerwise'`` (our rule, below).
+   Every plan reports its *measured* sparsity (experts dropped / experts), which differs from
+   the requested rate by rounding. Bad rates raise :class:`PruneRateError`.
+3. **Pruning**: masked (:func:`masked_condition`: :func:`babel_lib.moefy.moe_view` zeroes the
+   dropped experts' neuron values: same outputs, no compute saved) or physical: gate/up rows
+   and down columns (fc1/fc2 for plain FFNs) are sliced away by
+   :meth:`babel_lib.adapters.FFNLayer.select_neurons`, giving a genuinely smaller model, either
+   as a copy (:func:`prune_model`; :func:`save_pruned` / :func:`load_pruned` write and read it,
+   see below for unequal widths) or in place for the duration of a block (:func:`sliced_view`,
+   :func:`sliced_condition`: no copy, the original tensors are put back on exit).
+4. **Sparse activation**: a language's static high-frequency set (:func:`high_frequency_plan`,
+   physically sliceable, so its speed-up is real) and per-token routing by MoEfication's
+   centroid-similarity router (:class:`CentroidRouter`, :func:`routed_condition`), with the
+   router's recall of the oracle top-k experts (:func:`router_recall`). Routing is applied by
+   masking: it shows the quality a router gets, **not** a speed-up (every neuron is still
+   computed); :func:`gathered_ffn` is a per-expert gather implementation for timing that honestly.
+
+Layer-wise rates (our rule; the paper sets per-layer rates from per-layer activation levels but
+does not publish its formula): let share[l, e] = level[l, e] / sum_e level[l, e] be expert e's
+share of layer l's activations (levels default to the ranking's frequencies). Experts are
+dropped in increasing order of share *across all layers* until round(p * L * E) are dropped,
+each layer's rate staying within [p - max_deviation, p + max_deviation] and keeping at least
+``min_keep`` experts. So a layer whose activation mass is concentrated in few experts (many
+near-idle experts) gives up more experts; a layer that uses its experts evenly gives up fewer;
+the overall fraction equals the uniform plan's. Which experts a layer drops is then decided by
+the ranking, as in the uniform plan.
+
+Saving a physically pruned model: the kept widths are recorded in the config
+(``babel_pruned_ffn``: widths per layer, original width, plan and partition keys). When every
+layer keeps the same width the architecture's width field (``intermediate_size``, ``n_inner``,
+``ffn_dim``) is set too, so plain ``AutoModelForCausalLM.from_pretrained`` reloads it (BLOOM
+has no such field: its FFN is always 4 x hidden). Unequal widths cannot be described by one
+config field: plain ``from_pretrained`` then refuses the checkpoint (size mismatch), and
+:func:`load_pruned` rebuilds the model from the config, slices each layer to its recorded
+width and loads the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .adapters import backbone, ffn_layers
+from .cache import cache_key
+from .errors import BabelError
+from .evaluate import Condition
+from .models import LoadedModel, model_fingerprint
+from .moefy import Partition, moe_view
+from .profile import Profile, batches_by_length, pad_batch
+
+RANKINGS = ("language", "multilingual", "random")
+ALLOCATIONS = ("uniform", "layerwise")
+
+#: The config field holding the FFN width, per model_type (default 'intermediate_size'; None: none).
+WIDTH_FIELDS = {"gpt2": "n_inner", "opt": "ffn_dim", "bloom": None}
+
+
+class PruneRateError(BabelError, ValueError):
+    """A pruning rate that is not a number in [0, 1), or one that would leave a layer without experts."""
+
+
+# ------------------------------------------------------------------------------ rankings
+@dataclass
+class Ranking:
+    """Expert importance per layer (higher = keep longer).
+
+    scores: float [L, E]; order: int [L, E], expert ids from most to least important;
+    spec: what made it (enters cache keys).
+    """
+
+    name: str
+    scores: np.ndarray
+    order: np.ndarray
+    spec: dict
+    frequency_based: bool
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def n_experts(self) -> int:
+        return int(self.scores.shape[1])
+
+
+def _profile_digest(profile: Profile) -> str:
+    return cache_key({"counts": profile.counts.tolist(), "tokens": profile.tokens.tolist(),
+                      "languages": profile.languages, "partition": profile.partition_key,
+                      "model": profile.model_fingerprint, "definitions": profile.definitions,
+                      "corpus": profile.corpus})[:16]
+
+
+def random_ranking(n_layers: int, n_experts: int, seed: int = 0) -> Ranking:
+    """A seeded random ranking without a profile (for speed tests, where which experts go does not matter)."""
+    scores = np.random.default_rng(int(seed)).random((n_layers, n_experts))
+    return Ranking(f"random (seed {seed})", scores, np.argsort(-scores, axis=1, kind="stable"),
+                   {"by": "random", "seed": int(seed), "shape": [n_layers, n_experts]}, False)
+
+
+def rank_experts(profile: Profile, by: str = "multilingual", language: str | None = None, seed: int = 0,
+                 languages: list[str] | None = None) -> Ranking:
+    """Rank every layer's experts from a profile (see the module docstring).
+
+    by: 'language' (needs ``language``, one of the profile's languages), 'multilingual' (mean
+    frequency over ``languages``, default all of the profile's) or 'random' (``seed``).
+    """
+    if by not in RANKINGS:
+        raise ValueError(f"by must be one of {RANKINGS}, got {by!r}")
+    freq = profile.frequencies()
+    pool = list(languages) if languages is not None else list(profile.languages)
+    missing = [l for l in pool + ([language] if language else []) if l not in profile.languages]
+    if missing:
+        raise ValueError(f"languages {missing} are not in the profile ({', '.join(profile.languages)})")
+    multi = freq[[profile.languages.index(l) for l in pool]].mean(axis=0)
+    spec = {"by": by, "profile": _profile_digest(profile)}
+    if by == "language":
+        if language is None:
+            raise ValueError("by='language' needs language=")
+        scores = freq[profile.languages.index(language)]
+        name, spec["language"] = f"{language} frequency", language
+    elif by == "multilingual":
+        scores = multi
+        name, spec["languages"] = "multilingual mean frequency", pool
+    else:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        scores = np.random.default_rng(int(seed)).random(multi.shape)
+        name, spec["seed"] = f"random (seed {seed})", int(seed)
+    L, E = scores.shape
+    ids = np.arange(E)
+    order = np.stack([np.lexsort((ids, -multi[l], -scores[l])) for l in range(L)])
+    return Ranking(name, np.asarray(scores, dtype=np.float64), order, spec, by != "random")
+
+
+# ------------------------------------------------------------------------------ plans
+@dataclass
+class PrunePlan:
+    """Which experts each layer drops.
+
+    drop: per layer, the dropped expert ids (sorted). requested_rate: what was asked;
+    :attr:`sparsity` is what the plan really drops.
+    """
+
+    drop: list[np.ndarray]
+    n_experts: int
+    requested_rate: float
+    allocation: str
+    ranking: str
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.drop)
+
+    @property
+    def keep(self) -> dict[int, np.ndarray]:
+        """{layer: kept expert ids (sorted)} (the ``experts=`` argument of moe_view)."""
+        return {l: np.setdiff1d(np.arange(self.n_experts), d) for l, d in enumerate(self.drop)}
+
+    @property
+    def dropped_per_layer(self) -> np.ndarray:
+        return np.array([len(d) for d in self.drop], dtype=np.int64)
+
+    @property
+    def layer_rates(self) -> np.ndarray:
+        """Measured fraction of experts dropped in each layer."""
+        return self.dropped_per_layer / self.n_experts
+
+    @property
+    def sparsity(self) -> float:
+        """Measured overall fraction of FFN experts (= neurons) dropped."""
+        return float(self.dropped_per_layer.sum() / (self.n_layers * self.n_experts))
+
+    @property
+    def key(self) -> str:
+        return cache_key({"drop": [d.tolist() for d in self.drop], "n_experts": self.n_experts})[:16]
+
+    def neuron_index(self, partition: Partition, layer: int) -> np.ndarray:
+        """Kept neurons of ``layer`` (ascending original indices)."""
+        keep = np.ones(partition.n_neurons, dtype=bool)
+        keep[np.isin(partition.labels[layer], self.drop[layer])] = False
+        return np.flatnonzero(keep)
+
+    def describe(self) -> str:
+        r = self.layer_rates
+        per = (f"{int(self.dropped_per_layer[0])} of {self.n_experts} experts in every layer" if r.min() == r.max()
+               else f"per layer {r.min():.1%}-{r.max():.1%} ({self.dropped_per_layer.min()}-"
+                    f"{self.dropped_per_layer.max()} of {self.n_experts} experts)")
+        return (f"{self.allocation} plan by {self.ranking}: requested {self.requested_rate:.1%}, measured "
+                f"{self.sparsity:.2%} of FFN experts dropped ({per})")
+
+
+def check_rate(rate, n_experts: int | None = None, min_keep: int = 1, what: str = "rate") -> float:
+    """``rate`` as a float in [0, 1), or :class:`PruneRateError` saying what is wrong."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise PruneRateError(f"{what} must be a number in [0, 1) (the fraction of experts to drop), "
+                             f"got {rate!r} ({type(rate).__name__})")
+    value = float(rate)
+    if not math.isfinite(value) or not 0 <= value < 1:
+        raise PruneRateError(f"{what} must be a number in [0, 1) (the fraction of experts to drop), got {rate!r}")
+    if n_experts is not None and _n_drop(value, n_experts) > n_experts - min_keep:
+        raise PruneRateError(
+            f"{what} {value:g} drops {_n_drop(value, n_experts)} of {n_experts} experts in a layer, leaving fewer "
+            f"than {min_keep}; the largest usable rate is below {(n_experts - min_keep + 0.5) / n_experts:.4g}")
+    return value
+
+
+def _n_drop(rate: float, n: int) -> int:
+    return int(math.floor(rate * n + 0.5))  # round half up (Python's round() rounds half to even)
+
+
+def prune_plan(ranking: Ranking, rate, allocation: str = "uniform", levels: np.ndarray | None = None,
+               max_deviation: float | None = 0.2, min_keep: int = 1) -> PrunePlan:
+    """Drop the least important experts of each layer for an overall rate ``rate``.
+
+    rate: fraction of experts to drop, in [0, 1); or a sequence of per-layer rates (allocation
+    is then 'given'). allocation: 'uniform' or 'layerwise' (rule in the module docstring;
+    ``levels`` [L, E] default to the ranking's frequencies, required for a random ranking;
+    ``max_deviation``: the most a layer's rate may differ from ``rate``, None for no bound).
+    """
+    L, E = ranking.n_layers, ranking.n_experts
+    if not isinstance(min_keep, (int, np.integer)) or not 1 <= min_keep <= E:
+        raise PruneRateError(f"min_keep must be an integer in [1, {E}], got {min_keep!r}")
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
+        if isinstance(rate, (str, bytes)) or not hasattr(rate, "__len__"):
+            check_rate(rate)  # raises
+        rates = list(rate)
+        if len(rates) != L:
+            raise PruneRateError(f"per-layer rates need one rate per layer ({L}), got {len(rates)}")
+        n = np.array([_n_drop(check_rate(r, E, min_keep, f"rate of layer {l}"), E) for l, r in enumerate(rates)])
+        requested, allocation, extra = float(np.mean([float(r) for r in rates])), "given", {"rates": rates}
+    else:
+        requested = check_rate(rate, E, min_keep)
+        extra = {}
+        if allocation == "uniform":
+            n = np.full(L, _n_drop(requested, E))
+        elif allocation == "layerwise":
+            if levels is None:
+                if not ranking.frequency_based:
+                    raise ValueError("a layer-wise plan from a random ranking needs levels= (e.g. frequencies)")
+                levels = ranking.scores
+            n = layerwise_counts(np.asarray(levels, dtype=np.float64), requested, max_deviation, min_keep)
+            extra = {"max_deviation": max_deviation,
+                     "levels": cache_key({"levels": np.round(np.asarray(levels, dtype=np.float64), 12).tolist()})[:16]}
+        else:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+    drop = [np.sort(ranking.order[l, E - int(n[l]):]) if n[l] else np.zeros(0, dtype=np.int64) for l in range(L)]
+    spec = {"ranking": ranking.spec, "rate": requested, "allocation": allocation, "min_keep": int(min_keep), **extra}
+    return PrunePlan(drop, E, requested, allocation, ranking.name, spec)
+
+
+def layerwise_counts(levels: np.ndarray, rate: float, max_deviation: float | None = 0.2,
+                     min_keep: int = 1) -> np.ndarray:
+    """Experts to drop per layer under the layer-wise rule (module docstring); sums to round(rate * L * E)."""
+    rate = check_rate(rate)
+    if levels.ndim != 2 or not np.isfinite(levels).all() or (levels < 0).any():
+        raise ValueError("levels must be a finite, non-negative [layers, experts] array")
+    L, E = levels.shape
+    total = _n_drop(rate, L * E)
+    hi = np.full(L, E - min_keep)
+    lo = np.zeros(L, dtype=np.int64)
+    if max_deviation is not None:
+        if not isinstance(max_deviation, numbers.Real) or not max_deviation >= 0:
+            raise PruneRateError(f"max_deviation must be a non-negative number or None, got {max_deviation!r}")
+        lo = np.maximum(lo, np.ceil((rate - max_deviation) * E - 1e-9)).astype(np.int64)
+        hi = np.minimum(hi, np.floor((rate + max_deviation) * E + 1e-9)).astype(np.int64)
+    if lo.sum() > total or hi.sum() < total or (lo > hi).any():
+        raise PruneRateError(f"rate {rate:g} cannot be met with per-layer rates within {max_deviation} of it while "
+                             f"keeping {min_keep} experts a layer")
+    sums = levels.sum(axis=1, keepdims=True)
+    share = np.divide(levels, sums, out=np.full_like(levels, 1.0 / E), where=sums > 0)
+    share = np.sort(share, axis=1)
+    cand_layer, cand_cost = [], []
+    for l in range(L):
+        j = np.arange(lo[l], hi[l])
+        cand_layer.append(np.full(j.size, l))
+        cand_cost.append(share[l, j])
+    layer_of = np.concatenate(cand_layer)
+    cost = np.concatenate(cand_cost)
+    need = total - int(lo.sum())
+    pick = np.lexsort((layer_of, cost))[:need]
+    return lo + np.bincount(layer_of[pick], minlength=L)
+
+
+def high_frequency_plan(profile: Profile, language: str, keep_fraction: float) -> PrunePlan:
+    """A language's static expert set: its ``keep_fraction`` most frequently activated experts per layer."""
+    if isinstance(keep_fraction, bool) or not isinstance(keep_fraction, numbers.Real) or not 0 < keep_fraction <= 1:
+        raise PruneRateError(f"keep_fraction must be a number in (0, 1], got {keep_fraction!r}")
+    return prune_plan(rank_experts(profile, "language", language), 1 - float(keep_fraction))
+
+
+# ------------------------------------------------------------------------------ masked and physical pruning
+def _check_plan(partition: Partition, plan: PrunePlan) -> None:
+    if plan.n_layers != partition.n_layers or plan.n_experts != partition.n_experts:
+        raise ValueError(f"plan for {plan.n_layers} layers x {plan.n_experts} experts does not fit the partition "
+                         f"({partition.n_layers} x {partition.n_experts})")
+
+
+def masked_condition(lm: LoadedModel, partition: Partition, plan: PrunePlan, name: str | None = None) -> Condition:
+    """Evaluate ``lm`` with the plan's dropped experts masked (moe_view): outputs of the pruned model."""
+    _check_plan(partition, plan)
+    spec = {"kind": "mask", "partition": partition.key, "plan": plan.key}
+    return Condition(name or plan.describe(), spec, lambda: moe_view(lm.model, partition, experts=plan.keep))
+
+
+def _snapshot(layer) -> list[tuple]:
+    out = []
+    for mod in (layer.gate, layer.up, layer.down):
+        if mod is not None:
+            attrs = {k: getattr(mod, k) for k in ("weight", "bias", "in_features", "out_features", "nf")
+                     if hasattr(mod, k)}
+            out.append((mod, attrs))
+    return out
+
+
+@contextmanager
+def sliced_view(model: torch.nn.Module, partition: Partition, plan: PrunePlan) -> Iterator[None]:
+    """Physically slice the plan's dropped experts out of ``model`` for the duration of the block.
+
+    Inside, the FFNs are genuinely smaller (the speed-up is real); on exit the original weight
+    tensors are put back (nothing is copied: the sliced weights are new, smaller tensors).
+    """
+    _check_plan(partition, plan)
+    layers = ffn_layers(model)
+    if len(layers) != partition.n_layers or layers[0].n_neurons != partition.n_neurons:
+        raise ValueError("the model's FFN shape does not match the partition (is it already pruned?)")
+    saved = []
+    try:
+        for layer in layers:
+            saved.append(_snapshot(layer))
+            layer.select_neurons(torch.from_numpy(plan.neuron_index(partition, layer.index)))
+        yield
+    finally:
+        for snap in saved:
+            for mod, attrs in snap:
+                for k, v in attrs.items():
+                    setattr(mod, k, v)
+
+
+def sliced_condition(lm: LoadedModel, partition: Partition, plan: PrunePlan, name: str | None = None) -> Condition:
+    """Evaluate ``lm`` physically sliced by the plan (:func:`sliced_view`): the real pruned model, faster."""
+    _check_plan(partition, plan)
+    spec = {"kind": "slice", "partition": partition.key, "plan": plan.key}
+    return Condition(name or plan.describe(), spec, lambda: sliced_view(lm.model, partition, plan))
+
+
+def _width_field(config) -> str | None:
+    return WIDTH_FIELDS.get(getattr(config, "model_type", None), "intermediate_size")
+
+
+def ffn_parameters(model: torch.nn.Module) -> int:
+    """Parameters of all FFN projections (gate, up, down, with biases)."""
+    total = 0
+    for layer in ffn_layers(model):
+        for mod in (layer.gate, layer.up, layer.down):
+            if mod is not None:
+                total += sum(p.numel() for p in mod.parameters(recurse=False))
+    return total
+
+
+def _unique_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() already skips tied duplicates
+
+
+def prune_model(lm: LoadedModel, partition: Partition, plan: PrunePlan, inplace: bool = False,
+                share: bool = False) -> LoadedModel:
+    """A physically smaller copy of ``lm`` without the plan's dropped experts (kept neurons keep their order).
+
+    Its outputs equal the masked dense model's up to floating-point summation order.
+    inplace: slice ``lm.model`` itself. share: the copy shares every tensor except the sliced FFN
+    weights with ``lm`` (no memory for embeddings, attention, norms); neither model's weights may
+    then be modified in place (replacing parameters, as slicing and moe_view do, is fine).
+    """
+    partition.check_fits(lm)
+    _check_plan(partition, plan)
+    if inplace:
+        model = lm.model
+    elif share:
+        memo = {id(t): t for t in list(lm.model.parameters()) + list(lm.model.buffers())}
+        model = copy.deepcopy(lm.model, memo)
+    else:
+        model = copy.deepcopy(lm.model)
+    original = partition.n_neurons
+    widths = []
+    for layer in ffn_layers(model):
+        idx = torch.from_numpy(plan.neuron_index(partition, layer.index))
+        layer.select_neurons(idx)
+        widths.append(int(idx.numel()))
+    _record_widths(model.config, widths, original, {"plan": plan.key, "partition": partition.key,
+                                                     "sparsity": plan.sparsity})
+    desc = f"{lm.description}; FFN pruned: {plan.describe()}"
+    return LoadedModel(model, lm.tokenizer, f"{lm.name} [pruned {plan.key}]", desc, model_fingerprint(model))
+
+
+def _record_widths(config, widths: list[int], original: int, extra: dict) -> None:
+    info = dict(getattr(config, "babel_pruned_ffn", None) or {})
+    original = info.get("original_width", original)
+    config.babel_pruned_ffn = {"widths": [int(w) for w in widths], "original_width": int(original), **extra}
+    name = _width_field(config)
+    if name is not None:
+        # equal widths: the architecture's own field describes the model exactly; unequal: keep the
+        # original so that plain from_pretrained fails loudly on the size mismatch (use load_pruned)
+        setattr(config, name, int(widths[0]) if len(set(widths)) == 1 else int(original))
+
+
+def save_pruned(lm: LoadedModel, folder: str | Path) -> Path:
+    """``save_pretrained`` the (pruned) model and its tokenizer into ``folder``; reload with :func:`load_pruned`."""
+    folder = Path(folder)
+    lm.model.save_pretrained(folder)
+    if hasattr(lm.tokenizer, "save_pretrained"):
+        lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def load_pruned(folder: str | Path, dtype="float32", device: str = "cpu", tokenizer=None) -> LoadedModel:
+    """Load a model written by :func:`save_pruned` (any per-layer widths; plain models too)."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .models import resolve_device, resolve_dtype
+
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder)
+    info = getattr(config, "babel_pruned_ffn", None)
+    torch_dtype = resolve_dtype(dtype)
+    widths = (info or {}).get("widths")
+    if not widths or len(set(widths)) == 1 and _width_field(config) is not None:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+    else:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        layers = ffn_layers(model)
+        if len(layers) != len(widths):
+            raise ValueError(f"{folder}: config records {len(widths)} FFN widths for {len(layers)} layers")
+        for layer, w in zip(layers, widths):
+            layer.select_neurons(torch.arange(int(w)))
+        state = {}
+        for f in sorted(folder.glob("*.safetensors")):
+            state.update(load_file(str(f)))
+        if not state:
+            raise FileNotFoundError(f"no *.safetensors weights in {folder}")
+        result = model.load_state_dict(state, strict=False)
+        tied = set(getattr(model, "_tied_weights_keys", None) or {})
+        missing = [k for k in result.missing_keys if k not in tied]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"{folder}: weights do not match the recorded widths (missing {missing[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]})")
+        model.tie_weights()
+        model.to(torch_dtype)
+    model = model.to(resolve_device(device)).eval()
+    if tokenizer is None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError, TypeError):
+            tokenizer = None
+    return LoadedModel(model, tokenizer, str(folder), f"pruned model folder {folder.name}", model_fingerprint(model))
+
+
+def size_report(dense: LoadedModel, pruned: LoadedModel) -> dict:
+    """Parameters (all, FFN) of the dense and the pruned model and the fractions removed."""
+    pd_, pp = _unique_parameters(dense.model), _unique_parameters(pruned.model)
+    fd, fp = ffn_parameters(dense.model), ffn_parameters(pruned.model)
+    return {"params_dense": pd_, "params_pruned": pp, "params_removed": 1 - pp / pd_,
+            "ffn_params_dense": fd, "ffn_params_pruned": fp, "ffn_params_removed": 1 - fp / fd}
+
+
+# ------------------------------------------------------------------------------ routers
+@contextmanager
+def _pre_hooks(modules: list[torch.nn.Module], fns: list[Callable]) -> Iterator[None]:
+    handles = []
+    try:
+        for mod, fn in zip(modules, fns):
+            handles.append(mod.register_forward_pre_hook(fn))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class CentroidRouter:
+    """MoEfication's similarity router: expert e's score for FFN input x is x . c_e, where c_e is
+    the mean of the expert's L2-normalised input weight rows (gate rows for gated FFNs by default,
+    the k-means feature): the cluster centre of the parameter clustering. Costs E x hidden
+    multiply-adds per token and layer (64 x 640 for Gemma 3 270M: 1% of its FFN).
+
+    centroids: per layer, float32 [E, in_features] (rows indexed by expert id).
+    """
+
+    centroids: list[torch.Tensor]
+    features: str
+    partition_key: str
+    normalize: bool = True
+
+    @classmethod
+    def build(cls, model: torch.nn.Module, partition: Partition, features: str = "gate",
+              normalize: bool = True) -> "CentroidRouter":
+        cents = []
+        for layer in ffn_layers(model):
+            rows = layer.input_rows(features)
+            if normalize:
+                rows = torch.nn.functional.normalize(rows, dim=1)
+            if features == "both":  # [gate; up] rows, but the input x is shared: average the two halves
+                rows = 0.5 * (rows[:, : rows.shape[1] // 2] + rows[:, rows.shape[1] // 2:])
+            labels = torch.from_numpy(partition.labels[layer.index]).to(rows.device)
+            c = torch.zeros(partition.n_experts, rows.shape[1], dtype=torch.float32, device=rows.device)
+            c.index_add_(0, labels, rows.float())
+            cents.append(c / partition.expert_size)
+        return cls(cents, features, partition.key, normalize)
+
+    @property
+    def spec(self) -> dict:
+        return {"router": "centroid", "features": self.features, "normalize": self.normalize,
+                "partition": self.partition_key}
+
+    def scores(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """[..., E] float32 scores of the experts of ``layer`` for inputs x [..., hidden]."""
+        c = self.centroids[layer]
+        if c.device != x.device:
+            c = self.centroids[layer] = c.to(x.device)
+        return x.float() @ c.T
+
+
+def _k(fraction: float, n_experts: int) -> int:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
+        raise ValueError(f"top_k_fraction must be in (0, 1], got {fraction!r}")
+    return max(1, min(n_experts, int(math.floor(fraction * n_experts + 0.5))))
+
+
+@contextmanager
+def routed_view(model: torch.nn.Module, partition: Partition, router: CentroidRouter,
+                top_k_fraction: float) -> Iterator[None]:
+    """Run only the router's top-k experts per token in every FFN (others' neuron values zeroed).
+
+    This shows the quality of routing, not its speed: every neuron is still computed.
+    """
+    from .hooks import experts_contiguous, ffn_pre_hooks
+
+    E, size = partition.n_experts, partition.expert_size
+    k = _k(top_k_fraction, E)
+    layers = ffn_layers(model)
+    keep: dict[int, torch.Tensor] = {}
+
+    def make_router_hook(i):
+        def hook(_mod, args):
+            s = router.scores(i, args[0])
+            idx = s.topk(k, dim=-1).indices
+            keep[i] = torch.zeros_like(s, dtype=torch.bool).scatter_(-1, idx, True)
+        return hook
+
+    def apply(i, a):
+        blocks = a.reshape(*a.shape[:-1], E, size)
+        return (blocks * keep.pop(i).unsqueeze(-1).to(a.dtype)).reshape(a.shape)
+
+    with experts_contiguous(model, partition), \
+            _pre_hooks([l.up for l in layers], [make_router_hook(l.index) for l in layers]), \
+            ffn_pre_hooks(model, apply):
+        yield
+
+
+def routed_condition(lm: LoadedModel, partition: Partition, router: CentroidRouter, top_k_fraction: float,
+                     name: str | None = None) -> Condition:
+    """Evaluate ``lm`` with per-token centroid routing to the top ``top_k_fraction`` of experts."""
+    spec = {"kind": "router", **router.spec, "top_k_fraction": float(top_k_fraction)}
+    return Condition(name or f"router top {top_k_fraction:.0%}", spec,
+                     lambda: routed_view(lm.model, partition, router, top_k_fraction))
+
+
+def oracle_condition(lm: LoadedModel, partition: Partition, top_k_fraction: float, name: str | None = None) -> Condition:
+    """Per-token oracle top-k experts by sum|a| (needs every neuron computed first: an upper bound for routers)."""
+    spec = {"kind": "oracle", "partition": partition.key, "top_k_fraction": float(top_k_fraction)}
+    return Condition(name or f"oracle top {top_k_fraction:.0%}", spec,
+                     lambda: moe_view(lm.model, partition, top_k_fraction=top_k_fraction))
+
+
+@torch.inference_mode()
+def router_recall(lm: LoadedModel, partition: Partition, router: CentroidRouter, seqs: list[list[int]],
+                  top_k_fraction: float | list[float] = 0.2, batch_size: int = 8,
+                  static: dict[str, PrunePlan] | None = None) -> pd.DataFrame:
+    """Recall of the oracle top-k experts, per layer, on the dense model (one pass for every k).
+
+    Oracle: each token's top ``k = round(top_k_fraction * E)`` experts by sum|a|. Router recall:
+    |router top-k ∩ oracle top-k| / k, averaged over tokens (no BOS, no padding). ``static``:
+    optional fixed expert sets (plans; their kept experts) whose recall of the oracle top-k is
+    measured the same way (|set ∩ oracle top-k| / k). Chance level for a random set of m experts
+    is m / E. top_k_fraction: one fraction or a list.
+
+    Returns rows: selector, top_k_fraction, k, layer, recall, chance, set_size, tokens.
+    """
+    E, size = partition.n_experts, partition.expert_size
+    fractions = [top_k_fraction] if isinstance(top_k_fraction, numbers.Real) else list(top_k_fraction)
+    ks = [_k(f, E) for f in fractions]
+    kmax = max(ks)
+    layers = ffn_layers(lm.model)
+    L = len(layers)
+    hits = torch.zeros(len(ks), L, dtype=torch.float64)
+    static = static or {}
+    static_masks = {name: torch.stack([torch.from_numpy(np.isin(np.arange(E), plan.keep[l])) for l in range(L)])
+                    for name, plan in static.items()}
+    static_hits = {name: torch.zeros(len(ks), L, dtype=torch.float64) for name in static}
+    routed: dict[int, torch.Tensor] = {}
+    state = {"rows": None, "tokens": 0}
+
+    def make_router_hook(i):
+        def hook(_mod, args):
+            x = args[0].reshape(-1, args[0].shape[-1]).index_select(0, state["rows"])
+            routed[i] = router.scores(i, x).topk(kmax, dim=-1).indices  # sorted, best first
+        return hook
+
+    def oracle(i, a):
+        flat = a.reshape(-1, a.shape[-1]).index_select(0, state["rows"])
+        s = flat.abs().reshape(flat.shape[0], E, size).sum(-1, dtype=torch.float32)
+        order = s.topk(kmax, dim=1).indices
+        r = routed.pop(i)
+        for j, k in enumerate(ks):
+            top = torch.zeros_like(s, dtype=torch.bool).scatter_(1, order[:, :k], True)
+            hits[j, i] += top.gather(1, r[:, :k]).sum().double().cpu()
+            for name, m in static_masks.items():
+                static_hits[name][j, i] += (top & m[i].to(top.device)).sum().double().cpu()
+        return None
+
+    from .hooks import experts_contiguous, ffn_pre_hooks
+
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    with experts_contiguous(lm.model, partition), \
+            _pre_hooks([l.up for l in layers], [make_router_hook(l.index) for l in layers]), \
+            ffn_pre_hooks(lm.model, oracle):
+        for batch in batches_by_length(seqs, batch_size):
+            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
+            state["rows"] = count.reshape(-1).nonzero().squeeze(1)
+            state["tokens"] += int(state["rows"].numel())
+            backbone(lm.model)(input_ids=ids, attention_mask=attn, use_cache=False)
+    n = state["tokens"]
+    rows = []
+    for j, (f, k) in enumerate(zip(fractions, ks)):
+        rows += [{"selector": "centroid router", "top_k_fraction": float(f), "k": k, "layer": l,
+                  "recall": float(hits[j, l] / (n * k)), "chance": k / E, "set_size": k, "tokens": n}
+                 for l in range(L)]
+        for name, plan in static.items():
+            rows += [{"selector": name, "top_k_fraction": float(f), "k": k, "layer": l,
+                      "recall": float(static_hits[name][j, l] / (n * k)), "chance": len(plan.keep[l]) / E,
+                      "set_size": len(plan.keep[l]), "tokens": n} for l in range(L)]
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ timing
+def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1) -> pd.DataFrame:
+    """Seconds per call of each function, timed interleaved (A B A B ...) after ``warmup`` rounds.
+
+    Interleaving makes machine drift cancel in per-round ratios. Returns rows: round, name, seconds.
+    """
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    rows = []
+    for r in range(rounds):
+        for name, fn in fns.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            rows.append({"round": r, "name": name, "seconds": time.perf_counter() - t})
+    return pd.DataFrame(rows)
+
+
+def speedup(times: pd.DataFrame, baseline: str, other: str) -> float:
+    """Median over rounds of baseline time / other time (from :func:`time_interleaved`)."""
+    wide = times.pivot(index="round", columns="name", values="seconds")
+    return float((wide[baseline] / wide[other]).median())
+
+
+@torch.inference_mode()
+def ffn_inputs(lm: LoadedModel, input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's FFN input (the tensor its up/fc1 projection receives) for one dense forward."""
+    layers = ffn_layers(lm.model)
+    got: dict[int, torch.Tensor] = {}
+
+    def make(i):
+        def hook(_m, args):
+            got.setdefault(i, args[0].detach().clone())
+        return hook
+
+    with _pre_hooks([l.up for l in layers], [make(l.index) for l in layers]):
+        backbone(lm.model)(input_ids=input_ids, use_cache=False)
+    return [got[i] for i in range(len(layers))]
+
+
+def mlp_callable(lm: LoadedModel, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    """A function that runs every layer's MLP module on its recorded input (FFN-only timing).
+
+    For architectures whose FFN modules sit in their own MLP module (LLaMA-like, Gemma, GPT-2,
+    GPT-NeoX, Phi-3); OPT's FFN lives in the block itself and BLOOM's MLP also takes the residual.
+    """
+    layers = ffn_layers(lm.model)
+    if layers[0].spec.mlp == "" or lm.model.config.model_type == "bloom":
+        raise ValueError(f"{lm.model.config.model_type}: no stand-alone MLP module to time")
+
+    @torch.inference_mode()
+    def run():
+        for layer, x in zip(layers, inputs):
+            layer.mlp(x)
+    return run
+
+
+@torch.inference_mode()
+def gathered_ffn(layer, partition: Partition, x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """A gated FFN computing only each token's chosen experts, by gathering tokens per expert.
+
+    layer: an FFNLayer of a model whose experts are contiguous blocks (inside
+    :func:`babel_lib.hooks.experts_contiguous`); x [tokens, hidden]; experts [tokens, k] ids.
+    The output equals the masked FFN's (zeroed non-chosen experts) up to summation order. On CPUs
+    the many small matrix products usually make it slower than the dense FFN; it exists to time
+    per-token routing honestly, not as a fast kernel.
+    """
+    if not layer.spec.gated or layer.spec.fused_gate_up or layer.spec.conv1d:
+        raise ValueError("gathered_ffn supports separate gate/up Linear layers (LLaMA-like, Gemma)")
+    size = partition.expert_size
+    act = layer.mlp.act_fn
+    gw, uw, dw = layer.gate.weight, layer.up.weight, layer.down.weight
+    out = torch.zeros(x.shape[0], dw.shape[0], dtype=x.dtype, device=x.device)
+    tok_idx = torch.arange(x.shape[0], device=x.device).repeat_interleave(experts.shape[1])
+    flat = experts.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=partition.n_experts).tolist()
+    start = 0
+    for e, c in enumerate(counts):
+        if c == 0:
+            continue
+        toks = tok_idx[order[start:start + c]]
+        start += c
+        xs = x.index_select(0, toks)
+        sl = slice(e * size, (e + 1) * size)
+        h = act(xs @ gw[sl].T) * (xs @ uw[sl].T)
+        out.index_add_(0, toks, h @ dw[:, sl].T)
+    return out

@@ -1,0 +1,347 @@
+"""Pruning, slicing, reloading, routers and the perplexity harness, on tiny random models."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from babel_lib import evaluate, prune
+from babel_lib.adapters import ffn_layers
+from babel_lib.cache import Store
+from babel_lib.errors import BabelError
+from babel_lib.hooks import experts_contiguous
+from babel_lib.moefy import build_partition, moe_view
+from babel_lib.profile import Definitions, profile_languages
+from babel_lib.testing import tiny_model
+
+TEXTS = {
+    "aaa": ["The quick brown fox jumps over the lazy dog.", "A second paragraph, somewhat longer than the first one.",
+            "Third: short."],
+    "bbb": ["Ein zweiter Text auf Deutsch, mit Umlauten: äöü ß.", "Noch ein Absatz.", "人人生而自由，在尊严和权利上一律平等。"],
+}
+SLICE_TYPES = ["llama", "gemma3_text", "gemma2", "phi3", "gpt2", "opt", "bloom", "gpt_neox"]
+
+
+def texts_fn(lang, split):
+    return TEXTS[lang]
+
+
+def setup(model_type, tmp_path, expert_size=16):
+    lm = tiny_model(model_type)
+    store = Store(tmp_path / "cache")
+    part = build_partition(lm, expert_size=expert_size, method="random", seed=1, store=store)
+    prof = profile_languages(lm, part, ["aaa", "bbb"], max_tokens_per_language=200, max_length=32, batch_size=2,
+                             definitions=Definitions(top_k_fraction=0.25), store=store, progress=False,
+                             texts_fn=texts_fn)
+    return lm, part, prof, store
+
+
+def ids_batch():
+    torch.manual_seed(0)
+    ids = torch.randint(4, 260, (2, 17))
+    ids[:, 0] = 1
+    return ids
+
+
+# ------------------------------------------------------------------------------ slicing
+@pytest.mark.parametrize("model_type", SLICE_TYPES)
+@pytest.mark.parametrize("allocation", ["uniform", "layerwise"])
+def test_sliced_model_equals_masked_dense_model(model_type, allocation, tmp_path):
+    lm, part, prof, _ = setup(model_type, tmp_path)
+    plan = prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0.4, allocation=allocation,
+                            max_deviation=None)
+    assert 0 < plan.sparsity < 1
+    ids = ids_batch()
+    with torch.no_grad():
+        dense = lm.model(input_ids=ids).logits
+        with moe_view(lm.model, part, experts=plan.keep):
+            masked = lm.model(input_ids=ids).logits
+        small = prune.prune_model(lm, part, plan)
+        sliced = small.model(input_ids=ids).logits
+    assert not torch.allclose(dense, masked, atol=1e-3)  # the pruning does something
+    torch.testing.assert_close(sliced, masked, rtol=1e-4, atol=1e-4)
+    widths = [l.n_neurons for l in ffn_layers(small.model)]
+    assert widths == [part.n_neurons - len(d) * part.expert_size for d in plan.drop]
+    assert small.fingerprint != lm.fingerprint
+    # the dense model is untouched
+    assert [l.n_neurons for l in ffn_layers(lm.model)] == [part.n_neurons] * part.n_layers
+    report = prune.size_report(lm, small)
+    assert report["ffn_params_removed"] == pytest.approx(plan.sparsity, rel=0.02)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "phi3", "gpt2", "opt", "gpt_neox"])
+def test_uniform_plan_reloads_with_plain_from_pretrained(model_type, tmp_path):
+    lm, part, prof, _ = setup(model_type, tmp_path)
+    plan = prune.prune_plan(prune.rank_experts(prof, "language", "aaa"), 0.5)
+    small = prune.prune_model(lm, part, plan)
+    folder = prune.save_pruned(small, tmp_path / "pruned")
+    again = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = ids_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=ids).logits, small.model(input_ids=ids).logits, rtol=0, atol=0)
+    assert again.config.babel_pruned_ffn["widths"] == [part.n_neurons // 2] * part.n_layers
+    again2 = prune.load_pruned(folder, tokenizer=lm.tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(again2.model(input_ids=ids).logits, small.model(input_ids=ids).logits,
+                                   rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "phi3", "gpt2", "bloom", "opt"])
+def test_unequal_widths_reload_with_load_pruned(model_type, tmp_path):
+    lm, part, prof, _ = setup(model_type, tmp_path)
+    rates = [0.25, 0.625]
+    plan = prune.prune_plan(prune.rank_experts(prof, "multilingual"), rates)
+    assert plan.allocation == "given" and len(set(plan.dropped_per_layer)) == 2
+    small = prune.prune_model(lm, part, plan)
+    folder = prune.save_pruned(small, tmp_path / "pruned")
+    again = prune.load_pruned(folder, tokenizer=lm.tokenizer)
+    ids = ids_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(again.model(input_ids=ids).logits, small.model(input_ids=ids).logits,
+                                   rtol=0, atol=0)
+    assert [l.n_neurons for l in ffn_layers(again.model)] == [l.n_neurons for l in ffn_layers(small.model)]
+    assert again.fingerprint == small.fingerprint
+    if model_type != "bloom":  # the config's single width cannot describe the model: loud failure, no silent reinit
+        with pytest.raises(Exception):
+            AutoModelForCausalLM.from_pretrained(folder)
+
+
+# ------------------------------------------------------------------------------ plans
+def test_random_rankings_depend_on_seed_only(tmp_path):
+    _, _, prof, _ = setup("llama", tmp_path)
+    plans = {s: prune.prune_plan(prune.rank_experts(prof, "random", seed=s), 0.5) for s in (0, 1, 2)}
+    again = prune.prune_plan(prune.rank_experts(prof, "random", seed=0), 0.5)
+    assert all(np.array_equal(a, b) for a, b in zip(plans[0].drop, again.drop))
+    assert plans[0].key == again.key
+    assert len({p.key for p in plans.values()}) == 3
+
+
+def test_frequency_ranking_drops_least_frequent(tmp_path):
+    _, _, prof, _ = setup("llama", tmp_path)
+    plan = prune.prune_plan(prune.rank_experts(prof, "language", "bbb"), 0.25)
+    f = prof.frequencies()[prof.languages.index("bbb")]
+    for layer, dropped in enumerate(plan.drop):
+        kept = plan.keep[layer]
+        assert f[layer, dropped].max() <= f[layer, kept].min()
+    assert plan.sparsity == 0.25
+
+
+BAD_RATES = [-0.1, 1.0, 1.5, float("nan"), float("inf"), "0.3", None, True, [0.1], 0.97]
+
+
+@pytest.mark.parametrize("rate", BAD_RATES, ids=[repr(r) for r in BAD_RATES])
+@pytest.mark.parametrize("allocation", ["uniform", "layerwise"])
+def test_bad_rates_rejected_with_clear_error(rate, allocation, tmp_path):
+    _, _, prof, _ = setup("llama", tmp_path)  # 8 experts a layer: 0.97 drops all 8
+    ranking = prune.rank_experts(prof, "multilingual")
+    with pytest.raises(prune.PruneRateError) as err:
+        prune.prune_plan(ranking, rate, allocation=allocation)
+    assert isinstance(err.value, BabelError) and isinstance(err.value, ValueError)
+    assert "rate" in str(err.value)
+
+
+@pytest.mark.parametrize("rates", [[0.5, 1.0], [0.5, -0.1], [0.5, float("nan")], [0.2, "x"], [0.5, 0.99]])
+def test_bad_per_layer_rates_rejected(rates, tmp_path):
+    _, _, prof, _ = setup("llama", tmp_path)
+    with pytest.raises(prune.PruneRateError, match="layer 1"):
+        prune.prune_plan(prune.rank_experts(prof, "multilingual"), rates)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.3, 0.45, 0.5, 0.6, 0.8])
+@pytest.mark.parametrize("max_deviation", [None, 0.1, 0.2])
+def test_layerwise_rates_average_to_requested_rate(rate, max_deviation):
+    rng = np.random.default_rng(7)
+    L, E = 18, 64
+    # layers of different concentration: a few layers use few experts a lot
+    levels = rng.gamma(shape=np.linspace(0.2, 5, L)[:, None], size=(L, E))
+    ranking = prune.Ranking("levels", levels, np.argsort(-levels, axis=1, kind="stable"), {"t": 1}, True)
+    plan = prune.prune_plan(ranking, rate, allocation="layerwise", max_deviation=max_deviation)
+    uniform = prune.prune_plan(ranking, rate)
+    assert plan.dropped_per_layer.sum() == math.floor(rate * L * E + 0.5)
+    assert abs(plan.sparsity - rate) <= 0.5 / (L * E)
+    assert abs(plan.sparsity - uniform.sparsity) <= 0.5 / E + 0.5 / (L * E)
+    assert (plan.dropped_per_layer <= E - 1).all()
+    if max_deviation is not None:
+        assert (np.abs(plan.layer_rates - rate) <= max_deviation + 1e-9).all()
+    # at moderate rates, concentrated layers (low gamma shape) give up more experts than even ones
+    if rate <= 0.6:
+        assert plan.dropped_per_layer[:6].mean() >= plan.dropped_per_layer[-6:].mean()
+
+
+def test_plan_reports_measured_sparsity(tmp_path):
+    _, _, prof, _ = setup("llama", tmp_path)  # 8 experts: 0.3 -> round(2.4) = 2 dropped = 25%
+    plan = prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0.3)
+    assert plan.requested_rate == 0.3 and plan.sparsity == 0.25
+    assert "measured 25.00%" in plan.describe()
+    assert prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0).sparsity == 0
+
+
+# ------------------------------------------------------------------------------ perplexity harness
+@pytest.mark.parametrize("max_length,stride", [(8, None), (16, None), (200, None), (8, 3), (16, 1)])
+def test_windows_count_tokens_and_characters(max_length, stride):
+    lm = tiny_model("llama")
+    paragraphs = TEXTS["bbb"] + ["", "   "]
+    w = evaluate.make_windows(lm.tokenizer, paragraphs, max_length=max_length, stride=stride)
+    n_bytes = [len(p.encode("utf-8")) for p in TEXTS["bbb"]]  # byte tokenizer: one token a byte
+    assert w.tokens == sum(n_bytes)  # every token scored exactly once, whatever the stride
+    assert w.characters == sum(len(p) for p in TEXTS["bbb"]) and w.bytes == sum(n_bytes)
+    assert w.characters < w.bytes  # non-ASCII text: characters are not bytes
+    assert w.paragraphs == 3
+    assert all(len(ids) <= max_length and ids[0] == 1 for ids in w.input_ids)
+    if stride is None:
+        assert w.n_windows == sum(math.ceil(n / (max_length - 1)) for n in n_bytes)
+        assert set(w.score_from) == {1}
+    assert w.scored_per_window().sum() == w.tokens
+
+
+def test_window_budget_takes_whole_paragraphs():
+    lm = tiny_model("llama")
+    w = evaluate.make_windows(lm.tokenizer, TEXTS["aaa"], max_length=16, max_tokens=50)
+    n = [len(p.encode()) for p in TEXTS["aaa"]]
+    assert n[0] < 50 <= n[0] + n[1]
+    assert w.tokens == n[0] + n[1] and w.characters == len(TEXTS["aaa"][0]) + len(TEXTS["aaa"][1])
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma2", "gemma3_text", "gpt2", "opt", "bloom"])
+def test_nll_equals_transformers_loss(model_type):
+    lm = tiny_model(model_type)
+    w = evaluate.make_windows(lm.tokenizer, TEXTS["aaa"], max_length=24)
+    got = evaluate.window_nll(lm, w, batch_size=3)
+    with torch.no_grad():
+        for ids, nll in zip(w.input_ids, got):
+            t = torch.tensor([ids])
+            ref = lm.model(input_ids=t, labels=t).loss.item() * (len(ids) - 1)
+            assert nll == pytest.approx(ref, rel=1e-4)
+
+
+def test_perplexity_table_and_cache(tmp_path, monkeypatch):
+    lm = tiny_model("llama")
+    store = Store(tmp_path)
+    df = evaluate.perplexity(lm, ["aaa", "bbb"], max_length=16, batch_size=2, store=store, texts_fn=texts_fn)
+    row = df.set_index("language").loc["bbb"]
+    assert row["tokens"] == sum(len(p.encode()) for p in TEXTS["bbb"])
+    assert row["characters"] == sum(len(p) for p in TEXTS["bbb"])
+    assert row["perplexity"] == pytest.approx(math.exp(row["nll"] / row["tokens"]))
+    assert row["bits_per_char"] == pytest.approx(row["nll"] / math.log(2) / row["characters"])
+    assert row["max_length"] == 16 and row["split"] == "evaluation"
+    assert "windows of at most 16 tokens" in evaluate.describe(df)
+    monkeypatch.setattr(evaluate, "window_nll", lambda *a, **k: pytest.fail("not cached"))
+    again = evaluate.perplexity(lm, ["aaa", "bbb"], max_length=16, batch_size=2, store=store, texts_fn=texts_fn)
+    assert again["nll"].tolist() == df["nll"].tolist()
+
+
+def test_rate_zero_and_conditions_share_the_protocol(tmp_path):
+    lm, part, prof, store = setup("llama", tmp_path)
+    zero = prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0.0)
+    half = prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0.5)
+    df = evaluate.compare(lm, ["aaa", "bbb"], [prune.masked_condition(lm, part, zero, "p0"),
+                                               prune.masked_condition(lm, part, half, "p50")],
+                          max_length=16, batch_size=2, store=store, texts_fn=texts_fn)
+    wide = df.pivot(index="language", columns="condition", values="nll")
+    np.testing.assert_allclose(wide["p0"], wide["dense"], rtol=1e-5)
+    assert (wide["p50"] != wide["dense"]).all()
+    assert df.groupby("language")["tokens"].nunique().eq(1).all()
+    # the physically pruned model gives the masked perplexity
+    small = prune.prune_model(lm, part, half)
+    phys = evaluate.perplexity(small, ["aaa", "bbb"], max_length=16, batch_size=2, store=store, texts_fn=texts_fn)
+    np.testing.assert_allclose(phys["nll"].to_numpy(), wide.loc[["aaa", "bbb"], "p50"].to_numpy(), rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------ routers and sparse activation
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "phi3", "gpt2"])
+def test_router_recall_is_one_with_all_experts(model_type, tmp_path):
+    lm, part, prof, _ = setup(model_type, tmp_path)
+    router = prune.CentroidRouter.build(lm.model, part)
+    seqs = evaluate.make_windows(lm.tokenizer, TEXTS["aaa"], max_length=32).input_ids
+    full = prune.router_recall(lm, part, router, seqs, top_k_fraction=1.0, batch_size=2)
+    assert (full["recall"] == 1.0).all() and (full["k"] == part.n_experts).all()
+    static = prune.high_frequency_plan(prof, "aaa", 0.5)
+    some = prune.router_recall(lm, part, router, seqs, top_k_fraction=[0.25, 1.0], batch_size=2,
+                               static={"static 50%": static})
+    assert some["recall"].between(0, 1).all()
+    assert set(some["selector"]) == {"centroid router", "static 50%"}
+    assert some["tokens"].iloc[0] == sum(len(s) - 1 for s in seqs)
+    everything = some[some.top_k_fraction == 1.0]
+    assert (everything.loc[everything.selector == "centroid router", "recall"] == 1.0).all()
+    # a static half of the experts holds exactly half of all experts
+    assert np.allclose(everything.loc[everything.selector == "static 50%", "recall"], 0.5)
+    alone = prune.router_recall(lm, part, router, seqs, top_k_fraction=0.25, batch_size=2)
+    np.testing.assert_allclose(some[(some.top_k_fraction == 0.25) & (some.selector == "centroid router")]["recall"],
+                               alone["recall"])
+
+
+def test_routed_view_all_experts_equals_dense(tmp_path):
+    lm, part, _, _ = setup("llama", tmp_path)
+    router = prune.CentroidRouter.build(lm.model, part)
+    ids = ids_batch()
+    with torch.no_grad():
+        dense = lm.model(input_ids=ids).logits
+        with prune.routed_view(lm.model, part, router, 1.0):
+            same = lm.model(input_ids=ids).logits
+        with prune.routed_view(lm.model, part, router, 0.25):
+            routed = lm.model(input_ids=ids).logits
+    torch.testing.assert_close(same, dense)
+    assert not torch.allclose(routed, dense, atol=1e-3)
+    torch.testing.assert_close(lm.model(input_ids=ids).logits, dense)  # hooks gone, order restored
+
+
+def test_centroid_is_mean_of_normalised_rows(tmp_path):
+    lm, part, _, _ = setup("llama", tmp_path)
+    router = prune.CentroidRouter.build(lm.model, part)
+    rows = torch.nn.functional.normalize(ffn_layers(lm.model)[1].input_rows("gate"), dim=1)
+    torch.testing.assert_close(router.centroids[1][3], rows[part.members(1, 3)].mean(0))
+
+
+def test_gathered_ffn_equals_masked_ffn(tmp_path):
+    lm, part, _, _ = setup("llama", tmp_path)
+    torch.manual_seed(0)
+    x = torch.randn(10, 64)
+    experts = torch.stack([torch.randperm(part.n_experts)[:3] for _ in range(10)])
+    with experts_contiguous(lm.model, part), torch.no_grad():
+        layer = ffn_layers(lm.model)[0]
+        got = prune.gathered_ffn(layer, part, x, experts)
+        mlp = layer.mlp
+        a = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+        keep = torch.zeros(10, part.n_experts).scatter_(1, experts, 1.0)
+        a = (a.reshape(10, part.n_experts, -1) * keep[..., None]).reshape(10, -1)
+        torch.testing.assert_close(got, mlp.down_proj(a), rtol=1e-5, atol=1e-5)
+
+
+def test_timing_helpers():
+    calls = []
+    times = prune.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3)
+    assert calls == ["a", "b"] * 4 and len(times) == 6
+    assert prune.speedup(times, "a", "b") > 0
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "phi3"])
+def test_sliced_view_is_the_pruned_model_and_restores(model_type, tmp_path):
+    lm, part, prof, _ = setup(model_type, tmp_path)
+    plan = prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0.5)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    ids = ids_batch()
+    with torch.no_grad():
+        copy_logits = prune.prune_model(lm, part, plan).model(input_ids=ids).logits
+        with prune.sliced_view(lm.model, part, plan):
+            assert [l.n_neurons for l in ffn_layers(lm.model)] == [part.n_neurons // 2] * part.n_layers
+            view_logits = lm.model(input_ids=ids).logits
+    torch.testing.assert_close(view_logits, copy_logits, rtol=0, atol=0)
+    for k, v in lm.model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert [l.n_neurons for l in ffn_layers(lm.model)] == [part.n_neurons] * part.n_layers
+
+
+def test_shared_copy_leaves_dense_model_intact(tmp_path):
+    lm, part, prof, _ = setup("gemma3_text", tmp_path)
+    plan = prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0.5)
+    ids = ids_batch()
+    with torch.no_grad():
+        dense = lm.model(input_ids=ids).logits
+        full = prune.prune_model(lm, part, plan)
+        shared = prune.prune_model(lm, part, plan, share=True)
+        torch.testing.assert_close(shared.model(input_ids=ids).logits, full.model(input_ids=ids).logits)
+        torch.testing.assert_close(lm.model(input_ids=ids).logits, dense, rtol=0, atol=0)
+    assert shared.model.get_input_embeddings().weight is lm.model.get_input_embeddings().weight
+    assert [l.n_neurons for l in ffn_layers(lm.model)] == [part.n_neurons] * part.n_layers
