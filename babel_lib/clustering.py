@@ -30,12 +30,13 @@ Every partition returned here is an int64 label array ``[N]`` in which each of t
        Stages 2 and 3 alternate until neither moves anything.
 
     The best of ``n_init`` such runs (by inertia) is returned; the default is one run.
-    Measured here (benchmarks/bench_kmeans.py, 2-core CPU) against
+    Measured here (benchmarks/bench_kmeans.py, busy 2-core CPU) against
     ``k_means_constrained.KMeansConstrained`` (MoEfication's tool, n_init=10): on a real
-    Gemma 3 270M gate layer (2048 x 640, 64 x 32) 1.6% lower inertia at about 1/30 of
-    its time; on a LLaMA-2-7B-sized random layer (11008 x 4096, 344 x 32; no swap stage
-    on CPU) the reference did not finish in 600 s, with n_init=1 it took 26x our time
-    and its inertia was 0.02% lower than ours.
+    Gemma 3 270M gate layer (2048 x 640, 64 x 32) 1.6% lower inertia in 1/31 of its
+    time; on random unit rows of that shape 1.5% lower in 1/15 to 1/25 of its time. On a
+    LLaMA-2-7B-sized random layer (11008 x 4096, 344 x 32; no swap stage on CPU) the
+    reference did not finish within 600 s; with n_init=1 it took 26-30x our time (about
+    250 s vs 8-10 s) and reached 0.02% lower inertia than ours.
 
     Dense work (matmuls, the swap table) runs in torch on ``device`` (the features'
     device by default; CUDA works); the K x K cluster graph runs in numpy. On CPU the
@@ -426,21 +427,8 @@ def _swap_refine(pair: _PairTable, labels: np.ndarray, tol: float, max_rounds: i
     sq = pair.sqx.index_select(0, perm)
     nb = (pair.neg_p.index_select(0, perm).index_select(1, perm)
           .view(k, s, k, s).permute(0, 2, 1, 3).contiguous())
-    flat = nb.view(-1)
     nb_pairs = nb.view(k * k, s, s)
     ar_k = torch.arange(k, device=dev)
-    ar_s = torch.arange(s, device=dev)
-    # flat position of slot (a, i)'s row entries: a*K*s*s + i*s + [c*s*s + j]  (over slots (c, j));
-    # of slot (c, j)'s column entries:          c*s*s + j + [a*K*s*s + i*s]  (over slots (a, i)).
-    row_off = (ar_k[:, None] * ss + ar_s[None, :]).reshape(-1)
-    col_off = (ar_k[:, None] * (k * ss) + ar_s[None, :] * s).reshape(-1)
-
-    def row_idx(slots):
-        return ((slots // s) * (k * ss) + (slots % s) * s)[:, None] + row_off[None, :]
-
-    def col_idx(slots):
-        return ((slots // s) * ss + (slots % s))[:, None] + col_off[None, :]
-
     sums = xs.view(k, s, -1).sum(1)                                       # cluster sums [K, D]
     xmt = (sums / s) @ xs.T                                               # mu_c . x_slot  [K, N]
     own_idx = ar_k.repeat_interleave(s)
@@ -489,10 +477,13 @@ def _swap_refine(pair: _PairTable, labels: np.ndarray, tol: float, max_rounds: i
         q = tc * s + arg % s
         pq = torch.cat([p, q])
         qp = torch.cat([q, p])
-        rows = flat.index_select(0, row_idx(qp).view(-1)).view(2 * m, n)  # old rows of q..., p...
-        # mu_a moves by (x_q - x_p) / s; x_slot . x_j = (sq_slot + sq_j + s/2 * nb[slot, j]) / 2
-        g = (sq[None, :] + sq.index_select(0, qp)[:, None] + rows * (s / 2.0)) / 2.0
-        step = (g[:m] - g[m:]) / s                                        # [m, N]: x . (x_q - x_p) / s
+        ca, ia = qp // s, qp % s
+        rows = nb[ca, :, ia, :].view(2 * m, n)                            # old rows of q..., p...
+        # mu_a moves by (x_q - x_p) / s, so x . mu_a by (x . x_q - x . x_p) / s, where
+        # x_slot . x_j = (sq_slot + sq_j + s/2 * nb[slot, j]) / 2
+        step = (rows[:m] - rows[m:]) * (s / 2.0)
+        step += (sq.index_select(0, q) - sq.index_select(0, p))[:, None]
+        step /= 2.0 * s                                                   # [m, N]: x . (x_q - x_p) / s
         xmt.index_add_(0, ta, step)
         xmt.index_add_(0, tc, step, alpha=-1.0)
         dx = xs.index_select(0, q) - xs.index_select(0, p)
@@ -504,8 +495,10 @@ def _swap_refine(pair: _PairTable, labels: np.ndarray, tol: float, max_rounds: i
         sq.index_copy_(0, pq, sq.index_select(0, qp))
         xmt.index_copy_(1, pq, xmt.index_select(1, qp))
         rows.index_copy_(1, pq, rows.index_select(1, qp))                 # new rows of p..., q...
-        flat.index_copy_(0, row_idx(pq).view(-1), rows.view(-1))
-        flat.index_copy_(0, col_idx(pq).view(-1), rows.view(-1))
+        new_rows = rows.view(2 * m, k, s)
+        ca, ia = pq // s, pq % s
+        nb[ca, :, ia, :] = new_rows
+        nb[:, ca, :, ia] = new_rows                                       # symmetric: columns = rows
         n_swaps += m
         touched = torch.cat([ta, tc])
     out = np.empty(n, dtype=np.int64)
@@ -549,9 +542,11 @@ def coactivation_partition(coactivation, n_clusters: int, seed: int = 0, n_compo
     Jordan & Weiss 2002, with the k-means step made equal-size): the affinity
     ``A = (C + C^T) / 2`` with a zero diagonal is normalised to ``D^-1/2 A D^-1/2``
     (``D`` = row sums); its ``n_components`` leading eigenvectors (default
-    ``min(n_clusters, 64)``) give each neuron a coordinate row, rows are scaled to unit
-    length and grouped by ``balanced_kmeans``. Neurons that never co-fire (zero rows)
-    end up wherever the balance puts them.
+    ``min(n_clusters, 64)``; dense ``eigh`` for N <= 512, else ARPACK Lanczos from a
+    seeded start vector: about 1-2 s for N = 2048) give each neuron a coordinate row,
+    rows are scaled to unit length and grouped by ``balanced_kmeans``. The normalisation
+    keeps neurons that fire on many tokens from attracting everything. Neurons that never
+    co-fire (zero rows) end up wherever the balance puts them.
     """
     c = coactivation.detach().cpu().numpy() if isinstance(coactivation, torch.Tensor) else np.asarray(coactivation)
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
