@@ -329,7 +329,8 @@ def js_distances(X: np.ndarray) -> np.ndarray:
     return D + D.T
 
 
-def profile_distances(freq: np.ndarray, metric: str = "js", per_layer: bool = False, centre: bool = False) -> np.ndarray:
+def profile_distances(freq: np.ndarray, metric: str = "js", per_layer: bool = False,
+                      centre: bool = False) -> np.ndarray:
     """Distances between languages from frequency profiles freq [n, L, E].
 
     metric: 'js' (Jensen-Shannon distance) or 'cosine' (``centre`` as in :func:`cosine_distances`).

@@ -138,6 +138,24 @@ def _head(model: torch.nn.Module):
     return head
 
 
+_CONVERTED: dict[tuple, torch.Tensor] = {}
+
+
+def _converted(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` in ``dtype``, the conversion kept for the next call (one entry: Gemma's fp32 head is 670 MB).
+
+    Keyed by the tensor's identity, storage and in-place version counter, so a changed weight is
+    converted afresh.
+    """
+    if weight.dtype == dtype:
+        return weight
+    key = (id(weight), weight.data_ptr(), weight._version, tuple(weight.shape), dtype, weight.device)
+    if key not in _CONVERTED:
+        _CONVERTED.clear()
+        _CONVERTED[key] = weight.detach().to(dtype)
+    return _CONVERTED[key]
+
+
 @torch.inference_mode()
 def window_nll(lm: LoadedModel, windows: Windows, batch_size: int = 8, head_dtype: str | None = "float32",
                chunk: int = 256) -> np.ndarray:
@@ -155,7 +173,7 @@ def window_nll(lm: LoadedModel, windows: Windows, batch_size: int = 8, head_dtyp
     weight = head.weight
     bias = getattr(head, "bias", None)
     hd = resolve_dtype(head_dtype) if head_dtype is not None else weight.dtype
-    w = weight if weight.dtype == hd else weight.to(hd)
+    w = _converted(weight, hd)
     b = None if bias is None else bias.to(hd)
     out = np.zeros(windows.n_windows, dtype=np.float64)
     order = sorted(range(windows.n_windows), key=lambda i: -len(windows.input_ids[i]))

@@ -6,6 +6,7 @@ the same model, partition and counts the same way, and reruns hit the cache.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from . import corpus
@@ -59,6 +60,7 @@ def study(
     progress: bool = True,
 ) -> Study:
     """Load ``model``, build its partition and profile ``languages`` (see babel_lib.corpus.resolve_languages)."""
+    progress = progress and not os.environ.get("TQDM_DISABLE")  # the book runner sets it: no bars in pages
     lm = get_model(model, dtype, device)
     partition = build_partition(lm, expert_size=expert_size, method=method, features=features, seed=seed,
                                 progress=progress)

@@ -915,6 +915,9 @@ def _loops(answer: str, n: int = 8) -> bool:
     return len(set(grams)) < 0.5 * len(grams)
 
 
+_PLAIN_MARKERS = ("### Instruction", "### Response")
+
+
 def score_answers(dataset, answers: pd.DataFrame, identifier: LanguageIdentifier | None = None,
                   script_threshold: float = 0.5) -> pd.DataFrame:
     """Judge generated answers with cheap, documented checks. One row per answer with:
@@ -923,7 +926,9 @@ def score_answers(dataset, answers: pd.DataFrame, identifier: LanguageIdentifier
     - ``echo``: it mostly copies the instruction line, or (translation and continuation tasks) the
       given input text (a common substring of at least max(20, half the answer) characters);
     - ``loops``: degenerate repetition (over 60 characters, fewer than half its character 8-grams distinct);
-    - ``well_formed`` = nonempty and not echo and not loops;
+    - ``runaway``: the answer writes the template's turn markers itself (plain template: '### Instruction'
+      or '### Response'), i.e. it goes on to invent the next turn instead of answering;
+    - ``well_formed`` = nonempty and not echo and not loops and not runaway;
     - ``script_share``: fraction of its letters in the target language's script (ISO 15924 code
       from corpus.language_table());
     - ``identified``: the language a character 1-3-gram identifier picks among the candidates
@@ -945,13 +950,15 @@ def score_answers(dataset, answers: pd.DataFrame, identifier: LanguageIdentifier
         nonempty = any(ch.isalpha() for ch in ans)
         echo = _is_echo(ans, r["head"]) or (r["task"] != "repeat" and _is_echo(ans, r["input"]))
         loops = _loops(ans)
+        runaway = r["template"] == "plain" and any(m in ans for m in _PLAIN_MARKERS)
         share = script_share(ans, table.loc[r["lang"], "script"]) if nonempty else None
         ident = identifier.identify(ans) if nonempty else None
         right = bool(share is not None and share >= script_threshold and ident == r["lang"])
+        formed = nonempty and not echo and not loops and not runaway
         rows.append({"row": r["row"], "task": r["task"], "lang": r["lang"], "nonempty": nonempty, "echo": echo,
-                     "loops": loops, "well_formed": nonempty and not echo and not loops,
+                     "loops": loops, "runaway": runaway, "well_formed": formed,
                      "script_share": np.nan if share is None else share, "identified": ident,
-                     "right_language": right, "ok": (nonempty and not echo and not loops) and right,
+                     "right_language": right, "ok": formed and right,
                      "chrf": chrf(ans, r["reference"]), "stopped": bool(r["stopped"]),
                      "new_tokens": int(r["new_tokens"]), "answer": ans})
     return pd.DataFrame(rows)

@@ -1,5 +1,9 @@
 """Data-parallel profiling: 2 CPU processes (gloo) give exactly the single-process counts."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -26,9 +30,12 @@ def _worker(root):
 
 @pytest.mark.slow
 def test_two_processes_equal_single_process(tmp_path):
-    from accelerate import debug_launcher
-
-    debug_launcher(_worker, args=(str(tmp_path / "dist"),), num_processes=2)
+    # accelerate's debug_launcher forks: run it from a fresh interpreter, because forking a
+    # process whose torch thread pools already ran (as in a test session) can deadlock.
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from accelerate import debug_launcher; "
+            "from test_distributed import _worker; debug_launcher(_worker, args=(sys.argv[1],), num_processes=2)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist"), str(Path(__file__).parent)],
+                   check=True, timeout=600)
     lm = tiny_model("llama")
     single_store = Store(tmp_path / "single")
     part = build_partition(lm, expert_size=16, method="random", store=single_store)

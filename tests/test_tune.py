@@ -214,10 +214,12 @@ def test_answer_checks(eval_set):
         {"row": 0, "answer": given, "new_tokens": 10, "stopped": False},     # copies the English source
         {"row": 0, "answer": "", "new_tokens": 0, "stopped": True},          # empty
         {"row": 0, "answer": "la la la la " * 20, "new_tokens": 64, "stopped": False},  # loops
+        {"row": 0, "answer": ref + "\n\n### Instruction:\nTranslate", "new_tokens": 64, "stopped": False},  # runs on
     ])
     ident = tune.LanguageIdentifier(LANGS)
     scored = tune.score_answers(rows, answers, ident)
-    assert scored["ok"].tolist() == [True, False, False, False]
+    assert scored["ok"].tolist() == [True, False, False, False, False]
+    assert scored.loc[4, "runaway"] and scored.loc[4, "right_language"]
     assert scored.loc[1, "echo"] and not scored.loc[1, "right_language"]
     assert not scored.loc[2, "nonempty"] and scored.loc[3, "loops"]
     assert scored.loc[0, "chrf"] == pytest.approx(100.0)
