@@ -258,6 +258,10 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
             "profile": profile,
             "executed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        # papermill records absolute paths of this machine: keep them repository-relative
+        pm = nb.metadata.get("papermill", {})
+        pm["input_path"] = _relative(source)
+        pm["output_path"] = _relative(target)
         nbformat.write(nb, tmp)
         _readable(tmp)
         _swap_dir(stage / "results" / source.stem, output_dir / "results" / source.stem, stage)
