@@ -331,7 +331,7 @@ def compare(lm: LoadedModel, languages, conditions: list[Condition], include_den
     kwargs: the protocol arguments of :func:`perplexity` (split, max_length, stride, max_tokens,
     batch_size, head_dtype, store, texts_fn). Texts are tokenised once.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from . import corpus
 

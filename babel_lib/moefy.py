@@ -169,7 +169,7 @@ def build_partition(
              "coactivation": _digest(coactivation) if coactivation is not None and method == "coactivation" else None}
 
     def compute():
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         labels = np.zeros((len(layers), n_neurons), dtype=np.int64)
         for layer in tqdm(layers, desc=f"partition ({method})", disable=not progress):

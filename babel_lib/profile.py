@@ -333,7 +333,7 @@ def profile_languages(
     allow_other_model: reuse a partition built for another model of the same FFN shape (e.g. a
     base model's partition on its fine-tuned version), deliberately: only the shape is checked.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from . import corpus
 
