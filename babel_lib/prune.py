@@ -665,17 +665,20 @@ def router_recall(lm: LoadedModel, partition: Partition, router: CentroidRouter,
 
 # ------------------------------------------------------------------------------ timing
 def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1) -> pd.DataFrame:
-    """Seconds per call of each function, timed interleaved (A B A B ...) after ``warmup`` rounds.
+    """Seconds per call of each function, timed interleaved after ``warmup`` rounds.
 
-    Interleaving makes machine drift cancel in per-round ratios. Returns rows: round, name, seconds.
+    Rounds alternate the order (A B C, then C B A, ...), so a steady drift of the machine's
+    speed cancels in the per-round ratios instead of favouring whichever runs first.
+    Returns rows: round, name, seconds.
     """
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     rows = []
+    items = list(fns.items())
     for r in range(rounds):
-        for name, fn in fns.items():
+        for name, fn in (items if r % 2 == 0 else items[::-1]):
             sync()
             t = time.perf_counter()
             fn()
@@ -684,10 +687,16 @@ def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int = 5, warm
     return pd.DataFrame(rows)
 
 
-def speedup(times: pd.DataFrame, baseline: str, other: str) -> float:
-    """Median over rounds of baseline time / other time (from :func:`time_interleaved`)."""
+def speedup(times: pd.DataFrame, baseline: str, other: str, spread: bool = False):
+    """Median over rounds of baseline time / other time (from :func:`time_interleaved`).
+
+    spread=True returns (median, lowest, highest) of the per-round ratios.
+    """
     wide = times.pivot(index="round", columns="name", values="seconds")
-    return float((wide[baseline] / wide[other]).median())
+    ratio = wide[baseline] / wide[other]
+    if spread:
+        return float(ratio.median()), float(ratio.min()), float(ratio.max())
+    return float(ratio.median())
 
 
 @torch.inference_mode()

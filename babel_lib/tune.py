@@ -67,7 +67,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -449,10 +449,10 @@ def _is_projection(module: torch.nn.Module) -> bool:
 
 
 def _decoder_layers(model):
-    from .adapters import FFN_ADAPTERS, _get
+    """The decoder blocks (the ModuleList the FFN adapter table names for this architecture)."""
+    from .adapters import ffn_spec
 
-    spec = FFN_ADAPTERS[model.config.model_type]
-    return _get(backbone(model), spec.layers)
+    return backbone(model).get_submodule(ffn_spec(model).layers)
 
 
 def tuned_key(lm: LoadedModel, dataset, config: TuneConfig) -> str:
@@ -532,7 +532,7 @@ def instruction_tune(
 
 
 def _train(lm: LoadedModel, dataset, config: TuneConfig, key: str, target: Path, progress: bool) -> TunedModel:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     tok = lm.tokenizer
     encoded, kept = _encode_all(tok, dataset, config.max_length)

@@ -312,8 +312,10 @@ def test_gathered_ffn_equals_masked_ffn(tmp_path):
 def test_timing_helpers():
     calls = []
     times = prune.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3)
-    assert calls == ["a", "b"] * 4 and len(times) == 6
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and len(times) == 6  # warm-up, then alternating order
     assert prune.speedup(times, "a", "b") > 0
+    median, low, high = prune.speedup(times, "a", "b", spread=True)
+    assert low <= median <= high
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "phi3"])
