@@ -149,28 +149,50 @@ def add_cache(subparsers):
     p.set_defaults(handler=handler)
 
 
+def _add_study_arguments(p, dtype: str = "bfloat16") -> None:
+    """The arguments of pipeline.study, shared by the commands that profile a model."""
+    p.add_argument("--model", default="gemma-3-270m", help="short name, folder, Hugging Face id or random:<spec>")
+    p.add_argument("--languages", default="paper", help="'paper', 'wide:N', 'all' or comma-separated codes")
+    p.add_argument("--expert-size", type=int, default=32, help="neurons per expert")
+    p.add_argument("--top-k-fraction", type=float, default=0.2, help="share of a layer's experts activated per token")
+    p.add_argument("--max-tokens", type=int, default=2048, help="token budget per language (calibration split)")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per sequence")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="seed of the expert partition (balanced k-means)")
+    p.add_argument("--dtype", default=dtype)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--device-map", default=None,
+                   help="'auto' shards a model too big for one device over all GPUs (and CPU) via accelerate")
+
+
+def _study(args, extra_languages=()):
+    """pipeline.study from the shared arguments (languages: a spec or comma-separated codes)."""
+    from babel_lib import pipeline
+
+    languages = args.languages.split(",") if "," in args.languages else args.languages
+    if extra_languages:
+        from babel_lib import corpus
+
+        languages = list(dict.fromkeys(corpus.resolve_languages(languages) + list(extra_languages)))
+    return pipeline.study(model=args.model, languages=languages, expert_size=args.expert_size,
+                          top_k_fraction=args.top_k_fraction, max_tokens_per_language=args.max_tokens,
+                          max_length=args.max_length, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype,
+                          device=args.device, device_map=args.device_map)
+
+
 @subcommand
 def add_profile(subparsers):
     p = subparsers.add_parser("profile", help="profile a model's expert activations per language, write a table")
-    p.add_argument("--model", default="gemma-3-270m", help="short name, folder or Hugging Face id")
-    p.add_argument("--languages", default="paper", help="'paper', 'wide:N', 'all' or comma-separated codes")
-    p.add_argument("--expert-size", type=int, default=32)
-    p.add_argument("--top-k-fraction", type=float, default=0.2)
-    p.add_argument("--max-tokens", type=int, default=2048, help="tokens per language")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--device", default="auto")
+    _add_study_arguments(p)
     p.add_argument("--output", default="profile.csv", help="tidy table (.csv or .parquet)")
 
     def handler(args):
-        from babel_lib import pipeline
+        import time
+
         from babel_lib.cache import atomic_write_bytes
 
-        st = pipeline.study(model=args.model, languages=args.languages, expert_size=args.expert_size,
-                            top_k_fraction=args.top_k_fraction, max_tokens_per_language=args.max_tokens,
-                            max_length=args.max_length, batch_size=args.batch_size, dtype=args.dtype,
-                            device=args.device)
+        started = time.perf_counter()
+        st = _study(args)
         frame = st.profile.to_frame()
         if args.output.endswith(".parquet"):
             import io
@@ -181,7 +203,48 @@ def add_profile(subparsers):
         else:
             atomic_write_bytes(args.output, frame.to_csv(index=False).encode())
         print(st.profile.describe())
+        print(f"{st.lm.description}: loaded, partitioned and profiled in {time.perf_counter() - started:.1f} s")
         print(f"wrote {len(frame):,} rows to {args.output}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+@subcommand
+def add_prune(subparsers):
+    from babel_lib.prune import ALLOCATIONS, RANKINGS
+
+    p = subparsers.add_parser(
+        "prune", help="drop the least frequently activated experts of every layer; save the smaller model",
+        description="Profile the model, rank every layer's experts by activation frequency, slice the FFN "
+                    "weights of the dropped experts out and save_pretrained the smaller model (reload it with "
+                    "babel_lib.prune.load_pruned, or plain from_pretrained when every layer keeps the same width).")
+    _add_study_arguments(p, dtype="float32")
+    p.add_argument("--rate", type=float, required=True, help="fraction of experts to drop, in [0, 1)")
+    p.add_argument("--by", default="multilingual", choices=RANKINGS,
+                   help="rank by the mean frequency over --languages, one --language's frequency, or at random")
+    p.add_argument("--language", default=None, help="the language to keep (with --by language), e.g. fra")
+    p.add_argument("--allocation", default="uniform", choices=ALLOCATIONS,
+                   help="the same rate in every layer, or per-layer rates from activation levels")
+    p.add_argument("--output", required=True, help="folder for the pruned model (written atomically)")
+
+    def handler(args):
+        from babel_lib import prune
+
+        prune.check_rate(args.rate)  # before minutes of profiling
+        if args.by == "language" and not args.language:
+            raise ValueError("--by language needs --language CODE (the language whose frequencies rank the experts)")
+        st = _study(args, extra_languages=[args.language] if args.language else ())
+        ranking = prune.rank_experts(st.profile, args.by, language=args.language, seed=args.seed)
+        plan = prune.prune_plan(ranking, args.rate, allocation=args.allocation)
+        small = prune.prune_model(st.lm, st.partition, plan)
+        folder = prune.save_pruned(small, args.output)
+        print(st.profile.describe())
+        print(plan.describe())
+        report = prune.size_report(st.lm, small)
+        print(f"parameters {report['params_dense']:,} -> {report['params_pruned']:,} "
+              f"({report['params_removed']:.1%} removed; FFN {report['ffn_params_removed']:.1%})")
+        print(f"saved to {folder}")
         return 0
 
     p.set_defaults(handler=handler)

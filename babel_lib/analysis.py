@@ -655,13 +655,30 @@ def evidence(p: float, alpha: float = 0.05) -> str:
     return f"{shown}: weak evidence, not significant at {alpha:g}"
 
 
-def report(value: float, p: float | None = None, symbol: str = "r", digits: int = 3, alpha: float = 0.05) -> str:
-    """A statistic for generated prose: 'r = +0.412 (p < 0.001, significant at 0.05)', or
-    'r not testable on these data' when the value is NaN (e.g. a constant matrix)."""
+#: Words for the size of a correlation |r| (our wording, Cohen's conventional steps): below 0.1
+#: negligible, below 0.3 weak, below 0.5 moderate, else strong.
+EFFECT_WORDS = ((0.1, "negligible"), (0.3, "weak"), (0.5, "moderate"), (float("inf"), "strong"))
+
+
+def effect_size(r: float) -> str:
+    """'negligible' / 'weak' / 'moderate' / 'strong' for a correlation (see EFFECT_WORDS); '' for NaN."""
+    if r is None or not np.isfinite(r):
+        return ""
+    return next(word for bound, word in EFFECT_WORDS if abs(r) < bound)
+
+
+def report(value: float, p: float | None = None, symbol: str = "r", digits: int = 3, alpha: float = 0.05,
+           size: bool | None = None) -> str:
+    """A statistic for generated prose: 'r = +0.412 (moderate; p < 0.001, significant at 0.05)', or
+    'r not testable on these data' when the value is NaN (e.g. a constant matrix). ``size`` adds the
+    effect-size word (:func:`effect_size`); default: for correlations (symbol 'r' or 'rho')."""
     if value is None or not np.isfinite(value):
         return f"{symbol} not testable on these data"
     text = f"{symbol} = {value:+.{digits}f}"
-    return text if p is None else f"{text} ({evidence(p, alpha)})"
+    size = symbol in ("r", "rho") if size is None else size
+    notes = ([f"{effect_size(value)} correlation" if symbol in ("r", "rho") else effect_size(value)] if size else []) + \
+        ([evidence(p, alpha)] if p is not None else [])
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 # ---------------------------------------------------------------------------- models at relative depth

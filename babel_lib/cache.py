@@ -20,8 +20,9 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -36,6 +37,16 @@ def cache_root() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "babel"
+
+
+def shown_path(path) -> str:
+    """*path* as printed in results: ``$BABEL_CACHE/...`` when it lies in the cache, else its name
+    (executed chapters are published and must not carry this machine's folders)."""
+    path = Path(path).resolve()
+    try:
+        return "$BABEL_CACHE/" + path.relative_to(cache_root().resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _canonical(obj):
@@ -58,6 +69,36 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _normal_mode(path, mode: int) -> None:
+    """Give a mkstemp/mkdtemp result (private: 0600/0700) the mode a new file/folder normally gets."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+@contextmanager
+def atomic_folder(target) -> Iterator[Path]:
+    """Build a folder atomically: yields a temporary sibling of ``target`` to fill; on success it is
+    renamed to ``target`` (an older ``target`` is replaced), on any error it is removed and
+    ``target`` is left as it was. Readers never see a half-written folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp"))
+    try:
+        yield tmp
+        _normal_mode(tmp, 0o777)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-", suffix=".old"))
+            os.replace(target, old / "replaced")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file + fsync + rename: readers never see a partial file."""
     path = Path(path)
@@ -68,6 +109,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _normal_mode(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -34,11 +34,12 @@ class Study:
                 f"**Profile** {self.profile.describe()}.")
 
 
-def get_model(model: str, dtype: str = "bfloat16", device: str = "auto") -> LoadedModel:
-    """Load once per process (notebooks that compare several settings reuse the same weights)."""
-    key = (model, dtype, device)
+def get_model(model: str, dtype: str = "bfloat16", device: str = "auto", device_map=None) -> LoadedModel:
+    """Load once per process (notebooks that compare several settings reuse the same weights).
+    ``device_map`` (e.g. 'auto') shards a big model over the available devices via accelerate."""
+    key = (model, dtype, device, str(device_map))
     if key not in _LOADED:
-        _LOADED[key] = load_model(model, dtype=dtype, device=device)
+        _LOADED[key] = load_model(model, dtype=dtype, device=device, device_map=device_map)
     return _LOADED[key]
 
 
@@ -53,6 +54,7 @@ def study(
     seed: int = 0,
     dtype: str = "bfloat16",
     device: str = "auto",
+    device_map=None,
     split: str = "calibration",
     method: str = "kmeans",
     features: str = "gate",
@@ -61,7 +63,7 @@ def study(
 ) -> Study:
     """Load ``model``, build its partition and profile ``languages`` (see babel_lib.corpus.resolve_languages)."""
     progress = progress and not os.environ.get("TQDM_DISABLE")  # the book runner sets it: no bars in pages
-    lm = get_model(model, dtype, device)
+    lm = get_model(model, dtype, device, device_map)
     partition = build_partition(lm, expert_size=expert_size, method=method, features=features, seed=seed,
                                 progress=progress)
     prof = profile_languages(lm, partition, corpus.resolve_languages(languages), split=split,

@@ -59,8 +59,13 @@ class Definitions:
 
 def expert_scores(a: torch.Tensor, n_experts: int, score: str = "abs") -> torch.Tensor:
     """Scores [tokens, n_experts] (fp32) from neuron values [tokens, n_neurons] whose experts are contiguous blocks."""
-    v = a.abs() if score == "abs" else a.clamp_min(0)
-    return v.reshape(a.shape[0], n_experts, -1).sum(-1, dtype=torch.float32)
+    blocks = a.reshape(a.shape[0], n_experts, -1)
+    if score == "relu":
+        return blocks.clamp_min(0).sum(-1, dtype=torch.float32)
+    if a.is_cuda:  # one fused reduction, |a| never materialised: one pass over the activations, not three
+        wide = None if a.dtype == torch.float64 else torch.float32
+        return torch.linalg.vector_norm(blocks, ord=1, dim=-1, dtype=wide).float()
+    return blocks.abs().sum(-1, dtype=torch.float32)
 
 
 def activated(scores: torch.Tensor, definitions: Definitions, expert_size: int) -> torch.Tensor:
@@ -94,19 +99,28 @@ class ExpertCounter:
                                          device=device) if coactivation else None)
         self.tokens = 0
         self._rows: torch.Tensor | None = None
+        self._ones: torch.Tensor | None = None  # reused source of index_add_
         self._stack = None
 
     def set_valid(self, mask: torch.Tensor) -> None:
-        """Mark which positions of the next batch count ([batch, seq] bool)."""
-        self._rows = mask.reshape(-1).nonzero().squeeze(1)
-        self.tokens += int(self._rows.numel())
+        """Mark which positions of the next batch count ([batch, seq] bool; pass it on the CPU
+        to spare the GPU a synchronisation)."""
+        rows = mask.reshape(-1).nonzero().squeeze(1)
+        self.tokens += int(rows.numel())
+        self._rows = rows.to(self.counts.device, non_blocking=True)
 
     def _hook(self, layer: int, a: torch.Tensor) -> None:
-        rows = self._rows
-        flat = a.reshape(-1, a.shape[-1])
-        if rows is not None:
-            flat = flat.index_select(0, rows.to(flat.device))
-        s = expert_scores(flat, self.n_experts, self.definitions.score)
+        # scores of every position first (a [tokens, E] gather is cheaper than one of [tokens, neurons])
+        s = expert_scores(a.reshape(-1, a.shape[-1]), self.n_experts, self.definitions.score)
+        if self._rows is not None:
+            s = s.index_select(0, self._rows.to(s.device))
+        if self.definitions.activation == "topk" and self.coactivation is None:
+            # top-k counts without a [tokens, E] mask: one index_add of ones (integer adds: exact)
+            idx = s.topk(self.definitions.k(self.n_experts), dim=1).indices.reshape(-1).to(self.counts.device)
+            if self._ones is None or self._ones.numel() < idx.numel():
+                self._ones = torch.ones(max(idx.numel(), 1 << 16), dtype=torch.int64, device=self.counts.device)
+            self.counts[layer].index_add_(0, idx, self._ones[:idx.numel()])
+            return
         act = activated(s, self.definitions, self.partition.expert_size)
         self.counts[layer] += act.sum(0).to(self.counts.device)
         if self.coactivation is not None:
@@ -200,9 +214,9 @@ def count_sequences(lm: LoadedModel, partition: Partition, seqs: list[list[int]]
     body = backbone(lm.model)
     with ExpertCounter(lm.model, partition, definitions, coactivation) as counter:
         for batch in batches_by_length(seqs, batch_size):
-            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
+            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, "cpu")
             counter.set_valid(count)
-            body(input_ids=ids, attention_mask=attn, use_cache=False)
+            body(input_ids=ids.to(lm.device), attention_mask=attn.to(lm.device), use_cache=False)
             if progress is not None:
                 progress.update(int(count.sum()))
         out = {"counts": counter.counts.cpu().numpy(), "tokens": np.array(counter.tokens, dtype=np.int64)}

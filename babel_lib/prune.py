@@ -61,7 +61,7 @@ import pandas as pd
 import torch
 
 from .adapters import backbone, ffn_layers
-from .cache import cache_key
+from .cache import atomic_folder, cache_key
 from .errors import BabelError
 from .evaluate import Condition
 from .models import LoadedModel, model_fingerprint
@@ -424,11 +424,13 @@ def _record_widths(config, widths: list[int], original: int, extra: dict) -> Non
 
 
 def save_pruned(lm: LoadedModel, folder: str | Path) -> Path:
-    """``save_pretrained`` the (pruned) model and its tokenizer into ``folder``; reload with :func:`load_pruned`."""
+    """``save_pretrained`` the (pruned) model and its tokenizer into ``folder`` (atomically: an
+    interrupted save leaves no half-written folder); reload with :func:`load_pruned`."""
     folder = Path(folder)
-    lm.model.save_pretrained(folder)
-    if hasattr(lm.tokenizer, "save_pretrained"):
-        lm.tokenizer.save_pretrained(folder)
+    with atomic_folder(folder) as tmp:
+        lm.model.save_pretrained(tmp)
+        if hasattr(lm.tokenizer, "save_pretrained"):
+            lm.tokenizer.save_pretrained(tmp)
     return folder
 
 

@@ -63,8 +63,6 @@ import functools
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -76,7 +74,7 @@ import torch
 
 from . import corpus
 from .adapters import backbone, ffn_layers
-from .cache import cache_key, cache_root
+from .cache import atomic_folder, cache_key, cache_root
 from .models import LoadedModel, load_model, model_fingerprint
 
 TASKS = ("translate", "to_english", "continue", "repeat")
@@ -617,9 +615,7 @@ def _description(meta: dict) -> str:
 
 
 def _save_atomic(model, tokenizer, target: Path, meta: dict, log: pd.DataFrame, template: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with atomic_folder(target) as tmp:
         model.save_pretrained(tmp)
         if hasattr(tokenizer, "save_pretrained"):
             tok = copy.copy(tokenizer)
@@ -629,15 +625,6 @@ def _save_atomic(model, tokenizer, target: Path, meta: dict, log: pd.DataFrame, 
         log.to_csv(tmp / LOG_FILE, index=False)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
         (tmp / "SOURCE.txt").write_text(_description(meta) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give it a normal folder's mode
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_tuned(path, dtype="bfloat16", device: str | None = "auto", tokenizer=None) -> TunedModel:

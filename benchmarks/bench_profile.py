@@ -3,10 +3,14 @@
 Gemma 3 270M (bf16 by default), batch 8 x 128 of real UDHR text, experts of 32 neurons,
 top-20% rule. Throughput is timed interleaved (bare, profiled, stored, bare, ...) in one
 process after a warm-up, so machine drift cancels in the ratios; the median of the
-per-round ratios is reported. Peak memory is each variant's peak RSS in a fresh subprocess
-(model included), so the ratio says what a user's process really needs.
+per-round ratios is reported. Peak memory is each variant's peak in a fresh subprocess (model
+included; GPU memory allocated on CUDA, the process's RSS on CPU), so the ratio says what a
+user's process really needs.
 
-    python benchmarks/bench_profile.py [--rounds 12] [--model gemma-3-270m] [--dtype bfloat16]
+    python benchmarks/bench_profile.py [--rounds 12] [--model gemma-3-270m] [--dtype bfloat16] [--device auto]
+
+``--model random:<folder>`` times the architecture of a config.json with random weights (no
+weight file needed; throughput does not depend on the weights' values).
 
 Last line: RESULT profile_vs_forward=... store_vs_forward=... profile_vs_store=... mem_profile_vs_forward=...
 mem_store_vs_forward=...
@@ -22,17 +26,7 @@ import sys
 import time
 
 import torch
-
-
-def make_batch(lm, batch: int, length: int) -> torch.Tensor:
-    from babel_lib import corpus
-
-    text = " ".join(corpus.texts("eng", "all"))
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    need = batch * (length - 1)
-    ids = (ids * (need // len(ids) + 1))[:need]
-    rows = [[lm.tokenizer.bos_token_id] + ids[i * (length - 1):(i + 1) * (length - 1)] for i in range(batch)]
-    return torch.tensor(rows, device=lm.device)
+from _common import make_batch, sync
 
 
 class StoreThenCount:
@@ -58,10 +52,10 @@ class StoreThenCount:
 
         for layer, a in self.stored.items():
             flat = a[:, 1:].reshape(-1, a.shape[-1]).float().abs()
-            onehot = torch.nn.functional.one_hot(torch.from_numpy(self.partition.labels[layer]),
+            onehot = torch.nn.functional.one_hot(torch.from_numpy(self.partition.labels[layer]).to(flat.device),
                                                  self.partition.n_experts).float()
             s = flat @ onehot
-            self.counts[layer] += activated(s, self.defs, self.partition.expert_size).sum(0)
+            self.counts[layer] += activated(s, self.defs, self.partition.expert_size).sum(0).cpu()
         self.stored.clear()
 
 
@@ -69,7 +63,7 @@ def setup(args):
     from babel_lib.models import load_model
     from babel_lib.moefy import build_partition
 
-    lm = load_model(args.model, dtype=args.dtype)
+    lm = load_model(args.model, dtype=args.dtype, device=args.device)
     part = build_partition(lm, expert_size=32, method="random")
     ids = make_batch(lm, args.batch, args.length)
     return lm, part, ids
@@ -82,43 +76,61 @@ def run_variant(variant: str, lm, part, ids, steps: int) -> float:
 
     body = backbone(lm.model)
     attn = torch.ones_like(ids)
-    valid = attn.bool().clone()
+    valid = attn.bool().cpu()  # the count mask stays on the CPU (no GPU sync in set_valid)
     valid[:, 0] = False
     defs = Definitions()
+    dev = ids.device
     with torch.inference_mode():
         if variant == "bare":
+            sync(dev)
             t = time.perf_counter()
             for _ in range(steps):
                 body(input_ids=ids, attention_mask=attn, use_cache=False)
+            sync(dev)
             return time.perf_counter() - t
         if variant == "profile":
             with ExpertCounter(lm.model, part, defs) as counter:
+                sync(dev)
                 t = time.perf_counter()
                 for _ in range(steps):
                     counter.set_valid(valid)
                     body(input_ids=ids, attention_mask=attn, use_cache=False)
+                sync(dev)
                 return time.perf_counter() - t
         with StoreThenCount(lm, part, defs) as store:
+            sync(dev)
             t = time.perf_counter()
             for _ in range(steps):
                 body(input_ids=ids, attention_mask=attn, use_cache=False)
                 store.count()
+            sync(dev)
             return time.perf_counter() - t
 
 
-def peak_rss_child(args) -> None:
+def peak_memory_child(args) -> None:
+    """Peak memory of one variant in a fresh process: GPU memory allocated on CUDA (model
+    included), else the process's peak RSS. Printed as JSON {before_mib, peak_mib}."""
     import resource
 
     lm, part, ids = setup(args)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run_variant(args.child, lm, part, ids, 3)
-    print(json.dumps({"before_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run_variant(args.child, lm, part, ids, 3)
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        run_variant(args.child, lm, part, ids, 3)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"before_mib": base / 2**20, "peak_mib": peak / 2**20}))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=12)
@@ -126,7 +138,7 @@ def main():
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return peak_rss_child(args)
+        return peak_memory_child(args)
 
     lm, part, ids = setup(args)
     tokens = ids.numel() * args.steps
@@ -148,14 +160,15 @@ def main():
     mem = {}
     for v in ("bare", "profile", "store"):
         out = subprocess.run([sys.executable, __file__, "--child", v, "--model", args.model, "--dtype", args.dtype,
-                              "--batch", str(args.batch), "--length", str(args.length)],
+                              "--device", args.device, "--batch", str(args.batch), "--length", str(args.length)],
                              capture_output=True, text=True, check=True)
         mem[v] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{v:8s} peak RSS {mem[v]['peak_kb'] / 1024:8.0f} MiB (after load {mem[v]['before_kb'] / 1024:.0f} MiB)")
-    mem_prof = mem["profile"]["peak_kb"] / mem["bare"]["peak_kb"]
-    mem_store = mem["store"]["peak_kb"] / mem["bare"]["peak_kb"]
-    print(f"model {args.model} {args.dtype}, batch {args.batch} x {args.length}, {args.rounds} interleaved rounds, "
-          f"torch threads {torch.get_num_threads()}")
+        what = "GPU memory" if lm.device.type == "cuda" else "RSS"
+        print(f"{v:8s} peak {what} {mem[v]['peak_mib']:8.0f} MiB (after load {mem[v]['before_mib']:.0f} MiB)")
+    mem_prof = mem["profile"]["peak_mib"] / mem["bare"]["peak_mib"]
+    mem_store = mem["store"]["peak_mib"] / mem["bare"]["peak_mib"]
+    print(f"model {lm.name} ({lm.description}) {args.dtype} on {lm.device}, batch {args.batch} x {args.length}, "
+          f"{args.rounds} interleaved rounds, torch threads {torch.get_num_threads()}")
     print(f"RESULT profile_vs_forward={prof_vs_fwd:.3f} store_vs_forward={store_vs_fwd:.3f} "
           f"profile_vs_store={prof_vs_store:.3f} mem_profile_vs_forward={mem_prof:.3f} mem_store_vs_forward={mem_store:.3f}")
 

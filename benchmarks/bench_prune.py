@@ -26,17 +26,7 @@ import sys
 import time
 
 import torch
-
-
-def make_batch(lm, batch: int, length: int) -> torch.Tensor:
-    from babel_lib import corpus
-
-    text = " ".join(corpus.texts("eng", "all"))
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    need = batch * (length - 1)
-    ids = (ids * (need // len(ids) + 1))[:need]
-    rows = [[lm.tokenizer.bos_token_id] + ids[i * (length - 1):(i + 1) * (length - 1)] for i in range(batch)]
-    return torch.tensor(rows, device=lm.device)
+from _common import make_batch
 
 
 def main(argv=None) -> int:

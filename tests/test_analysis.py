@@ -357,7 +357,10 @@ def test_ari_permutation_and_tables():
     assert "significant" in A.evidence(0.01) and "weak" in A.evidence(0.2)
     assert A.evidence(float("nan")) == "not testable on these data"
     assert A.evidence(0.0001).startswith("p < 0.001")
-    assert A.report(0.41234, 0.01) == "r = +0.412 (p = 0.01, significant at 0.05)"
+    assert A.report(0.41234, 0.01) == "r = +0.412 (moderate correlation; p = 0.01, significant at 0.05)"
+    assert A.report(0.05, 0.001, "ARI") == "ARI = +0.050 (p = 0.001, significant at 0.05)"
+    assert A.report(-0.05) == "r = -0.050 (negligible correlation)"
+    assert [A.effect_size(x) for x in (0.05, -0.2, 0.4, 0.9)] == ["negligible", "weak", "moderate", "strong"]
     assert A.report(float("nan"), 0.5, symbol="rho") == "rho not testable on these data"
 
 

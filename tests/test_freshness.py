@@ -34,3 +34,30 @@ def test_every_source_declares_parameters():
 
     missing = [s.name for s in _sources() if not papermill.inspect_notebook(str(s))]
     assert not missing, f"no cell tagged `parameters` in: {missing}"
+
+
+def test_executed_chapters_name_no_machine_folders():
+    """Executed chapters are published: their text (not their images) must not carry this
+    machine's folders (repository, cache, home, temporary files)."""
+    import os
+    import re
+    from pathlib import Path
+
+    from babel_lib import cache
+
+    roots = {str(Path(p).resolve()) for p in (book.BOOK_DIR.parent, cache.cache_root(), Path.home(), "/tmp")}
+    pattern = re.compile("|".join(re.escape(r + os.sep) for r in sorted(roots, key=len, reverse=True)))
+    found = []
+    for executed in sorted(book.BOOK_DIR.glob("*.ipynb")):
+        nb = json.loads(executed.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb["cells"]):
+            texts = ["".join(cell["source"]), json.dumps(cell.get("metadata", {}))]
+            for out in cell.get("outputs", []):
+                texts += [json.dumps(v) for k, v in out.get("data", {}).items() if not k.startswith("image/")]
+                texts.append("".join(out.get("text", "")))
+            found += [f"{executed.name} cell {i}: ...{t[max(0, m.start() - 40):m.end() + 40]}..."
+                      for t in texts for m in [pattern.search(t)] if m]
+        m = pattern.search(json.dumps(nb.get("metadata", {})))
+        if m:
+            found.append(f"{executed.name} metadata")
+    assert not found, "machine folders in executed chapters:\n" + "\n".join(found)

@@ -347,3 +347,26 @@ def test_shared_copy_leaves_dense_model_intact(tmp_path):
         torch.testing.assert_close(lm.model(input_ids=ids).logits, dense, rtol=0, atol=0)
     assert shared.model.get_input_embeddings().weight is lm.model.get_input_embeddings().weight
     assert [l.n_neurons for l in ffn_layers(lm.model)] == [part.n_neurons] * part.n_layers
+
+
+# ------------------------------------------------------------------------------ command line
+def test_cli_prune_saves_a_smaller_model(tmp_path, monkeypatch, capsys):
+    """`babel prune` ranks, slices and saves atomically; bad rates fail before any profiling."""
+    from babel_lib import pipeline
+    from babel_lib.__main__ import main
+
+    lm, part, prof, _ = setup("llama", tmp_path)
+    calls = []
+    monkeypatch.setattr(pipeline, "study", lambda **kw: calls.append(kw) or pipeline.Study(lm, part, prof))
+    out = tmp_path / "pruned"
+    assert main(["prune", "--rate", "0.5", "--languages", "aaa,bbb", "--output", str(out)]) == 0
+    assert calls[0]["languages"] == ["aaa", "bbb"]
+    small = prune.load_pruned(out, tokenizer=lm.tokenizer)
+    assert [l.n_neurons for l in ffn_layers(small.model)] == [part.n_neurons // 2] * part.n_layers
+    assert "FFN 50.0%" in capsys.readouterr().out
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pruned")]  # no temporary folder left
+    calls.clear()
+    for bad in (["--rate", "1.0"], ["--rate", "-0.1"], ["--rate", "0.3", "--by", "language"]):
+        assert main(["prune", *bad, "--output", str(tmp_path / "x")]) == 1
+        assert "error:" in capsys.readouterr().err
+    assert not calls and not (tmp_path / "x").exists()
