@@ -14,7 +14,7 @@ PROFILE ?= default
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k book -x"
 PYTEST_ARGS ?=
 
-.PHONY: help setup book book-html test test-drafts browser-deps lab bench clean
+.PHONY: help setup book book-html test browser-deps lab bench bench-gpu clean
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
@@ -22,7 +22,8 @@ help:
 	@echo "make book-html  build the HTML from the executed chapters in book/ (seconds)"
 	@echo "make test       run the test suite (installs Chromium for the browser test as root)"
 	@echo "make lab        open JupyterLab on notebooks/"
-	@echo "make bench      run every benchmarks/*.py"
+	@echo "make bench      run every benchmarks/bench_*.py (CPU or GPU, whichever torch sees)"
+	@echo "make bench-gpu  CUDA tests + GPU benchmarks + a 7B-size profile (benchmarks/gpu_check.sh)"
 	@echo "make clean      remove build outputs (keeps .venv and the executed chapters)"
 
 setup: $(STAMP)
@@ -47,15 +48,8 @@ book: setup
 book-html: $(SETUP)
 	$(PY) -m babel_lib build
 
-# Draft chapters (notebooks/drafts/) are smoke-tested by `make test-drafts`, not by CI,
-# until they join the book.
-DRAFT_TESTS := tests/test_notebook_tuning.py tests/test_notebooks_applications.py tests/test_notebooks_research.py
-
 test: setup browser-deps
-	$(VENV)/bin/python -m pytest -q $(addprefix --ignore=,$(DRAFT_TESTS))
-
-test-drafts: setup
-	$(VENV)/bin/python -m pytest -q $(DRAFT_TESTS) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # Chromium for tests/test_browser.py; without it (not root, no apt) that test skips.
 browser-deps:
@@ -72,9 +66,12 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: setup
-	@shopt -s nullglob; for f in benchmarks/*.py; do \
+	@shopt -s nullglob; for f in benchmarks/bench_*.py; do \
 	  echo "== $$f"; $(PY) "$$f" || exit 1; \
 	done
+
+bench-gpu: setup
+	PY=$(PY) bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf book/_build _build artifacts/screenshots artifacts/failed .pytest_cache .hypothesis

@@ -273,6 +273,18 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
     return target
 
 
+def markdown_outputs(notebook) -> str:
+    """The Markdown a notebook's cells displayed (its generated prose: findings, captions), joined."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    texts = []
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            md = output.get("data", {}).get("text/markdown")
+            if md:
+                texts.append("".join(md) if isinstance(md, list) else md)
+    return "\n".join(texts)
+
+
 def _swap_dir(new: Path, old: Path, trash: Path) -> None:
     """Put folder *new* in place of *old* (which may not exist); no *new*: remove *old*."""
     if old.exists():

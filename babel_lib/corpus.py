@@ -261,3 +261,21 @@ def tree_distance(languages) -> np.ndarray:
             else:  # edges from each leaf up to the deepest shared clade
                 dist[i, j] = dist[j, i] = (len(paths[i]) - shared + 1) + (len(paths[j]) - shared + 1)
     return dist
+
+
+@functools.lru_cache(maxsize=None)
+def language_name(key: str) -> str:
+    """A readable English name for a corpus language key ('arb' -> 'Standard Arabic',
+    'cmn_hans' -> 'Mandarin Chinese (Simplified)'), from language_table()."""
+    name = language_table().loc[key, "name"]
+    base, _, rest = name.partition(" (")
+    if ", " in base:
+        head, tail = base.split(", ", 1)
+        base = f"{tail} {head}"
+    return f"{base} ({rest}" if rest else base
+
+
+def language_labels(keys) -> dict[str, str]:
+    """{key: readable name} for chart labels; the key is added where two names coincide."""
+    names = {k: language_name(k) for k in keys}
+    return {k: (f"{v} ({k})" if list(names.values()).count(v) > 1 else v) for k, v in names.items()}

@@ -59,7 +59,6 @@ checks (see :func:`score_answers`).
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
 import os
@@ -120,16 +119,7 @@ TRAIN_CHOICES = ("all_but_embeddings", "ffn_attention", "all")
 
 
 # ============================================================================ the instruction set
-@functools.lru_cache(maxsize=None)
-def language_name(key: str) -> str:
-    """A readable English name for a corpus language key ('arb' -> 'Standard Arabic',
-    'cmn_hans' -> 'Mandarin Chinese (Simplified)'), from corpus.language_table()."""
-    name = corpus.language_table().loc[key, "name"]
-    base, _, rest = name.partition(" (")
-    if ", " in base:
-        head, tail = base.split(", ", 1)
-        base = f"{tail} {head}"
-    return f"{base} ({rest}" if rest else base
+language_name = corpus.language_name  # re-exported: the instruction set's wording uses it
 
 
 def _pairs(source: str, target: str, split: str) -> list[tuple[int, int, str, str]]:
