@@ -351,8 +351,12 @@ def describe(df: pd.DataFrame) -> str:
     row = df.iloc[0]
     per = df.drop_duplicates("language")
     stride = "no overlap" if pd.isna(row["stride"]) or row["stride"] is None else f"stride {int(row['stride'])}"
-    budget = "the whole split" if pd.isna(row["max_tokens"]) or row["max_tokens"] is None else \
-        f"whole paragraphs in document order until at least {int(row['max_tokens']):,} tokens"
+    if pd.isna(row["max_tokens"]) or row["max_tokens"] is None:
+        budget = "the whole split"
+    elif int(per["tokens"].max()) < int(row["max_tokens"]):
+        budget = f"the whole split: shorter than the budget of {int(row['max_tokens']):,} tokens in every language"
+    else:
+        budget = f"whole paragraphs in document order until at least {int(row['max_tokens']):,} tokens"
     return (f"Perplexity of {row['model']} ({row['dtype']}, fingerprint {row['fingerprint']}) on the UDHR "
             f"'{row['split']}' split ({budget}) of {len(per)} languages: windows of at most "
             f"{int(row['max_length'])} tokens, each starting with BOS ({stride}); "
