@@ -72,6 +72,9 @@ PROFILES: dict[str, dict] = {
     "paper": {
         "model": "meta-llama/Llama-2-7b-hf",
         "models": ["meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1"],
+        # chapter 7: a published base/chat pair instead of tuning here
+        "base_model": "meta-llama/Llama-2-7b-hf",
+        "tuned_model": "meta-llama/Llama-2-7b-chat-hf",
         "languages": PAPER_LANGUAGES,
         "expert_size": 32,
         "top_k_fraction": 0.2,
