@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .adapters import backbone, ffn_layers
+from .cache import Store
 from .hooks import ffn_pre_hooks
 from .models import LoadedModel
 from .moefy import Partition
@@ -88,7 +89,6 @@ def partition_quality(lm: LoadedModel, partitions: dict[str, Partition], seqs: l
     return pd.DataFrame(rows)
 
 
-@torch.inference_mode()
 def moe_agreement(lm: LoadedModel, partition: Partition, seqs: list[list[int]], top_k_fraction: float = 1.0,
                   batch_size: int = 8) -> dict:
     """Compare the MoE view (top-k experts per token, oracle scores) with the dense model.
@@ -97,20 +97,57 @@ def moe_agreement(lm: LoadedModel, partition: Partition, seqs: list[list[int]], 
     top1_agreement (share of counted positions whose most likely next token is unchanged),
     plus tokens. With top_k_fraction=1.0 this is the dense-equivalence check.
     """
+    row = moe_agreements(lm, [("", partition, top_k_fraction)], seqs, batch_size, store=False).iloc[0]
+    return {k: row[k] for k in ("top_k_fraction", "max_abs_logit_diff", "mean_abs_logit_diff", "top1_agreement",
+                                "tokens")}
+
+
+AGREEMENT_COLUMNS = ["partition", "top_k_fraction", "max_abs_logit_diff", "mean_abs_logit_diff", "top1_agreement",
+                     "tokens"]
+
+
+def moe_agreements(lm: LoadedModel, conditions: list[tuple[str, Partition, float]], seqs: list[list[int]],
+                   batch_size: int = 8, store: Store | None | bool = None) -> pd.DataFrame:
+    """:func:`moe_agreement` for several (name, partition, top_k_fraction) conditions on the same text: the
+    dense forward runs once per batch for all of them. One row per condition (AGREEMENT_COLUMNS).
+
+    Cached (kind 'agreement') by model fingerprint, partitions, fractions, text and batch size;
+    ``store=False`` computes without the cache."""
+    from .cache import cache_key
+
+    parts = {"model": lm.fingerprint, "dtype": str(lm.dtype), "batch_size": int(batch_size),
+             "conditions": [[name, part.key, float(f)] for name, part, f in conditions],
+             "text": cache_key({"seqs": [list(map(int, s)) for s in seqs]})}
+    if store is not False:
+        store = store or Store()
+        hit = store.load("agreement", parts)
+        if hit is not None:
+            return pd.DataFrame(hit[1]["rows"], columns=AGREEMENT_COLUMNS)
+    rows = _agreements(lm, conditions, seqs, batch_size)
+    if store is not False:
+        store.save("agreement", parts, {}, {"rows": rows.to_dict("records")})
+    return rows
+
+
+@torch.inference_mode()
+def _agreements(lm, conditions, seqs, batch_size) -> pd.DataFrame:
     from .moefy import moe_view
 
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    max_diff, sum_diff, agree, n = 0.0, 0.0, 0, 0
+    acc = [[0.0, 0.0, 0] for _ in conditions]  # max diff, summed mean diff, top-1 agreements
+    n = 0
     for batch in batches_by_length(seqs, batch_size):
         ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
         dense = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[count].float()
-        with moe_view(lm.model, partition, top_k_fraction=top_k_fraction):
-            moe = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[count].float()
-        diff = (dense - moe).abs()
-        max_diff = max(max_diff, float(diff.max()))
-        sum_diff += float(diff.mean(1).sum())
-        agree += int((dense.argmax(1) == moe.argmax(1)).sum())
+        top1 = dense.argmax(1)
+        for a, (_, partition, fraction) in zip(acc, conditions):
+            with moe_view(lm.model, partition, top_k_fraction=fraction):
+                moe = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[count].float()
+            diff = (dense - moe).abs()
+            a[0] = max(a[0], float(diff.max()))
+            a[1] += float(diff.mean(1).sum())
+            a[2] += int((top1 == moe.argmax(1)).sum())
         n += int(count.sum())
-    return {"top_k_fraction": top_k_fraction, "max_abs_logit_diff": max_diff, "mean_abs_logit_diff": sum_diff / n,
-            "top1_agreement": agree / n, "tokens": n}
+    return pd.DataFrame([[name, float(f), a[0], a[1] / n, a[2] / n, n] for (name, _, f), a in zip(conditions, acc)],
+                        columns=AGREEMENT_COLUMNS)

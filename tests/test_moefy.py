@@ -1,6 +1,7 @@
 """Partitions: every method, persistence, refusal of a model they do not fit; the MoE view."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -112,3 +113,24 @@ def test_quality_kmeans_beats_random(tmp_path):
     assert by.loc["coactivation", "within_coactivation"] > by.loc["random", "within_coactivation"]
     eq = moe_agreement(lm, parts["random"], seqs, top_k_fraction=1.0)
     assert eq["max_abs_logit_diff"] < 1e-3 and eq["top1_agreement"] == 1.0
+
+
+def test_agreements_share_the_dense_pass_and_cache(tmp_path):
+    from babel_lib.quality import moe_agreements
+
+    lm = tiny_model("llama")
+    store = Store(tmp_path)
+    seqs = build_sequences(lm.tokenizer, ["Some text for the agreement of the MoE view with the dense model."] * 4,
+                           200, 24).input_ids
+    parts = {m: build_partition(lm, expert_size=16, method=m, store=store) for m in ("kmeans", "random")}
+    conditions = [("kmeans all", parts["kmeans"], 1.0), ("kmeans", parts["kmeans"], 0.25), ("random", parts["random"], 0.25)]
+    table = moe_agreements(lm, conditions, seqs, batch_size=3, store=store)
+    for (name, part, f), row in zip(conditions, table.itertuples()):
+        one = moe_agreement(lm, part, seqs, f, batch_size=3)
+        assert row.partition == name and row.tokens == one["tokens"]
+        assert row.max_abs_logit_diff == pytest.approx(one["max_abs_logit_diff"])
+        assert row.top1_agreement == pytest.approx(one["top1_agreement"])
+    assert table.top1_agreement.iloc[0] == 1.0 and table.top1_agreement.iloc[2] < 1.0
+    assert len(list(tmp_path.glob("agreement/*/*.npz"))) == 1
+    again = moe_agreements(lm, conditions, seqs, batch_size=3, store=store)  # from the cache
+    pd.testing.assert_frame_equal(again, table, check_dtype=False)
