@@ -55,6 +55,14 @@ PROFILES: dict[str, dict] = {
         "seed": 0,
         "dtype": "float32",
         "device": "cpu",
+        # the application chapters' grids (08-10), shrunk to one point each
+        "rates": [0.3],
+        "random_seeds": [0, 1],
+        "matrix_rate": 0.3,
+        "eval_max_tokens": 32,
+        "keep_fractions": [0.5],
+        "timing_batch": 1,
+        "timing_rounds": 1,
     },
     # The book as committed: the offline default model on CPU, minutes a chapter.
     # Budgets and language sets stay the notebooks' own defaults. float32: on CPUs without
