@@ -177,35 +177,35 @@ def load_model(
     device: 'auto' (CUDA if available), 'cpu', 'cuda', ...; ignored when ``device_map`` is given
     (e.g. 'auto' to shard a model too big for one device, via accelerate).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = resolve_dtype(dtype)
-    if str(spec).startswith(RANDOM_PREFIX):
-        return _load_random(spec, torch_dtype, device)
-    if spec in OFFLINE_MODELS:
-        entry = OFFLINE_MODELS[spec]
-        folder, description = _convert_offline(entry), entry.description
-    elif Path(spec).expanduser().is_dir():
-        folder, description = Path(spec).expanduser(), f"local model folder {Path(spec).name}"
-    else:
-        close = difflib.get_close_matches(str(spec), list(OFFLINE_MODELS), n=1, cutoff=0.8)
-        if close:
-            raise UnknownModelError(f"Unknown model {spec!r}: did you mean the offline model {close[0]!r}? "
-                                    f"Offline models: {', '.join(OFFLINE_MODELS)}.")
-        folder, description = spec, f"Hugging Face model {spec}"
+    random_weights = str(spec).startswith(RANDOM_PREFIX)
+    inner = spec[len(RANDOM_PREFIX):] if random_weights else spec
+    folder, description = _resolve_spec(inner)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        kwargs = {"dtype": torch_dtype}
-        if device_map is not None:
-            kwargs["device_map"] = device_map
-        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        if random_weights:
+            config = AutoConfig.from_pretrained(folder)
+        else:
+            kwargs = {"dtype": torch_dtype}
+            if device_map is not None:
+                kwargs["device_map"] = device_map
+            model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except OSError as exc:
         raise UnknownModelError(
             f"Cannot load model {spec!r}: not an offline model ({', '.join(OFFLINE_MODELS)}), not a local "
             f"folder with config.json, and not loadable as a Hugging Face id (that needs network access or a "
             f"filled Hugging Face cache) ({exc.__class__.__name__}: {str(exc).splitlines()[0]})."
         ) from exc
-    if device_map is None:
+    if random_weights:  # built directly on the target device: a 7B-size model needs no CPU copy
+        torch.manual_seed(0)
+        with torch.device(resolve_device(device)):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        n = sum(p.numel() for p in model.parameters())
+        description = (f"RANDOM weights (seed 0) with the architecture of {inner} ({n / 1e6:,.0f}M parameters; "
+                       f"for speed and memory only)")
+    elif device_map is None:
         model = model.to(resolve_device(device))
     model.eval()
     if tokenizer.pad_token_id is None:
@@ -213,31 +213,15 @@ def load_model(
     return LoadedModel(model, tokenizer, str(spec), description, model_fingerprint(model))
 
 
-def _load_random(spec: str, torch_dtype: torch.dtype, device: str | None) -> LoadedModel:
-    """'random:<spec>': the architecture (config.json) and tokenizer of <spec>, seeded random weights,
-    built directly on the target device (a 7B-size model needs no CPU copy)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    inner = spec[len(RANDOM_PREFIX):]
-    if inner in OFFLINE_MODELS:
-        folder = _convert_offline(OFFLINE_MODELS[inner])
-    elif Path(inner).expanduser().is_dir():
-        folder = Path(inner).expanduser()
-    else:
-        folder = inner
-    try:
-        config = AutoConfig.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except OSError as exc:
-        raise UnknownModelError(f"Cannot build {spec!r}: {inner!r} has no readable config.json and tokenizer "
-                                f"({exc.__class__.__name__}: {str(exc).splitlines()[0]}).") from exc
-    torch.manual_seed(0)
-    with torch.device(resolve_device(device)):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
-    model.eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    n = sum(p.numel() for p in model.parameters())
-    description = (f"RANDOM weights (seed 0) with the architecture of {inner} ({n / 1e6:,.0f}M parameters; "
-                   f"for speed and memory only)")
-    return LoadedModel(model, tokenizer, str(spec), description, model_fingerprint(model))
+def _resolve_spec(spec: str) -> tuple[Path | str, str]:
+    """(folder or hub id, description) of a model spec; an offline model is converted once."""
+    if spec in OFFLINE_MODELS:
+        entry = OFFLINE_MODELS[spec]
+        return _convert_offline(entry), entry.description
+    if Path(spec).expanduser().is_dir():
+        return Path(spec).expanduser(), f"local model folder {Path(spec).name}"
+    close = difflib.get_close_matches(str(spec), list(OFFLINE_MODELS), n=1, cutoff=0.8)
+    if close:
+        raise UnknownModelError(f"Unknown model {spec!r}: did you mean the offline model {close[0]!r}? "
+                                f"Offline models: {', '.join(OFFLINE_MODELS)}.")
+    return spec, f"Hugging Face model {spec}"

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .adapters import backbone, ffn_layers
-from .cache import Store
+from .cache import Store, cache_key
 from .hooks import ffn_pre_hooks
 from .models import LoadedModel
 from .moefy import Partition
@@ -113,20 +113,14 @@ def moe_agreements(lm: LoadedModel, conditions: list[tuple[str, Partition, float
 
     Cached (kind 'agreement') by model fingerprint, partitions, fractions, text and batch size;
     ``store=False`` computes without the cache."""
-    from .cache import cache_key
-
+    if store is False:
+        return _agreements(lm, conditions, seqs, batch_size)
     parts = {"model": lm.fingerprint, "dtype": str(lm.dtype), "batch_size": int(batch_size),
              "conditions": [[name, part.key, float(f)] for name, part, f in conditions],
              "text": cache_key({"seqs": [list(map(int, s)) for s in seqs]})}
-    if store is not False:
-        store = store or Store()
-        hit = store.load("agreement", parts)
-        if hit is not None:
-            return pd.DataFrame(hit[1]["rows"], columns=AGREEMENT_COLUMNS)
-    rows = _agreements(lm, conditions, seqs, batch_size)
-    if store is not False:
-        store.save("agreement", parts, {}, {"rows": rows.to_dict("records")})
-    return rows
+    _, meta = (store or Store()).get_or_compute(
+        "agreement", parts, lambda: ({}, {"rows": _agreements(lm, conditions, seqs, batch_size).to_dict("records")}))
+    return pd.DataFrame(meta["rows"], columns=AGREEMENT_COLUMNS)
 
 
 @torch.inference_mode()
