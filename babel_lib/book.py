@@ -32,6 +32,8 @@ BOOK_DIR = ROOT / "book"
 CONFIG = ROOT / "_config.yml"
 #: Where a failed run's notebook (with its traceback) is kept; ignored by git.
 FAILED_DIR = ROOT / "artifacts" / "failed"
+#: Runs with other profiles or parameters (never over the committed book), and `babel verify`.
+RUNS_DIR = ROOT / "runs"
 #: The vega bundle the offline charts load (see babel_lib.plots), relative to the site
 #: root; build_book writes it into the built site (not into book/_static, whose scripts
 #: Jupyter Book would load on every page).
@@ -154,6 +156,23 @@ def source_sha256(notebook) -> str:
     return h.hexdigest()
 
 
+#: The code and data a chapter's numbers depend on beyond its own source (hashed into its stamp).
+LIBRARY_DIR = Path(__file__).resolve().parent
+
+
+def library_sha256(library_dir=LIBRARY_DIR) -> str:
+    """Hash of the library a chapter runs with: every ``*.py`` file and every file under ``data/``
+    (corpus, metadata, pinned partitions), by relative path and content."""
+    library_dir = Path(library_dir)
+    files = sorted(p for p in library_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and (p.suffix == ".py" or "data" in p.relative_to(library_dir).parts))
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.relative_to(library_dir).as_posix().encode("utf-8") + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def declared_parameters(notebook) -> dict:
     """Names (and papermill's info) declared in the notebook's `parameters` cell."""
     import papermill
@@ -234,6 +253,7 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
     # results/<chapter>/ (plots write under $BABEL_BOOK_DIR). Only a successful run
     # replaces the executed copy and that chapter's results.
     sha = source_sha256(source)
+    library = library_sha256()
     stage = Path(tempfile.mkdtemp(prefix=f".{source.stem}.", suffix=".stage", dir=output_dir))
     tmp = stage / source.name
     env = {
@@ -267,6 +287,7 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
         nb.metadata["babel"] = {
             "source": _relative(source),
             "source_sha256": sha,
+            "library_sha256": library,
             "parameters": params,
             "profile": profile,
             "executed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -306,13 +327,17 @@ def _swap_dir(new: Path, old: Path, trash: Path) -> None:
 
 
 def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
-            notebooks_dir=NOTEBOOKS_DIR, names=None) -> list[Path]:
-    """Run every chapter (or those in *names*) in order, then regenerate the toc.
+            notebooks_dir=NOTEBOOKS_DIR, names=None, only_stale=False) -> list[Path]:
+    """Run every chapter (or those in *names*; with *only_stale* those of them that
+    :func:`stale_chapters` names) in order, then regenerate the toc.
 
     A failing chapter does not stop the others; a :class:`ChapterError` naming all
     failures is raised at the end.
     """
     sources = [find_chapter(n, notebooks_dir) for n in names] if names else chapters(notebooks_dir)
+    if only_stale:
+        stale = {p.stem for p in stale_chapters(output_dir, notebooks_dir=notebooks_dir, profile=profile)}
+        sources = [s for s in sources if s.stem in stale]
     if overrides and sources:
         declared = set().union(*(declared_parameters(s) for s in sources))
         unused = sorted(set(overrides) - declared)
@@ -368,6 +393,128 @@ def check_fresh(output_dir=BOOK_DIR, *, notebooks_dir=NOTEBOOKS_DIR, profile="de
         if _CHAPTER_RE.match(copy.stem) and copy.name not in names:
             problems.append(f"{copy.stem}: executed copy without a source in notebooks/ (delete it)")
     return problems
+
+
+def library_changes(output_dir=BOOK_DIR, *, notebooks_dir=NOTEBOOKS_DIR) -> list[str]:
+    """Executed chapters run with another version of the library than the current one.
+
+    These are warnings, not failures of :func:`check_fresh`: a library change can land before its
+    chapters are re-executed; ``babel check-fresh --strict`` (used before a release) fails on them.
+    """
+    output_dir = _resolve(output_dir)
+    current = library_sha256()
+    found = []
+    for source in chapters(notebooks_dir):
+        copy = output_dir / source.name
+        if not copy.exists():
+            continue
+        stamp = json.loads(copy.read_text(encoding="utf-8")).get("metadata", {}).get("babel") or {}
+        if stamp and stamp.get("library_sha256") != current:
+            found.append(f"{source.stem}: executed with another version of babel_lib (run: babel run {source.stem})")
+    return found
+
+
+def stale_chapters(output_dir=BOOK_DIR, *, notebooks_dir=NOTEBOOKS_DIR, profile="default") -> list[Path]:
+    """Chapter sources whose executed copy is missing, stale (:func:`check_fresh`) or was run with
+    another library version (:func:`library_changes`): what ``babel run --stale`` re-executes."""
+    names = {line.split(":", 1)[0] for line in check_fresh(output_dir, notebooks_dir=notebooks_dir, profile=profile)
+             + library_changes(output_dir, notebooks_dir=notebooks_dir)}
+    return [s for s in chapters(notebooks_dir) if s.stem in names]
+
+
+def default_output(profile="default", overrides=None) -> Path:
+    """Where ``babel run`` writes when no folder is given: ``book/`` for the default profile without
+    overrides (the committed book), else ``runs/<profile>/`` (``runs/custom/`` with overrides), so
+    that trying other settings never overwrites the committed chapters."""
+    if profile == "default" and not overrides:
+        return BOOK_DIR
+    return RUNS_DIR / ("custom" if profile == "default" else profile)
+
+
+# ---------------------------------------------------------------------------- reproduction check
+#: Columns reported but never compared by :func:`verify_chapter` (they measure this machine).
+UNCOMPARED = re.compile(r"seconds|time|speed|per_second|tok_s|elapsed|memory|rss", re.IGNORECASE)
+#: Relative tolerance of float columns whose values come through a model's float arithmetic
+#: (perplexities, losses): a forward pass on another CPU kind rounds differently.
+MODEL_FLOAT = re.compile(r"perplexity|bits_per|nll|loss|logit|ratio|ppl", re.IGNORECASE)
+FLOAT_RTOL = 1e-9
+MODEL_FLOAT_RTOL = 1e-3
+
+
+def compare_tables(committed: Path, fresh: Path) -> "pd.DataFrame":
+    """Compare every CSV table of two results folders; one row per (table, column).
+
+    Rules: integer and text columns must be equal; float columns equal within
+    :data:`FLOAT_RTOL` relative (:data:`MODEL_FLOAT_RTOL` for model-arithmetic columns such as
+    perplexities); timing and memory columns (:data:`UNCOMPARED`) are reported, not compared.
+    Status per row: 'equal', 'within tolerance', 'differs', 'not compared', 'missing', 'extra',
+    'shape differs'.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    old = {p.name: p for p in Path(committed).glob("*.csv")}
+    new = {p.name: p for p in Path(fresh).glob("*.csv")}
+    for name in sorted(set(old) | set(new)):
+        if name not in new or name not in old:
+            rows.append({"table": name, "column": "", "status": "missing" if name not in new else "extra",
+                         "max_abs_diff": np.nan, "max_rel_diff": np.nan, "tolerance": np.nan})
+            continue
+        a, b = pd.read_csv(old[name]), pd.read_csv(new[name])
+        if list(a.columns) != list(b.columns) or len(a) != len(b):
+            rows.append({"table": name, "column": "", "status": "shape differs", "max_abs_diff": np.nan,
+                         "max_rel_diff": np.nan, "tolerance": np.nan})
+            continue
+        for col in a.columns:
+            x, y = a[col], b[col]
+            row = {"table": name, "column": col, "max_abs_diff": np.nan, "max_rel_diff": np.nan, "tolerance": 0.0}
+            numeric = pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y)
+            if numeric and not (pd.api.types.is_bool_dtype(x) or pd.api.types.is_bool_dtype(y)):
+                xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+                both_nan = np.isnan(xv) & np.isnan(yv)
+                diff = np.where(both_nan, 0.0, np.abs(xv - yv))
+                rel = np.where(both_nan, 0.0, diff / np.maximum(np.abs(xv), 1e-300))
+                row["max_abs_diff"] = float(np.nanmax(diff, initial=0.0)) if len(diff) else 0.0
+                row["max_rel_diff"] = float(np.nanmax(np.where(diff == 0, 0.0, rel), initial=0.0)) if len(rel) else 0.0
+                nan_mismatch = bool((np.isnan(xv) != np.isnan(yv)).any())
+                integer = pd.api.types.is_integer_dtype(x) and pd.api.types.is_integer_dtype(y)
+                tol = 0.0 if integer else (MODEL_FLOAT_RTOL if MODEL_FLOAT.search(col) else FLOAT_RTOL)
+                row["tolerance"] = tol
+                if UNCOMPARED.search(col):
+                    row["status"] = "not compared"
+                elif nan_mismatch:
+                    row["status"] = "differs"
+                elif row["max_abs_diff"] == 0:
+                    row["status"] = "equal"
+                elif not integer and np.allclose(xv, yv, rtol=tol, atol=1e-12, equal_nan=True):
+                    row["status"] = "within tolerance"
+                else:
+                    row["status"] = "differs"
+            else:
+                same = bool((x.astype(str).to_numpy() == y.astype(str).to_numpy()).all())
+                row["status"] = "equal" if same else ("not compared" if UNCOMPARED.search(col) else "differs")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["table", "column", "status", "max_abs_diff", "max_rel_diff", "tolerance"])
+
+
+VERIFY_FAILING = ("differs", "missing", "extra", "shape differs")
+
+
+def verify_chapter(name_or_path, output_dir=None, *, book_dir=BOOK_DIR, notebooks_dir=NOTEBOOKS_DIR,
+                   progress_bar=True) -> "pd.DataFrame":
+    """Re-execute a chapter on the default profile into a scratch folder (``runs/verify/``) and
+    compare its result tables with the committed ones in ``book/results/<chapter>/``
+    (:func:`compare_tables`). Returns the comparison; rows with a status in :data:`VERIFY_FAILING`
+    mean the committed numbers were not reproduced."""
+    source = find_chapter(name_or_path, notebooks_dir)
+    book_dir = _resolve(book_dir)
+    committed = book_dir / "results" / source.stem
+    if not committed.is_dir():
+        raise FileNotFoundError(f"no committed results for {source.stem} in {committed}")
+    output_dir = _resolve(output_dir) if output_dir else RUNS_DIR / "verify"
+    run_chapter(source, "default", None, output_dir, notebooks_dir=notebooks_dir, progress_bar=progress_bar)
+    return compare_tables(committed, output_dir / "results" / source.stem)
 
 
 # ---------------------------------------------------------------------------- toc and build

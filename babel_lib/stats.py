@@ -1,0 +1,1029 @@
+"""Statistics every chapter shares: passage bootstrap, permutation tests, multiple-testing
+corrections, noise floors, and the words and tables that report them.
+
+The unit of evidence is the *passage*: an aligned text unit (an article, a paragraph, a verse)
+that exists in every language. A profile keeps per-passage counts
+
+- ``counts[lang, passage, ...]``: integer activation counts (typically ``[n, P, L, E]``),
+- ``tokens[lang, passage]``: integer token counts,
+
+and a frequency is ``counts.sum(passages) / tokens.sum(passages)`` (activations per token).
+Shapes below: ``n`` languages, ``P`` passages, ``B`` resamples, ``...`` any trailing shape
+(e.g. ``L, E``).
+
+Conventions (see the design notes, "Statistics a referee accepts"):
+
+- **Bootstrap**: resample passages with replacement, with the *same* resample for every
+  language (the languages' profiles stay paired), at least 1,000 resamples; 95% percentile or
+  BCa intervals. A resample is represented by its multiplicity vector ``w[P]`` (how often each
+  passage was drawn), so a resampled frequency is ``(w @ counts) / (w @ tokens)``.
+- **Permutation tests** over languages (distance matrices: rows and columns together; within
+  strata when controlling for script), :data:`HEADLINE_PERMUTATIONS` = 9,999 for a headline
+  p-value, ``p = (1 + #{T_perm >= T}) / (1 + permutations)``, so never below
+  ``1 / (permutations + 1)``. Every random draw comes from a seeded ``numpy.random.Generator``.
+- **Multiple testing** within a chapter: :func:`holm` (family-wise) or
+  :func:`benjamini_hochberg` (false discovery rate, for many per-layer tests); report raw and
+  adjusted p (:func:`p_text`).
+- **Effect sizes with intervals**: :func:`interval_text`, :func:`report`; a chapter ends with a
+  verdict table built from :func:`verdict` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+from scipy.stats import rankdata
+
+#: Permutations for a headline p-value (resolution 1 / 10,000).
+HEADLINE_PERMUTATIONS = 9999
+#: Default number of bootstrap resamples (the design's minimum for an interval).
+DEFAULT_RESAMPLES = 1000
+#: Budget for the intermediate arrays of one chunk of resamples (float64 elements, 64 MiB).
+_CHUNK_ELEMENTS = 8_000_000
+
+
+# ---------------------------------------------------------------------------- passage resampling
+def _draw_rows(rng: np.random.Generator, n_units: int, rows: int) -> np.ndarray:
+    """``rows`` resamples of ``n_units`` indices, one generator call per row (so drawing in chunks
+    gives exactly the rows of one big draw): int64 [rows, n_units]."""
+    if rows == 0:
+        return np.zeros((0, n_units), dtype=np.int64)
+    return np.stack([rng.integers(0, n_units, n_units) for _ in range(rows)])
+
+
+def passage_resamples(n_passages: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Bootstrap resamples of passages: int64 [B, P], row b the indices of resample b, drawn
+    uniformly with replacement (``B = n_resamples``, ``P = n_passages``), seeded.
+
+    :func:`bootstrap` and :func:`bootstrap_units` draw exactly these rows for the same
+    ``(n_passages, n_resamples, seed)``, so a chapter can rebuild any resample they used.
+    """
+    if n_passages < 1:
+        raise ValueError(f"at least one passage is needed, got {n_passages}")
+    if n_resamples < 0:
+        raise ValueError(f"n_resamples must be >= 0, got {n_resamples}")
+    return _draw_rows(np.random.default_rng(seed), int(n_passages), int(n_resamples))
+
+
+def multiplicities(idx: np.ndarray, n_passages: int | None = None) -> np.ndarray:
+    """How often each passage occurs in each resample: idx int [B, P'] -> float64 [B, P]
+    (``P = n_passages``, default ``P'``); each row sums to ``P'``."""
+    idx = np.atleast_2d(np.asarray(idx, dtype=np.int64))
+    B = idx.shape[0]
+    P = idx.shape[1] if n_passages is None else int(n_passages)
+    if idx.size and (idx.min() < 0 or idx.max() >= P):
+        raise ValueError(f"resample indices must lie in [0, {P})")
+    flat = (idx + (np.arange(B, dtype=np.int64) * P)[:, None]).ravel()
+    return np.bincount(flat, minlength=B * P).reshape(B, P).astype(np.float64)
+
+
+def _check_profile(counts, tokens) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """counts [n, P, ...], tokens [n, P] -> C float64 [P, n * F] (passage-major), T float64 [P, n],
+    and the trailing shape ``...``."""
+    counts = np.asarray(counts)
+    tokens = np.asarray(tokens)
+    if counts.ndim < 2 or tokens.shape != counts.shape[:2]:
+        raise ValueError(f"counts must be [n, P, ...] and tokens [n, P]; got {counts.shape} and {tokens.shape}")
+    n, P = tokens.shape
+    rest = counts.shape[2:]
+    C = np.ascontiguousarray(np.moveaxis(counts, 1, 0).reshape(P, -1), dtype=np.float64)
+    T = np.ascontiguousarray(tokens.T, dtype=np.float64)
+    return C, T, rest
+
+
+def _frequencies_from_weights(C: np.ndarray, T: np.ndarray, rest: tuple, W: np.ndarray) -> np.ndarray:
+    """Weighted frequencies: W [m, P] -> (W @ counts) / (W @ tokens), float64 [m, n, ...].
+    A language with zero weighted tokens gets NaN."""
+    m = W.shape[0]
+    n = T.shape[1]
+    num = (W @ C).reshape((m, n) + rest)
+    den = (W @ T).reshape((m, n) + (1,) * len(rest))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def resampled_frequencies(counts: np.ndarray, tokens: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Frequencies of each resample: float64 [B, n, ...].
+
+    counts int [n, P, ...] (activations per passage), tokens int [n, P] (tokens per passage),
+    idx int [B, P] (:func:`passage_resamples`). Resample b gives language i
+    ``sum_p w_bp counts[i, p] / sum_p w_bp tokens[i, p]`` (activations per token), with
+    ``w_b`` the multiplicities of row b: the same passages for every language. A language with
+    no token in a resample gets NaN. The result holds ``B * n * prod(...)`` floats: pass a slice
+    of ``idx`` (or use :func:`bootstrap`, which works in chunks) for large profiles.
+    """
+    C, T, rest = _check_profile(counts, tokens)
+    return _frequencies_from_weights(C, T, rest, multiplicities(idx, T.shape[0]))
+
+
+def pool_passages(counts: np.ndarray, tokens: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum runs of ``size`` consecutive passages into one unit (the last run may be shorter):
+    counts [n, P, ...] -> [n, ceil(P / size), ...], tokens [n, P] -> [n, ceil(P / size)].
+
+    Use it for very many short passages (verses): fewer units make the bootstrap cheaper and,
+    since neighbouring verses are not independent, pooled runs make a block bootstrap.
+    Frequencies of the full data are unchanged.
+    """
+    counts = np.asarray(counts)
+    tokens = np.asarray(tokens)
+    if tokens.shape != counts.shape[:2]:
+        raise ValueError(f"counts must be [n, P, ...] and tokens [n, P]; got {counts.shape} and {tokens.shape}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    starts = np.arange(0, tokens.shape[1], int(size))
+    return np.add.reduceat(counts, starts, axis=1), np.add.reduceat(tokens, starts, axis=1)
+
+
+# ---------------------------------------------------------------------------- bootstrap
+@dataclass
+class BootstrapResult:
+    """A bootstrap interval.
+
+    estimate: the statistic on the full data (float or array [...]); low, high: the interval's
+    ends (same shape); samples: the statistic on each resample, [B, ...]; method: 'percentile' or
+    'bca'; n_resamples: B; level: the two-sided coverage (0.95); n_units: passages resampled.
+    """
+
+    estimate: float | np.ndarray
+    low: float | np.ndarray
+    high: float | np.ndarray
+    samples: np.ndarray = field(repr=False)
+    method: str
+    n_resamples: int
+    level: float
+    n_units: int
+
+    @property
+    def se(self) -> float | np.ndarray:
+        """Bootstrap standard error: the standard deviation of the samples over resamples."""
+        return _squeeze(np.nanstd(self.samples, axis=0, ddof=1))
+
+    def excludes(self, value: float = 0.0) -> bool | np.ndarray:
+        """True where the interval lies wholly above or wholly below ``value``."""
+        return _squeeze((np.asarray(self.low) > value) | (np.asarray(self.high) < value))
+
+    def text(self, digits: int = 3) -> str:
+        """'0.412 [0.350, 0.470]' for a scalar statistic (see :func:`interval_text`)."""
+        return interval_text(self.estimate, self.low, self.high, digits)
+
+    def as_dict(self) -> dict:
+        """The summary without the samples (for a table row)."""
+        d = asdict(self)
+        d.pop("samples")
+        return d
+
+
+def _squeeze(x):
+    x = np.asarray(x, dtype=float)
+    return float(x) if x.ndim == 0 else x
+
+
+def _chunk_rows(per_row: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, per_row))
+
+
+def _evaluate(values_of: Callable[[np.ndarray], np.ndarray], weights_of: Callable[[int, int], np.ndarray],
+              m_total: int, chunk: int) -> np.ndarray:
+    """Stack ``values_of(W)`` [m, ...] over chunks of weight rows ``weights_of(start, stop)`` [m, P]."""
+    parts = []
+    for s in range(0, m_total, chunk):
+        parts.append(np.asarray(values_of(weights_of(s, min(m_total, s + chunk))), dtype=np.float64))
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def _jackknife_weights(n_units: int, max_groups: int) -> tuple[Callable[[int, int], np.ndarray], int]:
+    """Leave-one-out weights (1 everywhere, 0 for the left-out unit); with more than ``max_groups``
+    units, leave-one-block-out over ``max_groups`` contiguous blocks (a grouped jackknife)."""
+    groups = min(n_units, int(max_groups))
+    blocks = np.array_split(np.arange(n_units), groups)
+    owner = np.empty(n_units, dtype=np.int64)
+    for g, b in enumerate(blocks):
+        owner[b] = g
+
+    def weights(start, stop):
+        return (owner[None, :] != np.arange(start, stop)[:, None]).astype(np.float64)
+
+    return weights, groups
+
+
+def _quantiles(samples: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-element quantiles of samples [B, ...] at probabilities q [...] (linear interpolation,
+    as numpy's default), NaN samples ignored; NaN where an element has no finite sample."""
+    S = np.sort(samples, axis=0)  # NaN last
+    finite = np.isfinite(samples).sum(axis=0)
+    q = np.broadcast_to(np.asarray(q, dtype=float), S.shape[1:])
+    pos = np.clip(np.where(np.isfinite(q), q, 0.0), 0.0, 1.0) * np.maximum(finite - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(finite - 1, 0))
+    frac = pos - lo
+    a = np.take_along_axis(S, lo[None], axis=0)[0]
+    b = np.take_along_axis(S, hi[None], axis=0)[0]
+    out = a + (b - a) * frac
+    return np.where((finite > 0) & np.isfinite(q), out, np.nan)
+
+
+def _interval(estimate, samples, jack, method: str, level: float):
+    """(low, high) for samples [B, ...]: percentile, or BCa with jackknife values jack [G, ...]."""
+    alpha = (1.0 - level) / 2.0
+    if method == "percentile":
+        q_low = np.full(samples.shape[1:], alpha)
+        q_high = np.full(samples.shape[1:], 1.0 - alpha)
+    else:
+        est = np.asarray(estimate, dtype=float)
+        finite = np.isfinite(samples)
+        nb = finite.sum(axis=0)
+        below = ((samples < est) & finite).sum(axis=0) + 0.5 * ((samples == est) & finite).sum(axis=0)
+        prop = np.clip(below / np.maximum(nb, 1), 0.5 / np.maximum(nb, 1), 1 - 0.5 / np.maximum(nb, 1))
+        z0 = ndtri(prop)
+        d = np.nanmean(jack, axis=0) - jack
+        num = np.nansum(d ** 3, axis=0)
+        den = 6.0 * np.nansum(d ** 2, axis=0) ** 1.5
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+        def adjusted(z):
+            t = z0 + z
+            return ndtr(z0 + t / (1.0 - a * t))
+
+        q_low = adjusted(ndtri(alpha))
+        q_high = adjusted(ndtri(1.0 - alpha))
+    return _quantiles(samples, q_low), _quantiles(samples, q_high)
+
+
+def _check_method(method: str, level: float) -> None:
+    if method not in ("percentile", "bca"):
+        raise ValueError(f"method must be 'percentile' or 'bca', got {method!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _resample_weights(n_units: int, n_resamples: int, seed: int):
+    rng = np.random.default_rng(seed)
+
+    def weights(start, stop):  # called with consecutive ranges, so rows follow passage_resamples
+        return multiplicities(_draw_rows(rng, n_units, stop - start), n_units)
+
+    return weights
+
+
+def _bootstrap_core(values_of, n_units: int, estimate, per_row: int, n_resamples: int, seed: int,
+                    method: str, level: float, jackknife_max: int) -> BootstrapResult:
+    _check_method(method, level)
+    if n_resamples < 2:
+        raise ValueError("a bootstrap interval needs at least 2 resamples")
+    chunk = _chunk_rows(per_row)
+    samples = _evaluate(values_of, _resample_weights(n_units, n_resamples, seed), n_resamples, chunk)
+    estimate = np.asarray(estimate, dtype=float)
+    samples = samples.reshape((n_resamples,) + estimate.shape)
+    jack = None
+    if method == "bca":
+        if n_units < 2:
+            raise ValueError("BCa needs at least 2 units for the jackknife")
+        weights, groups = _jackknife_weights(n_units, jackknife_max)
+        jack = _evaluate(values_of, weights, groups, chunk).reshape((groups,) + estimate.shape)
+    low, high = _interval(estimate, samples, jack, method, level)
+    return BootstrapResult(_squeeze(estimate), _squeeze(low), _squeeze(high), samples, method,
+                           int(n_resamples), float(level), int(n_units))
+
+
+def bootstrap(statistic: Callable, counts: np.ndarray, tokens: np.ndarray, n_resamples: int = DEFAULT_RESAMPLES,
+              seed: int = 0, method: str = "percentile", level: float = 0.95, batched: bool = False,
+              jackknife_max: int = 2000) -> BootstrapResult:
+    """Passage bootstrap of a statistic of the languages' frequencies.
+
+    counts int [n, P, ...] (activations per passage; e.g. [n, P, L, E]), tokens int [n, P].
+    ``statistic(freq)`` receives frequencies float [n, ...] (activations per token) computed
+    from one resample of passages (the same passages for every language) and returns a float
+    or an array of any fixed shape (a distance matrix [n, n], per-layer values [L], ...).
+    With ``batched=True`` it receives [m, n, ...] (m resamples at once) and returns [m, ...].
+
+    Returns :class:`BootstrapResult`: ``estimate`` on the full data, the ``level`` interval
+    (``method='percentile'``, or ``'bca'``: bias-corrected and accelerated, the acceleration from
+    a leave-one-passage-out jackknife; above ``jackknife_max`` passages, leave-one-block-out over
+    that many contiguous blocks), and ``samples`` [B, ...]. Resample b uses row b of
+    ``passage_resamples(P, n_resamples, seed)``. A language with no token in a resample gets NaN
+    frequencies; NaN samples are left out of the quantiles.
+    """
+    C, T, rest = _check_profile(counts, tokens)
+    P, n = T.shape
+    if (T.sum(axis=0) <= 0).any():
+        raise ValueError("every language needs at least one token")
+
+    def values_of(W):
+        F = _frequencies_from_weights(C, T, rest, W)
+        return statistic(F) if batched else np.stack([np.asarray(statistic(f), dtype=float) for f in F])
+
+    full = _frequencies_from_weights(C, T, rest, np.ones((1, P)))
+    estimate = np.asarray(statistic(full) if batched else statistic(full[0]), dtype=float)
+    if batched:
+        estimate = estimate[0]
+    return _bootstrap_core(values_of, P, estimate, C.shape[1] + n, n_resamples, seed, method, level,
+                           jackknife_max)
+
+
+def bootstrap_units(statistic: Callable, n_units: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                    method: str = "percentile", level: float = 0.95, batched: bool = False,
+                    jackknife_max: int = 2000) -> BootstrapResult:
+    """Bootstrap of a statistic of weighted units, for what is not a frequency (e.g. perplexity
+    from per-passage NLL sums and token counts).
+
+    ``statistic(w)`` receives the multiplicities w float [n_units] of one resample (how often each
+    unit was drawn; all ones for the full data; the jackknife sets one unit's weight to 0) and
+    returns a float or a fixed-shape array; e.g. ``lambda w: (w @ nll) / (w @ tokens)``. With
+    ``batched=True`` it receives W [m, n_units] and returns [m, ...]. Intervals, resamples and
+    the result are as in :func:`bootstrap` (row b of ``passage_resamples(n_units, B, seed)``).
+    """
+    n_units = int(n_units)
+    if n_units < 1:
+        raise ValueError("at least one unit is needed")
+
+    def values_of(W):
+        return statistic(W) if batched else np.stack([np.asarray(statistic(w), dtype=float) for w in W])
+
+    ones = np.ones((1, n_units))
+    estimate = np.asarray(statistic(ones)[0] if batched else statistic(ones[0]), dtype=float)
+    return _bootstrap_core(values_of, n_units, estimate, 4 * n_units, n_resamples, seed, method, level,
+                           jackknife_max)
+
+
+def exceeds(samples: np.ndarray, threshold, level: float = 0.95, one_sided: bool = False) -> np.ndarray:
+    """Whether a quantity is above ``threshold`` beyond resampling noise: bool [...].
+
+    samples [B, ...]: bootstrap samples (e.g. ``BootstrapResult.samples`` of per-language
+    frequencies of one expert, [B, n]); threshold: scalar or broadcastable to [...]. True where
+    the lower percentile bound exceeds the threshold: the ``(1 - level) / 2`` quantile (the low
+    end of the two-sided ``level`` interval), or the ``1 - level`` quantile with ``one_sided``.
+    NaN bounds give False.
+    """
+    samples = np.asarray(samples, dtype=float)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    q = (1.0 - level) if one_sided else (1.0 - level) / 2.0
+    low = _quantiles(samples, np.full(samples.shape[1:], q))
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.nan_to_num(low, nan=-np.inf) > np.asarray(threshold, dtype=float))
+
+
+# ---------------------------------------------------------------------------- paired perplexity
+def paired_ratio_interval(nll_a: np.ndarray, tokens_a: np.ndarray, nll_b: np.ndarray, tokens_b: np.ndarray,
+                          n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, method: str = "percentile",
+                          level: float = 0.95) -> BootstrapResult:
+    """Perplexity ratio of condition b over condition a on the same passages, with a paired
+    passage bootstrap interval.
+
+    nll_a, nll_b float [P]: summed negative log-likelihood of each passage (nats); tokens_a,
+    tokens_b int [P]: scored tokens of each passage (they may differ between conditions, e.g.
+    another tokenizer). Ratio = ppl_b / ppl_a = exp(sum nll_b / sum tokens_b - sum nll_a /
+    sum tokens_a): below 1, b predicts the text better. Each resample draws one set of passages
+    for both conditions (paired), so the shared difficulty of the passages cancels.
+    See :func:`ratio_decision` for the verdict.
+    """
+    arrays = [np.asarray(x, dtype=np.float64) for x in (nll_a, tokens_a, nll_b, tokens_b)]
+    P = arrays[0].shape
+    if len(P) != 1 or any(x.shape != P for x in arrays):
+        raise ValueError("nll_a, tokens_a, nll_b, tokens_b must be 1-d arrays over the same passages")
+    if arrays[1].sum() <= 0 or arrays[3].sum() <= 0:
+        raise ValueError("both conditions need scored tokens")
+    M = np.stack(arrays, axis=1)  # [P, 4]
+
+    def ratio(W):
+        s = np.atleast_2d(W) @ M
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.exp(s[:, 2] / s[:, 3] - s[:, 0] / s[:, 1])
+
+    return bootstrap_units(ratio, P[0], n_resamples, seed, method, level, batched=True)
+
+
+def ratio_decision(result, a: str = "a", b: str = "b", null: float = 1.0) -> str:
+    """'b better' (the whole interval of ppl_b / ppl_a below 1), 'a better' (wholly above), or
+    'indistinguishable' (it contains 1), from a :class:`BootstrapResult` or a (low, high) pair;
+    ``a`` and ``b`` name the conditions in the answer."""
+    low, high = (result.low, result.high) if isinstance(result, BootstrapResult) else result
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "indistinguishable"
+    if high < null:
+        return f"{b} better"
+    if low > null:
+        return f"{a} better"
+    return "indistinguishable"
+
+
+# ---------------------------------------------------------------------------- Mantel tests
+@dataclass
+class MantelResult:
+    """A Mantel test: statistic r (Pearson or Spearman on the upper triangles), one-sided p-value
+    (r greater than under random relabelling), number of permutations, n items, method."""
+
+    r: float
+    p_value: float
+    permutations: int
+    n: int
+    method: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _upper(M: np.ndarray) -> np.ndarray:
+    M = np.asarray(M, dtype=float)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"a square distance matrix is needed, got shape {M.shape}")
+    return M[np.triu_indices(len(M), 1)]
+
+
+def _prepare(M: np.ndarray, method: str) -> np.ndarray:
+    """The matrix whose upper triangle enters the correlation (ranks for Spearman), standardised."""
+    v = _upper(M)
+    if method == "spearman":
+        v = rankdata(v)
+    elif method != "pearson":
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    sd = v.std()
+    if sd == 0:
+        raise ValueError("a constant distance matrix has no correlation (all pairs equal)")
+    out = np.zeros((len(M), len(M)))
+    out[np.triu_indices(len(M), 1)] = (v - v.mean()) / sd
+    return out + out.T
+
+
+def _permuted_corr(X: np.ndarray, yv: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """corr(upper(X[p][:, p]), yv) for each permutation p; X and yv standardised."""
+    n = len(X)
+    iu = np.triu_indices(n, 1)
+    out = np.empty(len(perms))
+    chunk = max(1, 2_000_000 // (n * n))
+    for s in range(0, len(perms), chunk):
+        P = perms[s:s + chunk]
+        sub = X[P[:, :, None], P[:, None, :]][:, iu[0], iu[1]]
+        out[s:s + chunk] = sub @ yv / len(yv)
+    return out
+
+
+def _permutations(n: int, permutations: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n) for _ in range(permutations)]) if permutations else np.zeros((0, n), int)
+
+
+def mantel(x: np.ndarray, y: np.ndarray, permutations: int = HEADLINE_PERMUTATIONS, seed: int = 0,
+           method: str = "pearson") -> MantelResult:
+    """Mantel test: correlation of two [n, n] distance matrices over the n(n-1)/2 pairs, with a
+    permutation p-value (rows and columns of x relabelled together; one-sided, greater).
+
+    p = (1 + #{r_perm >= r}) / (1 + permutations), so never below 1 / (permutations + 1).
+    method: 'pearson' (default) or 'spearman' (ranks of the distances).
+    """
+    if len(x) != len(y):
+        raise ValueError("both matrices must cover the same items")
+    if len(x) < 3:
+        raise ValueError("a Mantel test needs at least 3 items")
+    X = _prepare(x, method)
+    yv = _upper(_prepare(y, method))
+    r = float(_upper(X) @ yv / len(yv))
+    perm_r = _permuted_corr(X, yv, _permutations(len(X), permutations, seed))
+    p = (1 + int((perm_r >= r - 1e-12).sum())) / (1 + permutations)
+    return MantelResult(r, p, permutations, len(X), method)
+
+
+def partial_mantel(x: np.ndarray, y: np.ndarray, z: np.ndarray, permutations: int = HEADLINE_PERMUTATIONS,
+                   seed: int = 0, method: str = "pearson") -> MantelResult:
+    """Partial Mantel test: correlation of x and y with z held fixed,
+    r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)); x is permuted (Legendre and
+    Legendre's permutation of the raw matrix), one-sided p as in :func:`mantel`.
+
+    Use it to separate two explanations, e.g. profile distance ~ family distance given script.
+    """
+    if not len(x) == len(y) == len(z):
+        raise ValueError("all matrices must cover the same items")
+    X = _prepare(x, method)
+    yv = _upper(_prepare(y, method))
+    zv = _upper(_prepare(z, method))
+    m = len(yv)
+    r_yz = float(yv @ zv / m)
+    if abs(r_yz) >= 1 - 1e-12:
+        raise ValueError("y and z are perfectly correlated: nothing is left to test")
+
+    def partial(rxy, rxz):
+        return (rxy - rxz * r_yz) / np.sqrt(np.clip((1 - rxz ** 2) * (1 - r_yz ** 2), 1e-300, None))
+
+    xv = _upper(X)
+    r = float(partial(xv @ yv / m, xv @ zv / m))
+    perms = _permutations(len(X), permutations, seed)
+    r_xy = _permuted_corr(X, yv, perms)
+    r_xz = _permuted_corr(X, zv, perms)
+    perm_r = partial(r_xy, r_xz)
+    p = (1 + int((perm_r >= r - 1e-12).sum())) / (1 + permutations)
+    return MantelResult(r, p, permutations, len(X), method)
+
+
+def mantel_table(tests: dict, permutations: int = HEADLINE_PERMUTATIONS, seed: int = 0,
+                 method: str = "pearson") -> pd.DataFrame:
+    """Run several (partial) Mantel tests: tests = {name: (x, y)} or {name: (x, y, z)} (z held fixed).
+
+    Returns test, r, p_value, permutations, n, method, note; a test that is undefined on
+    these data (a constant matrix, y and z perfectly correlated, fewer than 3 items) gets NaN
+    and the reason in ``note`` instead of an error, so a chapter still runs on small inputs.
+    """
+    rows = []
+    for name, mats in tests.items():
+        try:
+            res = (mantel(*mats, permutations=permutations, seed=seed, method=method) if len(mats) == 2
+                   else partial_mantel(*mats, permutations=permutations, seed=seed, method=method))
+            rows.append({"test": name, **res.as_dict(), "note": ""})
+        except ValueError as err:
+            rows.append({"test": name, "r": float("nan"), "p_value": float("nan"), "permutations": permutations,
+                         "n": len(mats[0]), "method": method, "note": str(err)})
+    return pd.DataFrame(rows, columns=["test", "r", "p_value", "permutations", "n", "method", "note"])
+
+
+# ---------------------------------------------------------------------------- pair AUC, stratified test
+def same_label(labels) -> np.ndarray:
+    """[n, n] bool: True where two items share a label (e.g. a family or a script)."""
+    labels = np.asarray(labels)
+    return labels[:, None] == labels[None, :]
+
+
+def _auc_from_ranks(rank_sum_same, n_same, n_diff):
+    """P(a same-label distance < a different-label distance) + half the ties, from the rank sum of
+    the same-label distances among all compared distances (Mann-Whitney); NaN if a side is empty."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u_same_larger = rank_sum_same - n_same * (n_same + 1) / 2.0
+        return np.where((n_same > 0) & (n_diff > 0),
+                        1.0 - u_same_larger / np.where(n_same * n_diff > 0, n_same * n_diff, 1), np.nan)
+
+
+def pair_auc(D: np.ndarray, same: np.ndarray, compare_mask: np.ndarray | None = None) -> float:
+    """Common-language effect size of "same-label pairs are closer": the probability that a
+    randomly chosen same-label pair has a smaller distance than a randomly chosen
+    different-label pair, ties counting half (the Mann-Whitney AUC), over the pairs i < j.
+
+    D float [n, n] distances; same bool [n, n] (:func:`same_label`); compare_mask bool [n, n]:
+    which pairs take part (default all), e.g. ``same_label(scripts)`` for pairs within a script.
+    0.5 = no effect, 1 = every same-label pair closer than every different-label pair. NaN when
+    either side has no pair. A plain function of D, so it can be bootstrapped over passages:
+    ``bootstrap(lambda f: pair_auc(js_distances(f), same, mask), counts, tokens)``.
+    """
+    d = _upper(D)
+    s = _upper(np.asarray(same, dtype=float)).astype(bool)
+    keep = np.ones_like(s) if compare_mask is None else _upper(np.asarray(compare_mask, dtype=float)).astype(bool)
+    d, s = d[keep], s[keep]
+    r = rankdata(d)
+    return float(_auc_from_ranks(r[s].sum(), s.sum(), (~s).sum()))
+
+
+STRATUM_CLASSES = ("same stratum", "different strata")
+
+
+@dataclass
+class StratifiedResult:
+    """A label effect on distances tested within strata (:func:`stratified_permutation_test`).
+
+    classes: ('same stratum', 'different strata'); auc [2]: per class, the probability that a
+    same-label pair is closer than a different-label pair (ties half; NaN where a side is empty);
+    n_same, n_different [2]: same-label and different-label pairs in each class; p_values [2]:
+    one-sided permutation p per class; auc_overall: the mean of the class AUCs weighted by their
+    numbers of compared pair couples (n_same x n_different); p_value: its one-sided permutation
+    p; permutations; n: items.
+    """
+
+    classes: tuple
+    auc: np.ndarray
+    n_same: np.ndarray
+    n_different: np.ndarray
+    p_values: np.ndarray
+    auc_overall: float
+    p_value: float
+    permutations: int
+    n: int
+
+    def table(self) -> pd.DataFrame:
+        """One row per class plus 'overall': pairs_class, same_label_pairs, different_label_pairs,
+        auc, p_value."""
+        rows = [{"pairs_class": c, "same_label_pairs": int(s), "different_label_pairs": int(d),
+                 "auc": float(a), "p_value": float(p)}
+                for c, s, d, a, p in zip(self.classes, self.n_same, self.n_different, self.auc, self.p_values)]
+        rows.append({"pairs_class": "overall", "same_label_pairs": int(self.n_same.sum()),
+                     "different_label_pairs": int(self.n_different.sum()), "auc": self.auc_overall,
+                     "p_value": self.p_value})
+        return pd.DataFrame(rows)
+
+
+def _within_strata_permutations(strata: np.ndarray, permutations: int, seed: int) -> np.ndarray:
+    """int [permutations, n]: each row maps item i to the item whose label it takes; items are
+    only shuffled among items of their own stratum."""
+    rng = np.random.default_rng(seed)
+    n = len(strata)
+    out = np.tile(np.arange(n), (permutations, 1))
+    for s in np.unique(strata):
+        members = np.flatnonzero(strata == s)
+        if len(members) > 1:
+            out[:, members] = rng.permuted(np.tile(members, (permutations, 1)), axis=1)
+    return out
+
+
+def stratified_permutation_test(D: np.ndarray, labels, strata, permutations: int = HEADLINE_PERMUTATIONS,
+                                seed: int = 0) -> StratifiedResult:
+    """Do items with the same label (family) have closer profiles than items with different labels,
+    once strata (scripts) are accounted for?
+
+    D float [n, n] distances; labels [n] (e.g. families); strata [n] (e.g. scripts). The pairs
+    i < j fall into two classes: both items in the same stratum, or in different strata. In each
+    class the statistic is the AUC of :func:`pair_auc`: the probability that a same-label pair of
+    that class is closer than a different-label pair of that class (ties half). So a family is
+    only compared with other families *within the same kind of script relation*, and a family
+    effect that is really a script effect does not count. Overall: the class AUCs weighted by
+    their numbers of compared couples (n_same x n_different).
+
+    Null distribution: labels permuted *within strata* (every item keeps its stratum; each
+    stratum keeps its label composition, so the numbers of pairs are fixed), ``permutations``
+    times, seeded; one-sided p = (1 + #{AUC_perm >= AUC}) / (1 + permutations) (same-label pairs
+    closer). With a single stratum this is the plain, unstratified test. NaN AUC and p where a
+    class (or every class) lacks same-label or different-label pairs.
+    """
+    D = np.asarray(D, dtype=float)
+    labels = np.asarray(labels)
+    strata = np.asarray(strata)
+    n = len(D)
+    if labels.shape != (n,) or strata.shape != (n,):
+        raise ValueError(f"labels and strata must have one entry per item ({n})")
+    if n < 3:
+        raise ValueError("the test needs at least 3 items")
+    iu = np.triu_indices(n, 1)
+    d = _upper(D)
+    _, lab = np.unique(labels, return_inverse=True)
+    cls_same_stratum = same_label(strata)[iu]
+    masks = [cls_same_stratum, ~cls_same_stratum]
+    ranks = np.zeros((2, len(d)))
+    for c, m in enumerate(masks):
+        if m.any():
+            ranks[c, m] = rankdata(d[m])
+
+    def stats(lab_rows):  # lab_rows int [m, n] -> class AUCs [m, 2], n_same [m, 2]
+        same = lab_rows[:, iu[0]] == lab_rows[:, iu[1]]  # [m, pairs]
+        sf = same.astype(np.float64)
+        rank_sum = sf @ ranks.T  # [m, 2]
+        n_same = sf @ np.stack(masks).T.astype(np.float64)
+        n_all = np.array([m.sum() for m in masks], dtype=np.float64)
+        return _auc_from_ranks(rank_sum, n_same, n_all - n_same), n_same, n_all - n_same
+
+    def overall(auc, n_same, n_diff):
+        w = np.where(np.isfinite(auc), n_same * n_diff, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(w.sum(axis=1) > 0, (np.nan_to_num(auc) * w).sum(axis=1) / w.sum(axis=1), np.nan)
+
+    auc, n_same, n_diff = stats(lab[None, :])
+    auc_all = overall(auc, n_same, n_diff)
+    perm_auc = np.zeros((0, 2))
+    perm_all = np.zeros(0)
+    if permutations:
+        perms = _within_strata_permutations(strata, permutations, seed)
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, len(d)))
+        a_parts, o_parts = [], []
+        for s in range(0, permutations, chunk):
+            a, ns, nd = stats(lab[perms[s:s + chunk]])
+            a_parts.append(a)
+            o_parts.append(overall(a, ns, nd))
+        perm_auc, perm_all = np.concatenate(a_parts), np.concatenate(o_parts)
+
+    def p_of(obs, null):
+        if not np.isfinite(obs):
+            return float("nan")
+        return (1 + int((null >= obs - 1e-12).sum())) / (1 + permutations)
+
+    p_class = np.array([p_of(auc[0, c], perm_auc[:, c]) for c in range(2)])
+    return StratifiedResult(STRATUM_CLASSES, auc[0], n_same[0].astype(int), n_diff[0].astype(int), p_class,
+                            float(auc_all[0]), p_of(auc_all[0], perm_all), int(permutations), n)
+
+
+# ---------------------------------------------------------------------------- correlations over languages
+@dataclass
+class PermutationResult:
+    """A permutation test over languages: statistic, p_value, permutations, n (languages used),
+    method, alternative ('two-sided', 'greater', 'less'), note (how the null was built)."""
+
+    statistic: float
+    p_value: float
+    permutations: int
+    n: int
+    method: str
+    alternative: str
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _standardise(v: np.ndarray) -> np.ndarray:
+    v = v - v.mean(axis=-1, keepdims=True)
+    sd = np.sqrt((v ** 2).mean(axis=-1, keepdims=True))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sd > 0, v / np.where(sd > 0, sd, 1.0), np.nan)
+
+
+def _p_value(observed: float, null: np.ndarray, alternative: str, permutations: int) -> float:
+    if not np.isfinite(observed):
+        return float("nan")
+    if alternative == "two-sided":
+        hits = np.abs(null) >= abs(observed) - 1e-12
+    elif alternative == "greater":
+        hits = null >= observed - 1e-12
+    elif alternative == "less":
+        hits = null <= observed + 1e-12
+    else:
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    return (1 + int(hits.sum())) / (1 + permutations)
+
+
+def _paired_finite(x, y):
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError("x and y must be 1-d arrays over the same languages")
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def permutation_test_over_languages(x, y, statistic: str | Callable = "spearman",
+                                    permutations: int = HEADLINE_PERMUTATIONS, seed: int = 0,
+                                    alternative: str = "two-sided") -> PermutationResult:
+    """Association of two per-language quantities x, y [n] (e.g. high-frequency experts vs tokens
+    per character), with a permutation p-value: y's values shuffled over languages.
+
+    statistic: 'spearman' (default; Pearson on average ranks), 'pearson', or a function
+    ``f(x, y) -> float``. p = (1 + #{|T_perm| >= |T|}) / (1 + permutations) for 'two-sided'
+    (default; 'greater' / 'less' one-sided). Languages with NaN in x or y are left out (n counts
+    the rest). A constant x or y gives NaN.
+    """
+    x, y = _paired_finite(x, y)
+    n = len(x)
+    if n < 3:
+        raise ValueError("a correlation over languages needs at least 3 languages")
+    perms = _permutations(n, permutations, seed)
+    if callable(statistic):
+        obs = float(statistic(x, y))
+        null = np.array([statistic(x, y[p]) for p in perms], dtype=float)
+        name = getattr(statistic, "__name__", "custom")
+    elif statistic in ("spearman", "pearson"):
+        if statistic == "spearman":
+            x, y = rankdata(x), rankdata(y)
+        xs, ys = _standardise(x), _standardise(y)
+        obs = float(xs @ ys / n)
+        null = ys[perms] @ xs / n if permutations else np.zeros(0)
+        name = statistic
+    else:
+        raise ValueError(f"statistic must be 'spearman', 'pearson' or a function, got {statistic!r}")
+    return PermutationResult(obs, _p_value(obs, null, alternative, permutations), int(permutations), n, name,
+                             alternative, "y permuted over languages")
+
+
+def partial_correlation(x, y, covariates, method: str = "pearson", permutations: int = HEADLINE_PERMUTATIONS,
+                        seed: int = 0, alternative: str = "two-sided") -> PermutationResult:
+    """Correlation of x and y [n] with covariates [n] or [n, k] held fixed, with a permutation p.
+
+    r = corr(e_x, e_y), the residuals of x and of y after least squares on the covariates (with
+    an intercept); method='spearman' ranks x, y and each covariate first. P-value: Freedman and
+    Lane (1983): y* = fitted_y + permuted e_y, re-residualised on the covariates, r* = corr(e_x,
+    residual of y*); p = (1 + #{|r*| >= |r|}) / (1 + permutations) ('two-sided'), seeded. Rows
+    with any NaN are left out.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    Z = np.asarray(covariates, dtype=float)
+    Z = Z[:, None] if Z.ndim == 1 else Z
+    if x.ndim != 1 or y.shape != x.shape or Z.ndim != 2 or len(Z) != len(x):
+        raise ValueError("x, y [n] and covariates [n] or [n, k] over the same languages are needed")
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(Z).all(axis=1)
+    x, y, Z = x[keep], y[keep], Z[keep]
+    n, k = Z.shape
+    if n < k + 3:
+        raise ValueError(f"a partial correlation with {k} covariate(s) needs at least {k + 3} languages")
+    if method == "spearman":
+        x, y = rankdata(x), rankdata(y)
+        Z = np.column_stack([rankdata(c) for c in Z.T])
+    elif method != "pearson":
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    A = np.column_stack([np.ones(n), Z])
+    Q, _ = np.linalg.qr(A)
+
+    def resid(V):  # V [..., n] -> residuals after projecting on A's columns
+        return V - (V @ Q) @ Q.T
+
+    ex, ey = resid(x), resid(y)
+    xs = _standardise(ex)
+    obs = float(xs @ _standardise(ey) / n)
+    perms = _permutations(n, permutations, seed)
+    null = _standardise(resid(ey[perms])) @ xs / n if permutations else np.zeros(0)
+    return PermutationResult(obs, _p_value(obs, null, alternative, permutations), int(permutations), n,
+                             f"partial {method}", alternative, "Freedman-Lane: residuals of y permuted")
+
+
+# ---------------------------------------------------------------------------- multiple testing
+def _as_p(p) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float)
+    valid = np.isfinite(p)
+    if ((p[valid] < 0) | (p[valid] > 1)).any():
+        raise ValueError("p-values must lie in [0, 1]")
+    return p, valid
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error): float array shaped like p.
+
+    Sorted ascending, p_(i) -> max_{j <= i} min(1, (m - j + 1) p_(j)), m = the number of finite
+    p-values; NaN stays NaN and does not count in m. Reject at level alpha where adjusted <= alpha.
+    """
+    p, valid = _as_p(p)
+    out = np.full(p.shape, np.nan)
+    v = p[valid]
+    m = len(v)
+    if m:
+        order = np.argsort(v, kind="stable")
+        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * v[order]))
+        res = np.empty(m)
+        res[order] = adj
+        out[valid] = res
+    return out
+
+
+def benjamini_hochberg(p) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values; false discovery rate): float array shaped like p.
+
+    Sorted ascending, p_(i) -> min_{j >= i} min(1, m p_(j) / j), m = the number of finite
+    p-values; NaN stays NaN and does not count in m.
+    """
+    p, valid = _as_p(p)
+    out = np.full(p.shape, np.nan)
+    v = p[valid]
+    m = len(v)
+    if m:
+        order = np.argsort(v, kind="stable")
+        scaled = v[order] * m / np.arange(1, m + 1)
+        adj = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+        res = np.empty(m)
+        res[order] = adj
+        out[valid] = res
+    return out
+
+
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg, "fdr_bh": benjamini_hochberg,
+               "benjamini_hochberg": benjamini_hochberg}
+
+
+def correct(table: pd.DataFrame, column: str = "p_value", method: str = "holm",
+            out: str = "p_adjusted") -> pd.DataFrame:
+    """A copy of ``table`` with column ``out`` = the ``method`` adjustment of ``column`` over all
+    its rows ('holm', or 'bh' / 'benjamini_hochberg'); NaN p-values stay NaN and are not counted."""
+    fn = CORRECTIONS.get(method)
+    if fn is None:
+        raise ValueError(f"method must be one of {sorted(CORRECTIONS)}, got {method!r}")
+    res = table.copy()
+    res[out] = fn(res[column].to_numpy(dtype=float))
+    return res
+
+
+# ---------------------------------------------------------------------------- noise floor
+@dataclass
+class SplitHalfResult:
+    """Within-language noise floor: per_language float [n] (mean split-half distance of each
+    language), overall (mean over languages), samples float [n_splits, n]."""
+
+    per_language: np.ndarray
+    overall: float
+    samples: np.ndarray = field(repr=False)
+
+
+def _distance_function(distance):
+    if callable(distance):
+        return distance
+    from . import analysis  # lazy: analysis re-exports from this module
+
+    return lambda X: analysis.profile_distances(X, distance)
+
+
+def split_half_distance(counts: np.ndarray, tokens: np.ndarray, distance="js", n_splits: int = 100,
+                        seed: int = 0) -> SplitHalfResult:
+    """How far a language is from itself: the distance between its frequency profile from a random
+    half of the passages and from the other half.
+
+    counts int [n, P, ...], tokens int [n, P]; distance: a function of stacked profiles
+    X [m, ...] -> [m, m] (e.g. ``analysis.js_distances``; the same one the chapter uses between
+    languages) or a metric name of ``analysis.profile_distances`` ('js', 'cosine'). Each split
+    shuffles the passages (seeded), takes the first floor(P / 2) as one half and the rest as the
+    other, the same split for every language. Returns :class:`SplitHalfResult`.
+
+    Reading it: between-language distances far above this floor are not resampling noise. Each
+    half holds half the tokens, so the floor is conservative: for distances that grow linearly
+    with small profile differences it is about sqrt(2) times the noise in a distance between two
+    full-data profiles.
+    """
+    C, T, rest = _check_profile(counts, tokens)
+    P, n = T.shape
+    if P < 2:
+        raise ValueError("a split half needs at least 2 passages")
+    fn = _distance_function(distance)
+    rng = np.random.default_rng(seed)
+    half = P // 2
+    out = np.empty((n_splits, n))
+    for s in range(n_splits):
+        w = np.zeros((1, P))
+        w[0, rng.permutation(P)[:half]] = 1.0
+        halves = _frequencies_from_weights(C, T, rest, np.concatenate([w, 1.0 - w]))  # [2, n, ...]
+        D = np.asarray(fn(halves.reshape((2 * n,) + rest)), dtype=float)
+        out[s] = D[np.arange(n), n + np.arange(n)]
+    per = out.mean(axis=0)
+    return SplitHalfResult(per, float(np.nanmean(per)), out)
+
+
+# ---------------------------------------------------------------------------- words for prose
+def evidence(p: float, alpha: float = 0.05) -> str:
+    """Words for a p-value in generated prose: 'p = 0.003, significant at 0.05' /
+    'p = 0.21: weak evidence, not significant at 0.05' / 'not testable on these data' (NaN)."""
+    if p is None or not np.isfinite(p):
+        return "not testable on these data"
+    shown = "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+    if p < alpha:
+        return f"{shown}, significant at {alpha:g}"
+    return f"{shown}: weak evidence, not significant at {alpha:g}"
+
+
+#: Words for the size of a correlation |r| (our wording, Cohen's conventional steps): below 0.1
+#: negligible, below 0.3 weak, below 0.5 moderate, else strong.
+EFFECT_WORDS = ((0.1, "negligible"), (0.3, "weak"), (0.5, "moderate"), (float("inf"), "strong"))
+
+
+def effect_size(r: float) -> str:
+    """'negligible' / 'weak' / 'moderate' / 'strong' for a correlation (see EFFECT_WORDS); '' for NaN."""
+    if r is None or not np.isfinite(r):
+        return ""
+    return next(word for bound, word in EFFECT_WORDS if abs(r) < bound)
+
+
+def report(value: float, p: float | None = None, symbol: str = "r", digits: int = 3, alpha: float = 0.05,
+           size: bool | None = None) -> str:
+    """A statistic for generated prose: 'r = +0.412 (moderate; p < 0.001, significant at 0.05)', or
+    'r not testable on these data' when the value is NaN (e.g. a constant matrix). ``size`` adds the
+    effect-size word (:func:`effect_size`); default: for correlations (symbol 'r' or 'rho')."""
+    if value is None or not np.isfinite(value):
+        return f"{symbol} not testable on these data"
+    text = f"{symbol} = {value:+.{digits}f}"
+    size = symbol in ("r", "rho") if size is None else size
+    notes = ([f"{effect_size(value)} correlation" if symbol in ("r", "rho") else effect_size(value)] if size else []) + \
+        ([evidence(p, alpha)] if p is not None else [])
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def _finite(x) -> bool:
+    try:
+        return x is not None and bool(np.isfinite(float(x)))
+    except (TypeError, ValueError):
+        return False
+
+
+def interval_text(estimate, low=None, high=None, digits: int = 3) -> str:
+    """'0.412 [0.350, 0.470]': an estimate and its interval, all with ``digits`` decimals.
+    ``estimate`` may be a scalar :class:`BootstrapResult`. 'not estimable' for a NaN estimate;
+    '0.412 [interval not estimable]' for a NaN bound."""
+    if isinstance(estimate, BootstrapResult):
+        estimate, low, high = estimate.estimate, estimate.low, estimate.high
+    if not _finite(estimate):
+        return "not estimable"
+    text = f"{float(estimate):.{digits}f}"
+    if not (_finite(low) and _finite(high)):
+        return f"{text} [interval not estimable]"
+    return f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+
+
+def p_text(p_raw: float, p_adjusted: float | None = None, method: str = "Holm") -> str:
+    """'p = 0.003 (Holm-adjusted 0.012)': a raw and an adjusted p-value for prose (3 significant
+    digits, below 0.001 as '< 0.001'); without ``p_adjusted`` just 'p = 0.003'; NaN:
+    'p not available'."""
+    def fmt(p):
+        return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+    if not _finite(p_raw):
+        return "p not available"
+    shown = "p < 0.001" if p_raw < 0.001 else f"p = {p_raw:.3g}"
+    if p_adjusted is None:
+        return shown
+    adj = fmt(float(p_adjusted)) if _finite(p_adjusted) else "not available"
+    return f"{shown} ({method}-adjusted {adj})"
+
+
+# ---------------------------------------------------------------------------- verdict table
+#: The words a chapter's verdict table may use.
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable here")
+
+
+def verdict(claim: str, result: str, evidence: str, verdict: str) -> dict:
+    """One row of a chapter's verdict table: {'claim', 'result', 'evidence', 'verdict'}.
+
+    claim: the paper's claim (quoted); result: ours, with its interval (:func:`interval_text`);
+    evidence: its strength (:func:`p_text`, :func:`evidence`); verdict: one of :data:`VERDICTS`.
+    ``pd.DataFrame([verdict(...), ...])`` makes the table.
+    """
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"claim": claim, "result": result, "evidence": evidence, "verdict": verdict}
