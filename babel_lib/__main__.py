@@ -4,21 +4,50 @@
     babel build [--no-strict] [--output DIR]
     babel check-fresh
     babel profiles
+    babel cache list|clear|path [--kind KIND] [--yes]
+    babel profile ... --output profile.csv [--force]
+    babel prune ... --output FOLDER [--force]
 
 To add a subcommand, write one function decorated with :func:`subcommand` that adds its
 parser to *subparsers* and sets ``handler`` (a function of the parsed args returning an
-exit code); keep heavy imports inside the handler.
+exit code). Building the parser imports nothing heavy (no torch, transformers, pandas):
+keep heavy imports inside the handler, and check every argument there before any heavy work.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import textwrap
 import threading
 
 #: The functions that add one subcommand each, in the order they appear in --help.
 SUBCOMMANDS = []
+
+#: babel_lib.prune's rankings and allocations (kept here so that --help does not import torch;
+#: a test checks that they are equal).
+RANKINGS = ("language", "multilingual", "random")
+ALLOCATIONS = ("uniform", "layerwise")
+
+DESCRIPTION = ("Unraveling Babel: convert a dense LLM's feed-forward layers into experts (MoEfication), profile "
+               "which experts each language activates, prune by activation frequency, and run the book's "
+               "chapters.")
+
+EPILOG = """\
+examples:
+  babel run 02_heatmaps -p languages '["eng","deu"]'    one chapter with other parameters
+  babel run --profile smoke                             every chapter, tiny budgets (minutes)
+  babel build                                           render the executed chapters as HTML
+  babel profile --languages paper --output profile.csv  per-language expert counts as a table
+  babel prune --rate 0.5 --output pruned/               a model without its least used experts
+  babel cache list                                      what the result cache holds
+
+Models: the offline models gemma-3-270m and smollm2-135m-instruct, a local folder holding
+config.json, or a Hugging Face id (only with --hub or BABEL_ALLOW_HUB=1: the hub is off by
+default). Results are cached in $BABEL_CACHE (default ~/.cache/babel).
+"""
 
 
 def subcommand(add):
@@ -35,11 +64,26 @@ def parse_value(text: str):
         return text
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("babel_lib")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 @subcommand
 def add_run(subparsers):
-    p = subparsers.add_parser("run", help="execute chapters with papermill into book/",
-                              description="Execute chapters (all when none is named) into book/, "
-                                          "then regenerate book/_toc.yml.")
+    from babel_lib import book  # cheap: the standard library only
+
+    names = ", ".join(p.stem for p in book.chapters()) or "none found"
+    p = subparsers.add_parser(
+        "run", help="execute chapters with papermill into --output (default book/)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill("Execute chapters (all when none is named) with papermill; writes the executed "
+                                  "copies and results into --output and regenerates the table of contents.", 88)
+        + "\n\n" + textwrap.fill(f"chapters: {names}", 88, subsequent_indent="  "))
     p.add_argument("chapters", nargs="*", metavar="CHAPTER",
                    help="chapter name, number or notebook path (default: all)")
     p.add_argument("--profile", default="default", choices=["smoke", "default", "paper"],
@@ -115,9 +159,16 @@ def add_profiles(subparsers):
 
 @subcommand
 def add_cache(subparsers):
-    p = subparsers.add_parser("cache", help="list or clear the result cache ($BABEL_CACHE)")
+    from babel_lib.cache import KINDS
+
+    p = subparsers.add_parser(
+        "cache", help="list or clear the result cache ($BABEL_CACHE)",
+        description="List, clear or locate the result cache. Clearing removes only the files this project "
+                    "writes there (results, damaged results set aside, converted and tuned models); other files "
+                    "in the folder stay.")
     p.add_argument("action", choices=["list", "clear", "path"])
-    p.add_argument("--kind", default=None, help="only this kind (partition, counts, eval, tuned, models, ...)")
+    p.add_argument("--kind", default=None, help=f"only this kind: {', '.join(KINDS)}")
+    p.add_argument("--yes", action="store_true", help="clear everything without asking")
 
     def handler(args):
         from collections import Counter
@@ -128,55 +179,99 @@ def add_cache(subparsers):
         if args.action == "path":
             print(store.root)
             return 0
+        if args.kind is not None and args.kind not in KINDS:
+            raise ValueError(f"unknown cache kind {args.kind!r}; kinds: {', '.join(KINDS)}")
         if args.action == "clear":
+            if args.kind is None and not args.yes and not _confirm(store.root):
+                print("nothing removed", file=sys.stderr)
+                return 1
             n = store.clear(args.kind)
             print(f"removed {n} files from {store.root / (args.kind or '')}")
             return 0
         entries = [e for e in store.entries() if args.kind in (None, e["kind"])]
-        sizes, counts = Counter(), Counter()
+        sizes, counts, bad = Counter(), Counter(), 0
         for e in entries:
             sizes[e["kind"]] += e["bytes"]
             counts[e["kind"]] += 1
             parts = e["parts"]
             label = ", ".join(f"{k}={parts[k]}" for k in ("language", "method", "expert_size", "split")
                               if parts.get(k) is not None)
-            print(f"{e['kind']:10s} {e['key'][:12]} {e['bytes'] / 1024:8.1f} KiB  {label}")
+            if e["problem"]:
+                bad += 1
+                label = f"UNREADABLE: {e['problem']}"
+            print(f"{e['kind']:10s} {e['key'][:16]:16s} {e['bytes'] / 1024:10.1f} KiB  {label}")
         for kind in sorted(counts):
-            print(f"{kind}: {counts[kind]} files, {sizes[kind] / 2**20:.1f} MiB")
+            print(f"{kind}: {counts[kind]} entries, {sizes[kind] / 2**20:.1f} MiB")
+        if bad:
+            print(f"{bad} unreadable entries: results are set aside and recomputed when next needed, converted "
+                  f"models rebuilt; `babel cache clear --kind KIND` removes them now")
         print(f"cache: {store.root}")
         return 0
 
     p.set_defaults(handler=handler)
 
 
+def _confirm(root) -> bool:
+    """Ask on a terminal before clearing the whole cache; without one, refuse (the caller passes --yes)."""
+    if not sys.stdin.isatty():
+        raise ValueError(f"clearing the whole cache ({root}) needs confirmation: pass --yes, or --kind KIND to "
+                         "clear one kind (stdin is not a terminal, so there is no one to ask)")
+    print(f"Remove every cached result (converted and tuned models, partitions, counts, ...) in {root}? [y/N] ",
+          end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def _add_study_arguments(p, dtype: str = "bfloat16") -> None:
     """The arguments of pipeline.study, shared by the commands that profile a model."""
-    p.add_argument("--model", default="gemma-3-270m", help="short name, folder, Hugging Face id or random:<spec>")
-    p.add_argument("--languages", default="paper", help="'paper', 'wide:N', 'all' or comma-separated codes")
+    p.add_argument("--model", default="gemma-3-270m", help="short name, folder, Hugging Face id (with --hub) or "
+                                                           "random:<spec>")
+    p.add_argument("--languages", default="paper", help="'paper', 'wide:N', 'all' or comma-separated codes or names")
     p.add_argument("--expert-size", type=int, default=32, help="neurons per expert")
     p.add_argument("--top-k-fraction", type=float, default=0.2, help="share of a layer's experts activated per token")
     p.add_argument("--max-tokens", type=int, default=2048, help="token budget per language (calibration split)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per sequence")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per sequence (at least 2)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the expert partition (balanced k-means)")
     p.add_argument("--dtype", default=dtype)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     p.add_argument("--device-map", default=None,
                    help="'auto' shards a model too big for one device over all GPUs (and CPU) via accelerate")
+    p.add_argument("--force", action="store_true", help="replace an existing --output")
 
 
-def _study(args, extra_languages=()):
-    """pipeline.study from the shared arguments (languages: a spec or comma-separated codes)."""
+def _check_study_arguments(args, output_kind: str, extra_language: str | None = None):
+    """Every argument of a profiling command checked before any heavy work (model load, profiling).
+    Returns (language keys, output path, the key of ``extra_language`` or None)."""
+    from babel_lib import validate
+
+    for option in ("--expert-size", "--max-tokens", "--batch-size"):
+        validate.positive_int(option, getattr(args, option[2:].replace("-", "_")))
+    validate.positive_int("--max-length", args.max_length, minimum=2)
+    validate.fraction("--top-k-fraction", args.top_k_fraction)
+    languages = validate.check_languages(args.languages)
+    extra = None
+    if extra_language is not None:
+        keys = validate.check_languages(extra_language)
+        if len(keys) != 1:
+            raise ValueError(f"--language names one language, got {extra_language!r} ({', '.join(keys)})")
+        extra = keys[0]
+        languages = list(dict.fromkeys(languages + [extra]))
+    output = validate.check_output(args.output, kind=output_kind, force=args.force)
+    if args.device_map is None:
+        validate.check_device(args.device)
+    from babel_lib.models import resolve_dtype
+
+    resolve_dtype(args.dtype)
+    return languages, output, extra
+
+
+def _study(args, languages):
+    """pipeline.study from the shared arguments and the resolved language keys."""
     from babel_lib import pipeline
 
-    languages = args.languages.split(",") if "," in args.languages else args.languages
-    if extra_languages:
-        from babel_lib import corpus
-
-        languages = list(dict.fromkeys(corpus.resolve_languages(languages) + list(extra_languages)))
     return pipeline.study(model=args.model, languages=languages, expert_size=args.expert_size,
                           top_k_fraction=args.top_k_fraction, max_tokens_per_language=args.max_tokens,
-                          max_length=args.max_length, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype,
+                          max_length=args.max_length, batch_size=args.batch_size, seeds=(args.seed,), dtype=args.dtype,
                           device=args.device, device_map=args.device_map)
 
 
@@ -184,27 +279,29 @@ def _study(args, extra_languages=()):
 def add_profile(subparsers):
     p = subparsers.add_parser("profile", help="profile a model's expert activations per language, write a table")
     _add_study_arguments(p)
-    p.add_argument("--output", default="profile.csv", help="tidy table (.csv or .parquet)")
+    p.add_argument("--output", default="profile.csv", help="tidy table (.csv or .parquet); never replaced "
+                                                           "without --force")
 
     def handler(args):
         import time
 
         from babel_lib.cache import atomic_write_bytes
 
+        languages, output, _ = _check_study_arguments(args, "file")
         started = time.perf_counter()
-        st = _study(args)
+        st = _study(args, languages)
         frame = st.profile.to_frame()
-        if args.output.endswith(".parquet"):
+        if output.suffix == ".parquet":
             import io
 
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False)
-            atomic_write_bytes(args.output, buf.getvalue())
+            atomic_write_bytes(output, buf.getvalue())
         else:
-            atomic_write_bytes(args.output, frame.to_csv(index=False).encode())
+            atomic_write_bytes(output, frame.to_csv(index=False).encode())
         print(st.profile.describe())
         print(f"{st.lm.description}: loaded, partitioned and profiled in {time.perf_counter() - started:.1f} s")
-        print(f"wrote {len(frame):,} rows to {args.output}")
+        print(f"wrote {len(frame):,} rows to {output}")
         return 0
 
     p.set_defaults(handler=handler)
@@ -212,8 +309,6 @@ def add_profile(subparsers):
 
 @subcommand
 def add_prune(subparsers):
-    from babel_lib.prune import ALLOCATIONS, RANKINGS
-
     p = subparsers.add_parser(
         "prune", help="drop the least frequently activated experts of every layer; save the smaller model",
         description="Profile the model, rank every layer's experts by activation frequency, slice the FFN "
@@ -223,10 +318,11 @@ def add_prune(subparsers):
     p.add_argument("--rate", type=float, required=True, help="fraction of experts to drop, in [0, 1)")
     p.add_argument("--by", default="multilingual", choices=RANKINGS,
                    help="rank by the mean frequency over --languages, one --language's frequency, or at random")
-    p.add_argument("--language", default=None, help="the language to keep (with --by language), e.g. fra")
+    p.add_argument("--language", default=None, help="the language to keep (with --by language), e.g. fra or French")
     p.add_argument("--allocation", default="uniform", choices=ALLOCATIONS,
                    help="the same rate in every layer, or per-layer rates from activation levels")
-    p.add_argument("--output", required=True, help="folder for the pruned model (written atomically)")
+    p.add_argument("--output", required=True, help="folder for the pruned model (written atomically; an existing "
+                                                   "folder is replaced only with --force)")
 
     def handler(args):
         from babel_lib import prune
@@ -234,11 +330,12 @@ def add_prune(subparsers):
         prune.check_rate(args.rate)  # before minutes of profiling
         if args.by == "language" and not args.language:
             raise ValueError("--by language needs --language CODE (the language whose frequencies rank the experts)")
-        st = _study(args, extra_languages=[args.language] if args.language else ())
-        ranking = prune.rank_experts(st.profile, args.by, language=args.language, seed=args.seed)
+        languages, output, language = _check_study_arguments(args, "folder", extra_language=args.language)
+        st = _study(args, languages)
+        ranking = prune.rank_experts(st.profile, args.by, language=language, seed=args.seed)
         plan = prune.prune_plan(ranking, args.rate, allocation=args.allocation)
         small = prune.prune_model(st.lm, st.partition, plan)
-        folder = prune.save_pruned(small, args.output)
+        folder = prune.save_pruned(small, output)
         print(st.profile.describe())
         print(plan.describe())
         report = prune.size_report(st.lm, small)
@@ -251,7 +348,11 @@ def add_prune(subparsers):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="babel", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="babel", description=textwrap.fill(DESCRIPTION, 88), epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"babel {_version()}")
+    parser.add_argument("--hub", action="store_true",
+                        help="allow downloads from the Hugging Face hub for this run (same as BABEL_ALLOW_HUB=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
@@ -262,8 +363,18 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temp files removed, kernel stopped
 
 
+def _user_errors() -> tuple[type, ...]:
+    """The exception types a user can cause with bad input: one line each, not a traceback."""
+    from babel_lib.book import ChapterError
+    from babel_lib.errors import BabelError
+
+    return (BabelError, ValueError, FileNotFoundError, FileExistsError, PermissionError, ChapterError)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.hub:
+        os.environ["BABEL_ALLOW_HUB"] = "1"  # read by babel_lib.models when it is first imported
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
@@ -271,13 +382,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # one clear line, not a traceback, for expected failures
-        from babel_lib.book import ChapterError
-
-        if isinstance(err, (ChapterError, ValueError, FileNotFoundError, RuntimeError)):
+    except Exception as err:
+        if isinstance(err, _user_errors()):
             print(f"error: {err}", file=sys.stderr)
             return 1
-        raise
+        raise  # a bug: keep the traceback
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ class FFNSpec:
     gate:   name of the gate projection; None for plain FFNs.
     fused_gate_up: gate and up stacked in one Linear as [gate; up] rows (Phi-3).
     conv1d: weights stored transposed ([in, out], GPT-2's Conv1D).
+    width_field: the config field holding the FFN width (None: the architecture has none, e.g.
+        BLOOM's FFN is always 4 x hidden), set when a pruned model is saved.
+    mlp_callable: the FFN can be run alone as ``mlp(x)`` on its input (for FFN-only timing): not
+        when it lives in the block itself (OPT) or also takes the residual (BLOOM).
     """
 
     layers: str
@@ -43,6 +47,8 @@ class FFNSpec:
     gate: str | None = None
     fused_gate_up: bool = False
     conv1d: bool = False
+    width_field: str | None = "intermediate_size"
+    mlp_callable: bool = True
 
     @property
     def gated(self) -> bool:
@@ -62,9 +68,10 @@ FFN_ADAPTERS: dict[str, FFNSpec] = {
     "olmo": _LLAMA_LIKE,
     "olmo2": _LLAMA_LIKE,
     "phi3": FFNSpec(layers="layers", mlp="mlp", down="down_proj", up="gate_up_proj", fused_gate_up=True),
-    "gpt2": FFNSpec(layers="h", mlp="mlp", down="c_proj", up="c_fc", conv1d=True),
-    "bloom": FFNSpec(layers="h", mlp="mlp", down="dense_4h_to_h", up="dense_h_to_4h"),
-    "opt": FFNSpec(layers="decoder.layers", mlp="", down="fc2", up="fc1"),
+    "gpt2": FFNSpec(layers="h", mlp="mlp", down="c_proj", up="c_fc", conv1d=True, width_field="n_inner"),
+    "bloom": FFNSpec(layers="h", mlp="mlp", down="dense_4h_to_h", up="dense_h_to_4h", width_field=None,
+                     mlp_callable=False),
+    "opt": FFNSpec(layers="decoder.layers", mlp="", down="fc2", up="fc1", width_field="ffn_dim", mlp_callable=False),
     "gpt_neox": FFNSpec(layers="layers", mlp="mlp", down="dense_4h_to_h", up="dense_h_to_4h"),
 }
 

@@ -353,6 +353,9 @@ def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
             failures.append(str(err))
     if all(s.parent.resolve() == _resolve(notebooks_dir).resolve() for s in sources):
         write_toc(output_dir, notebooks_dir)  # not for notebooks from elsewhere
+        from .verdicts import write_scorecard
+
+        write_scorecard(_resolve(output_dir))
     if failures:
         raise ChapterError(f"{len(failures)} chapter(s) failed:\n" + "\n".join(failures))
     return done
@@ -612,9 +615,12 @@ def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
     another host. The site lands in
     ``PATH_OUTPUT/_build/html`` (default: BOOK/_build/html).
     """
+    from .verdicts import write_scorecard
+
     book_dir = _resolve(book_dir)
     path_output = _resolve(path_output) if path_output else book_dir
     write_toc(book_dir, notebooks_dir)
+    write_scorecard(book_dir)
     missing = [p.stem for p in chapters(notebooks_dir) if not (book_dir / p.name).exists()]
     if missing:
         raise RuntimeError(f"no executed copy in {book_dir} of: {', '.join(missing)}; "

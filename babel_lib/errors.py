@@ -19,3 +19,11 @@ class PartitionMismatchError(BabelError, ValueError):
 
 class CacheCorruptError(BabelError):
     """A cache file that cannot be read back (truncated, corrupted)."""
+
+
+class ModelFolderError(BabelError, ValueError):
+    """A local model folder that cannot be loaded (config.json missing or invalid, weights damaged)."""
+
+
+class OutputPathError(BabelError, ValueError):
+    """A user-given output path that cannot be written as asked (exists, wrong kind, not writable)."""

@@ -4,6 +4,11 @@ Offline models ship inside PyPI packages as GGUF files. Loading a GGUF is slow
 (Gemma 3 270M: about 70 s, 3 GB peak) and the result refuses ``save_pretrained``,
 so the first load converts it once into a plain safetensors folder in the cache
 (rebuild from the config, load the state dict, save); later loads take seconds.
+A converted folder that fails :func:`verify_model_folder` is rebuilt with a warning.
+
+The Hugging Face hub is opt-in: only with ``BABEL_ALLOW_HUB=1`` (``babel --hub``) does a spec that is
+neither an offline model nor a folder go to the hub. Without it, importing this module sets
+``HF_HUB_OFFLINE=1`` so that transformers never reaches the network, even for local folders.
 """
 
 from __future__ import annotations
@@ -12,14 +17,30 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import json
+import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .cache import atomic_folder, cache_root
-from .errors import UnknownModelError
+from .errors import ModelFolderError, UnknownModelError
+from .validate import check_device, verify_model_folder
+
+#: The environment variable that allows downloads from the Hugging Face hub ("1").
+HUB_ENV = "BABEL_ALLOW_HUB"
+
+
+def hub_allowed() -> bool:
+    """Whether the user opted in to the Hugging Face hub (``BABEL_ALLOW_HUB=1``)."""
+    return os.environ.get(HUB_ENV) == "1"
+
+
+if not hub_allowed():  # before transformers or huggingface_hub read their settings
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @dataclass(frozen=True)
@@ -104,25 +125,38 @@ def converted_folder(name: str) -> Path:
     return cache_root() / "models" / name
 
 
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"quantization_config": "unreadable"}  # treated as stale: reconvert
+def _converted_problem(folder: Path) -> str | None:
+    """What is wrong with a converted offline model folder, or None when it can be loaded as is."""
+    problem = verify_model_folder(folder)
+    if problem:
+        return problem
+    if not (folder / "model.safetensors").is_file():
+        return "it has no model.safetensors"
+    if "quantization_config" in json.loads((folder / "config.json").read_text(encoding="utf-8")):
+        return "config.json still holds a quantization_config (an older conversion)"
+    return None
 
 
 def _convert_offline(entry: OfflineModel) -> Path:
-    """GGUF -> safetensors folder, once; atomic (built in a temp folder, then renamed)."""
+    """GGUF -> safetensors folder, once; atomic (built in a temp folder, then renamed). A damaged
+    folder (e.g. a truncated model.safetensors) is rebuilt with a warning."""
+    target = converted_folder(entry.name)
+    if target.exists():
+        problem = _converted_problem(target)
+        if problem is None:
+            return target
+        warnings.warn(f"Converted model folder {target} is damaged ({problem}); rebuilding it from the GGUF file.",
+                      RuntimeWarning, stacklevel=3)
+    with atomic_folder(target) as out:
+        _build_converted(entry, out)
+    return target
+
+
+def _build_converted(entry: OfflineModel, out: Path) -> None:
+    """Write the fp32 safetensors folder of an offline GGUF model into ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    target = converted_folder(entry.name)
-    if (target / "model.safetensors").exists() and "quantization_config" not in _read_json(target / "config.json"):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{entry.name}-") as tmp, \
-            atomic_folder(target) as out:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{entry.name}-", suffix=".tmp") as tmp:
         tmp = Path(tmp)
         gguf = entry.gguf_path(tmp)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -140,7 +174,6 @@ def _convert_offline(entry: OfflineModel) -> Path:
         fresh.save_pretrained(out)
         tok.save_pretrained(out)
         (out / "SOURCE.txt").write_text(f"{entry.description}\nconverted from {gguf.name} (package {entry.package})\n")
-    return target
 
 
 def model_fingerprint(model: torch.nn.Module, samples_per_tensor: int = 4096) -> str:
@@ -177,9 +210,11 @@ def load_model(
     device: 'auto' (CUDA if available), 'cpu', 'cuda', ...; ignored when ``device_map`` is given
     (e.g. 'auto' to shard a model too big for one device, via accelerate).
     """
+    torch_dtype = resolve_dtype(dtype)
+    if device_map is None:
+        check_device(device)  # before minutes of loading
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    torch_dtype = resolve_dtype(dtype)
     random_weights = str(spec).startswith(RANDOM_PREFIX)
     inner = spec[len(RANDOM_PREFIX):] if random_weights else spec
     folder, description = _resolve_spec(inner)
@@ -193,11 +228,14 @@ def load_model(
                 kwargs["device_map"] = device_map
             model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except OSError as exc:
+        reason = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if isinstance(folder, Path):
+            raise ModelFolderError(
+                f"Model folder {folder} cannot be loaded ({reason}). It needs config.json, the weights and the "
+                f"tokenizer files (save_pretrained writes all three).") from exc
         raise UnknownModelError(
-            f"Cannot load model {spec!r}: not an offline model ({', '.join(OFFLINE_MODELS)}), not a local "
-            f"folder with config.json, and not loadable as a Hugging Face id (that needs network access or a "
-            f"filled Hugging Face cache) ({exc.__class__.__name__}: {str(exc).splitlines()[0]})."
-        ) from exc
+            f"Cannot load model {spec!r} from the Hugging Face hub (it needs network access or a filled Hugging "
+            f"Face cache; offline models: {', '.join(OFFLINE_MODELS)}) ({reason}).") from exc
     if random_weights:  # built directly on the target device: a 7B-size model needs no CPU copy
         torch.manual_seed(0)
         with torch.device(resolve_device(device)):
@@ -218,10 +256,22 @@ def _resolve_spec(spec: str) -> tuple[Path | str, str]:
     if spec in OFFLINE_MODELS:
         entry = OFFLINE_MODELS[spec]
         return _convert_offline(entry), entry.description
-    if Path(spec).expanduser().is_dir():
-        return Path(spec).expanduser(), f"local model folder {Path(spec).name}"
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        problem = verify_model_folder(folder)
+        if problem:
+            fix = ("Fix the file, or write the folder again with" if (folder / "config.json").is_file() else
+                   "Pass the folder that holds it, as written by")
+            raise ModelFolderError(f"Model folder {folder}: {problem}. {fix} save_pretrained (config.json, the "
+                                   "weights and the tokenizer).")
+        return folder, f"local model folder {folder.name}"
     close = difflib.get_close_matches(str(spec), list(OFFLINE_MODELS), n=1, cutoff=0.8)
     if close:
         raise UnknownModelError(f"Unknown model {spec!r}: did you mean the offline model {close[0]!r}? "
                                 f"Offline models: {', '.join(OFFLINE_MODELS)}.")
+    if not hub_allowed():
+        raise UnknownModelError(
+            f"Unknown model {spec!r}: not an offline model ({', '.join(OFFLINE_MODELS)}) and not a local folder "
+            f"(a model folder holds config.json and the weights). Downloads from the Hugging Face hub are off: "
+            f"set {HUB_ENV}=1 (or pass --hub to babel) to load it from the hub.")
     return spec, f"Hugging Face model {spec}"

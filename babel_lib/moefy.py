@@ -26,6 +26,7 @@ import torch
 from . import clustering
 from .adapters import ffn_layers
 from .cache import Store, atomic_write_bytes, cache_key
+from .definitions import active_count
 from .errors import PartitionMismatchError
 from .models import LoadedModel
 
@@ -277,7 +278,7 @@ def moe_view(
     """Run the dense model as a mixture of experts: only chosen experts contribute to each FFN.
 
     Exactly one of:
-    top_k_fraction: per token, the top ``round(fraction * n_experts)`` experts of each layer by
+    top_k_fraction: per token, the top ``active_count(fraction, n_experts)`` experts of each layer by
         the oracle score sum|a| (score='abs') or sum ReLU(a) ('relu');
     experts: {layer: expert ids kept}, a fixed set per layer (layers not named keep all).
     The other experts' neuron values are zeroed before the down projection, which equals an
@@ -300,7 +301,7 @@ def moe_view(
             m = torch.zeros(E, dtype=torch.bool)
             m[torch.from_numpy(ids)] = True
             masks[int(layer)] = m
-    k = None if top_k_fraction is None else max(1, min(E, round(top_k_fraction * E)))
+    k = None if top_k_fraction is None else active_count(top_k_fraction, E)
 
     def hook(layer: int, a: torch.Tensor):
         blocks = a.reshape(*a.shape[:-1], E, size)

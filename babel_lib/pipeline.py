@@ -1,37 +1,26 @@
 """One call from chapter parameters to a profiled model: load, partition, profile (all cached).
 
-Notebooks call :func:`study` with their papermill parameters, so every chapter builds
-the same model, partition and counts the same way, and reruns hit the cache.
+Notebooks call :func:`study` with their papermill parameters, so every chapter builds the same
+model, partitions and counts the same way, and reruns hit the cache. A study profiles the
+languages on the same parallel passages under the main partition (k-means, the first seed) and,
+for robustness, under further partition seeds and the partition-free neuron view, all in the
+same forward passes.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pandas as pd
 
 from . import corpus
+from .definitions import Definitions
 from .models import LoadedModel, load_model
 from .moefy import Partition, build_partition
-from .profile import Definitions, Profile, profile_languages
+from .profile import Profile, profile_passages
 
 _LOADED: dict[tuple, LoadedModel] = {}
-
-
-@dataclass
-class Study:
-    """A model, its expert partition and the languages' activation profile."""
-
-    lm: LoadedModel
-    partition: Partition
-    profile: Profile
-
-    def describe(self) -> str:
-        """Model, data, sequence length, token counts and our choices, in one paragraph."""
-        p = self.partition
-        return (f"**Model** {self.lm.description} (`{self.lm.name}`, fingerprint `{self.lm.fingerprint}`). "
-                f"**Experts** {p.n_experts} per layer x {p.n_layers} layers, {p.expert_size} neurons each, built by "
-                f"{p.method}{' on ' + p.features + ' rows' if p.features else ''} (seed {p.seed}). "
-                f"**Profile** {self.profile.describe()}.")
 
 
 def get_model(model: str, dtype: str = "bfloat16", device: str = "auto", device_map=None) -> LoadedModel:
@@ -43,42 +32,95 @@ def get_model(model: str, dtype: str = "bfloat16", device: str = "auto", device_
     return _LOADED[key]
 
 
+@dataclass
+class Study:
+    """A model, its partitions, the passages and the activation profiles.
+
+    profiles: one per view, in order: the main partition first, then the other seeds, then the
+    neuron view when asked for. ``profile`` is the main one; ``views`` names them all.
+    """
+
+    lm: LoadedModel
+    passages: corpus.Passages
+    partitions: list[Partition]
+    profiles: list[Profile]
+    definitions: Definitions
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def partition(self) -> Partition:
+        return self.partitions[0]
+
+    @property
+    def profile(self) -> Profile:
+        return self.profiles[0]
+
+    @property
+    def views(self) -> dict[str, Profile]:
+        """{'k-means seed 0': profile, 'k-means seed 1': ..., 'neurons': ...}, main view first."""
+        return dict(zip(self.names, self.profiles))
+
+    @property
+    def languages(self) -> list[str]:
+        return self.profile.languages
+
+    def describe(self) -> str:
+        """Model, data, passages, token counts and our choices, in one paragraph (Markdown)."""
+        p = self.partition
+        others = [n for n in self.names[1:]]
+        robust = f" Robustness views, counted on the same tokens: {', '.join(others)}." if others else ""
+        return (f"**Model** {self.lm.description} (`{self.lm.name}`, fingerprint `{self.lm.fingerprint}`). "
+                f"**Experts** {p.n_experts} per layer x {p.n_layers} layers, {p.expert_size} neurons each, built by "
+                f"{p.describe_short()}{' (pinned: the same experts on every machine)' if p.info.get('pinned') else ''}. "
+                f"**Profile** {self.profile.describe()}.{robust}")
+
+    def text_table(self) -> pd.DataFrame:
+        """Per language: name, script, family, passages, characters, tokens, tokens per character."""
+        table = self.profile.text_table()
+        meta = corpus.language_table()
+        labels = corpus.language_labels(self.languages)
+        table.insert(1, "name", table["language"].map(labels))
+        table.insert(2, "script", table["language"].map(meta["script"]))
+        table.insert(3, "family", table["language"].map(meta["family"]))
+        return table
+
+
 def study(
     model: str = "gemma-3-270m",
     languages="paper",
+    corpus_name: str = "udhr",
+    split: str = "calibration",
+    max_passages: int | None = None,
     expert_size: int = 32,
     top_k_fraction: float = 0.2,
-    max_tokens_per_language: int = 2048,
+    seeds=(0,),
+    neurons: bool = False,
     max_length: int = 128,
     batch_size: int = 8,
-    seed: int = 0,
+    max_tokens_per_language: int | None = None,
     dtype: str = "bfloat16",
     device: str = "auto",
     device_map=None,
-    split: str = "calibration",
     method: str = "kmeans",
     features: str = "gate",
-    score: str = "abs",
     progress: bool = True,
 ) -> Study:
-    """Load ``model``, build its partition and profile ``languages`` (see babel_lib.corpus.resolve_languages)."""
-    progress = progress and not os.environ.get("TQDM_DISABLE")  # the book runner sets it: no bars in pages
+    """Load ``model``, build its partitions (one per seed) and profile ``languages`` on their parallel
+    passages of ``corpus_name`` (see :func:`babel_lib.corpus.passages`; ``max_passages`` is the
+    budget, in passages). ``neurons`` adds the partition-free neuron view.
+    The languages are resolved before the model is loaded, so a bad name fails at once."""
+    progress = progress and not os.environ.get("TQDM_DISABLE")  # the book runner sets it
+    seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+    if not seeds:
+        raise ValueError("seeds must name at least one partition seed")
+    text = corpus.passages(languages, corpus=corpus_name, split=split, max_passages=max_passages)
+    definitions = Definitions(top_k_fraction=top_k_fraction)
     lm = get_model(model, dtype, device, device_map)
-    partition = build_partition(lm, expert_size=expert_size, method=method, features=features, seed=seed,
+    partitions = [build_partition(lm, expert_size=expert_size, method=method, features=features, seed=s,
+                                  progress=progress) for s in seeds]
+    views = list(partitions) + ([Partition.neurons(lm)] if neurons else [])
+    names = [f"{partitions[0].describe_short().split(',')[0]}, seed {s}" for s in seeds] + (["neurons"] if neurons else [])
+    profiles = profile_passages(lm, views, text, definitions=definitions, max_length=max_length,
+                                batch_size=batch_size, max_tokens_per_language=max_tokens_per_language,
                                 progress=progress)
-    prof = profile_languages(lm, partition, corpus.resolve_languages(languages), split=split,
-                             max_tokens_per_language=max_tokens_per_language, max_length=max_length,
-                             batch_size=batch_size, definitions=Definitions(score=score, top_k_fraction=top_k_fraction),
-                             progress=progress)
-    return Study(lm, partition, prof)
-
-
-def pooled_sequences(lm: LoadedModel, languages, split: str = "calibration", max_tokens_per_language: int = 512,
-                     max_length: int = 128) -> list[list[int]]:
-    """Token sequences of several languages' UDHR text, ``max_tokens_per_language`` each, concatenated."""
-    from .profile import build_sequences
-
-    seqs = []
-    for lang in corpus.resolve_languages(languages):
-        seqs += build_sequences(lm.tokenizer, corpus.texts(lang, split), max_tokens_per_language, max_length).input_ids
-    return seqs
+    return Study(lm, text, partitions, profiles, definitions, names)

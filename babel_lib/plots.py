@@ -45,11 +45,14 @@ from pathlib import Path
 import altair as alt
 
 from babel_lib import book
+from babel_lib.cache import atomic_write_bytes
 
 SEQUENTIAL = "viridis"
 DIVERGING = "redblue"
 #: Row limit for charts that embed their data (interactive views); use image=True beyond.
 MAX_ROWS = 10_000
+#: The widest a chart may be drawn, legends included (px): the book's text column is about 800 px.
+MAX_WIDTH = 780
 #: The mimetype JupyterLab's built-in vega extension renders (see the module docstring).
 VEGALITE_MIME = "application/vnd.vegalite.v5+json"
 _VL_VERSION = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
@@ -109,7 +112,7 @@ def results_dir(chapter: str | None = None) -> Path:
 def save_table(df, chapter: str | None, name: str) -> Path:
     """Write *df* as ``results/<chapter>/<name>.csv`` atomically; return the path."""
     path = results_dir(chapter) / f"{_safe(name)}.csv"
-    book._write_atomic(path, df.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(path, df.to_csv(index=False).encode("utf-8"))
     return path
 
 
@@ -174,18 +177,19 @@ def show(chart, name: str, *, image: bool = False, table=None):
         with alt.data_transformers.enable("default", max_rows=None):
             spec = chart.to_dict()
         png = _png(spec, scale=2)
+        _check_width(name, _png_width(png) // 2)
         path = folder / f"{name}.png"
-        book._write_atomic(path, png)
-        width = struct.unpack(">I", png[16:20])[0]
-        display(Image(data=png, width=width // 2))
+        atomic_write_bytes(path, png)
+        display(Image(data=png, width=_png_width(png) // 2))
     else:
         try:
             spec = chart.to_dict()
         except alt.MaxRowsError as err:
             raise ValueError(f"chart {name!r} has more than {MAX_ROWS} rows: aggregate it, or "
                              "use show(..., image=True) and save the data with table=") from err
+        _check_width(name, _png_width(_png(spec, scale=1)))
         path = folder / f"{name}.vl.json"
-        book._write_atomic(path, json.dumps(spec, indent=1).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(spec, indent=1).encode("utf-8"))
         display(render(spec), raw=True)
     if table is not None:
         display(download_link(save_table(table, current_chapter(), name), f"{name}.csv (full data)"))
@@ -229,6 +233,65 @@ def _book_html(spec: dict) -> str:
   window.babelVegaLoading.then(draw, function () {{ /* no bundle here: keep the PNG */ }});
 }})();
 </script>"""
+
+
+def _png_width(png: bytes) -> int:
+    return struct.unpack(">I", png[16:20])[0]
+
+
+def _check_width(name: str, width: int) -> None:
+    """Refuse a chart wider than the text column (it would scroll sideways, its legend off-screen)."""
+    if width > MAX_WIDTH:
+        raise ValueError(f"chart {name!r} is {width} px wide, more than the {MAX_WIDTH} px the book's column "
+                         "holds: make it narrower (properties(width=...), fewer facet columns) or put its legend "
+                         "below it (alt.Legend(orient='bottom'))")
+
+
+# ---------------------------------------------------------------------------- tables and prose
+def md(text: str):
+    """Display Markdown (generated prose: findings, captions)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def _default_format(series) -> str | None:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return None
+    if pd.api.types.is_integer_dtype(series):
+        return "{:,}"
+    if pd.api.types.is_float_dtype(series):
+        return "{:.3g}"
+    return None
+
+
+def table(df, name: str | None = None, *, columns: dict | None = None, formats: dict | None = None,
+          max_rows: int = 15, caption: str | None = None):
+    """Display ``df`` as a readable table: only ``columns`` (a {column: header} dict, in that order;
+    default all, snake_case turned into words), numbers formatted (``formats`` {column: format
+    string}; default: thousands separators for integers, 3 significant digits for floats), no
+    index. ``name`` also saves the full table as ``results/<chapter>/<name>.csv`` with a download
+    link; tables longer than ``max_rows`` are folded (click to show)."""
+    from IPython.display import HTML, display
+
+    if name is not None:
+        path = save_table(df, None, name)
+    shown = df[list(columns)] if columns else df
+    headers = columns or {c: str(c).replace("_", " ") for c in shown.columns}
+    fmt = {headers[c]: (formats or {}).get(c, _default_format(shown[c])) for c in shown.columns}
+    shown = shown.rename(columns=headers)
+    styler = shown.style.format({k: v for k, v in fmt.items() if v}, na_rep="–").hide(axis="index")
+    if caption:
+        styler = styler.set_caption(html.escape(caption))
+    body = styler.to_html()
+    if len(df) > max_rows:
+        body = (f'<details class="babel-table"><summary>{html.escape(caption or "Table")}: {len(df):,} rows '
+                f"(click to show)</summary>{body}</details>")
+    display(HTML(body))
+    if name is not None:
+        display(download_link(path, f"{name}.csv"))
 
 
 # ---------------------------------------------------------------------------- helpers

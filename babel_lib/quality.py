@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .adapters import backbone, ffn_layers
+from .adapters import ffn_layers
 from .cache import Store, cache_key
-from .hooks import ffn_pre_hooks
+from .definitions import Definitions
+from .hooks import BatchRunner, ffn_pre_hooks, run_all
 from .models import LoadedModel
 from .moefy import Partition
-from .profile import Definitions, batches_by_length, pad_batch
 
 
 def _onehot(partition: Partition, layer: int, device) -> torch.Tensor:
@@ -54,10 +54,10 @@ def partition_quality(lm: LoadedModel, partitions: dict[str, Partition], seqs: l
     onehots = {(name, l.index): _onehot(partitions[name], l.index, lm.device) for name in names for l in layers}
     mass = {(name, l.index): 0.0 for name in names for l in layers}
     counts = {(name, l.index): torch.zeros(partitions[name].n_experts, device=lm.device) for name in names for l in layers}
-    state = {"rows": None, "tokens": 0}
+    runner = BatchRunner(lm, seqs, batch_size)
 
     def hook(layer, a):
-        flat = a.reshape(-1, a.shape[-1]).index_select(0, state["rows"]).abs().float()
+        flat = a.reshape(-1, a.shape[-1]).index_select(0, runner.current.rows).abs().float()
         total = flat.sum(1).clamp_min(1e-12)
         for name in names:
             s = flat @ onehots[(name, layer)]
@@ -66,14 +66,7 @@ def partition_quality(lm: LoadedModel, partitions: dict[str, Partition], seqs: l
             mass[(name, layer)] += float((top.values.sum(1) / total).sum())
             counts[(name, layer)] += torch.bincount(top.indices.reshape(-1), minlength=s.shape[1]).float()
 
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    with ffn_pre_hooks(lm.model, hook):
-        for batch in batches_by_length(seqs, batch_size):
-            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
-            state["rows"] = count.reshape(-1).nonzero().squeeze(1)
-            state["tokens"] += int(state["rows"].numel())
-            backbone(lm.model)(input_ids=ids, attention_mask=attn, use_cache=False)
+    tokens = run_all(runner, [ffn_pre_hooks(lm.model, hook)])
     rows = []
     for name in names:
         within = (within_expert_coactivation(coactivation, partitions[name]) if coactivation is not None else None)
@@ -81,7 +74,7 @@ def partition_quality(lm: LoadedModel, partitions: dict[str, Partition], seqs: l
             c = counts[(name, l.index)].cpu().numpy()
             p = c / c.sum()
             entropy = -(p[p > 0] * np.log(p[p > 0])).sum() / np.log(len(p))
-            row = {"partition": name, "layer": l.index, "mass_captured": mass[(name, l.index)] / state["tokens"],
+            row = {"partition": name, "layer": l.index, "mass_captured": mass[(name, l.index)] / tokens,
                    "balance": entropy}
             if within is not None:
                 row["within_coactivation"] = within[l.index]
@@ -127,13 +120,12 @@ def moe_agreements(lm: LoadedModel, conditions: list[tuple[str, Partition, float
 def _agreements(lm, conditions, seqs, batch_size) -> pd.DataFrame:
     from .moefy import moe_view
 
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     acc = [[0.0, 0.0, 0] for _ in conditions]  # max diff, summed mean diff, top-1 agreements
     n = 0
-    for batch in batches_by_length(seqs, batch_size):
-        ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
-        dense = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).logits[count].float()
+    for batch, out in BatchRunner(lm, seqs, batch_size, full_model=True):
+        count = batch.counted.to(lm.device)
+        ids, attn = batch.input_ids, batch.attention_mask
+        dense = out.logits[count].float()
         top1 = dense.argmax(1)
         for a, (_, partition, fraction) in zip(acc, conditions):
             with moe_view(lm.model, partition, top_k_fraction=fraction):

@@ -1014,16 +1014,5 @@ def p_text(p_raw: float, p_adjusted: float | None = None, method: str = "Holm") 
 
 # ---------------------------------------------------------------------------- verdict table
 #: The words a chapter's verdict table may use.
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable here")
+from .verdicts import VERDICTS, verdict  # noqa: E402,F401 (the verdict words live with the claims)
 
-
-def verdict(claim: str, result: str, evidence: str, verdict: str) -> dict:
-    """One row of a chapter's verdict table: {'claim', 'result', 'evidence', 'verdict'}.
-
-    claim: the paper's claim (quoted); result: ours, with its interval (:func:`interval_text`);
-    evidence: its strength (:func:`p_text`, :func:`evidence`); verdict: one of :data:`VERDICTS`.
-    ``pd.DataFrame([verdict(...), ...])`` makes the table.
-    """
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return {"claim": claim, "result": result, "evidence": evidence, "verdict": verdict}

@@ -1,0 +1,391 @@
+"""Checks of user input before any heavy work: numbers, output paths, devices, languages, chapter
+parameters, and model folders. Each raises one clear error that says what to do.
+
+Only the standard library is imported here (torch and the corpus load lazily where a check needs
+them), so the command line can check its arguments in milliseconds.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+from .errors import OutputPathError
+
+
+# ---------------------------------------------------------------------------- numbers
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (an integral float such as 8.0 is accepted), else ValueError."""
+    ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+    if not ok or value < minimum:
+        need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    return int(value)
+
+
+def fraction(name: str, value) -> float:
+    """``value`` as a float in (0, 1], else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------- outputs
+def check_output(path, kind: str = "file", force: bool = False, *, cwd=None) -> Path:
+    """Check that ``path`` can take a new output of ``kind`` ('file' or 'folder') before any work starts.
+
+    An existing target is refused unless ``force``; a file is never replaced by a folder or the
+    reverse (even with ``force``); the nearest existing parent must be a writable folder (missing
+    folders are created by the writer). A folder holding the current folder (``cwd``) or the home
+    folder is never replaced. Nothing is created, moved or deleted here. Returns the path.
+    """
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(path).expanduser()
+    if path.exists() or path.is_symlink():
+        if kind == "folder" and not path.is_dir():
+            raise OutputPathError(f"output {path} is a file; a folder is to be written there. Choose another path "
+                                  "(--force never replaces a file by a folder).")
+        if kind == "file" and path.is_dir():
+            raise OutputPathError(f"output {path} is a folder; a file is to be written there. Choose a file path "
+                                  "(--force never replaces a folder by a file).")
+        if not force:
+            raise OutputPathError(f"output {path} already exists; pass --force to replace it, or choose another path.")
+        if kind == "folder":
+            here = Path(cwd if cwd is not None else os.getcwd()).resolve()
+            target = path.resolve()
+            if target == here or target in here.parents or target == Path.home().resolve():
+                raise OutputPathError(f"output {path} holds the current folder or is the home folder; it is never "
+                                      "replaced. Choose another path.")
+    parent = Path(os.path.abspath(path)).parent
+    while not (parent.exists() or parent.is_symlink()):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"output {path}: {parent} is a file, not a folder. Choose another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output {path}: cannot write in {parent} (permission denied). Choose another path.")
+    return path
+
+
+# ---------------------------------------------------------------------------- devices
+def check_device(device) -> str:
+    """A device torch can use here ('auto', 'cpu', 'cuda', 'cuda:1', 'mps', ...), else ValueError
+    naming what is missing. Returns ``device`` unchanged ('auto' for None)."""
+    if device is None or device == "auto":
+        return "auto"
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device {device!r} is not a device torch knows; use 'auto', 'cpu', 'cuda', 'cuda:1' or "
+                         f"'mps' ({str(exc).splitlines()[0]})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "" if torch.version.cuda else ", a build without CUDA"
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}"
+                             f"{built}). Use --device cpu, or auto (a GPU when there is one).")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r}: only {n} CUDA GPU(s) are visible (cuda:0 to cuda:{n - 1}).")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: the Apple MPS backend is not available here. Use --device cpu.")
+    return str(device)
+
+
+# ---------------------------------------------------------------------------- languages
+def check_languages(value, corpus: str = "udhr") -> list[str]:
+    """Language keys for a spec, resolved by :func:`babel_lib.corpus.resolve_languages` ('paper', 'all',
+    'wide:N', 'eng,fra', a list of keys, ISO codes, BCP 47 tags or English names; blank entries
+    dropped). Any problem with the spec raises UnknownLanguageError, never another error."""
+    from .corpus import UnknownLanguageError, resolve_languages
+
+    if not (isinstance(value, str) or isinstance(value, (list, tuple)) and all(isinstance(e, str) for e in value)):
+        raise UnknownLanguageError(f"languages must be a string ('paper', 'all', 'wide:N', 'eng,fra') or a list "
+                                   f"of language keys, got {value!r}")
+    try:
+        return resolve_languages(value, corpus)
+    except UnknownLanguageError:
+        raise
+    except ValueError as exc:  # the spec's own message, as a language error
+        raise UnknownLanguageError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------- chapter parameters
+_DESCRIBE = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+             "list[str]": "a list of strings", "list[int]": "a list of integers", "list[float]": "a list of numbers",
+             "list": "a list", "dict": "a JSON object", "None": "None"}
+_EXAMPLE = {"int": "8", "float": "0.5", "bool": "true", "str": "text", "list[str]": '\'["eng", "fra"]\'',
+            "list[int]": "'[0, 1]'", "list[float]": "'[0.1, 0.5]'", "list": "'[1, 2]'", "dict": '\'{"a": 1}\'',
+            "None": "null"}
+_ANNOTATION_NAMES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list": "list", "List": "list",
+                     "tuple": "list", "dict": "dict", "Dict": "dict", "None": "None", "NoneType": "None"}
+
+
+def check_parameters(declared: dict, values: dict) -> dict:
+    """Check ``values`` against a notebook's declared parameters before it runs; returns them converted.
+
+    declared: papermill's ``inspect_notebook`` result, {name: {"inferred_type_name", "default", ...}}.
+    The type comes from the annotation when there is one, else from the default's value (a default
+    of None accepts anything). Conversions: an integral float for an int (32.0 -> 32), an int for a
+    float, a number for a string (its text); a string parameter also takes a list of strings (specs
+    such as ``languages = "paper"``). Parameters the notebook does not declare pass unchanged.
+    """
+    out = {}
+    for name, value in values.items():
+        info = declared.get(name)
+        out[name] = value if info is None else _check_parameter(name, value, info)
+    return out
+
+
+def _check_parameter(name: str, value, info: dict):
+    default_text = str(info.get("default", "None"))
+    kinds = _declared_kinds(str(info.get("inferred_type_name") or "None"), default_text)
+    if kinds is None:
+        return value
+    for kind in kinds:
+        ok, converted = _convert(kind, value)
+        if ok:
+            return converted
+    wanted = " or ".join(_DESCRIBE[k] for k in kinds)
+    raise ValueError(f"{name} must be {wanted} (the notebook's default is {default_text}), got {value!r}; "
+                     f"for example -p {name} {_example(kinds, default_text)}")
+
+
+def _declared_kinds(annotation: str, default_text: str) -> list[str] | None:
+    """The accepted kinds (keys of _DESCRIBE) of a parameter, or None for anything."""
+    if annotation != "None":
+        return _annotation_kinds(annotation)
+    try:
+        default = ast.literal_eval(default_text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None  # not a literal: nothing to check against
+    return _value_kinds(default)
+
+
+def _value_kinds(default) -> list[str] | None:
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return ["bool"]
+    if isinstance(default, int):
+        return ["int"]
+    if isinstance(default, float):
+        return ["float"]
+    if isinstance(default, str):
+        return ["str", "list[str]"]  # a spec string or a list of items (e.g. languages)
+    if isinstance(default, (list, tuple)):
+        items = list(default)
+        if items and all(isinstance(v, str) for v in items):
+            return ["list[str]"]
+        if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            return ["list[int]"]
+        if items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            return ["list[float]"]
+        return ["list"]
+    if isinstance(default, dict):
+        return ["dict"]
+    return None
+
+
+def _annotation_kinds(annotation: str) -> list[str] | None:
+    """Kinds of an annotation such as 'int', 'Optional[float]', 'Union[str, list]', 'str | None', 'list[int]'."""
+    text = annotation.replace("typing.", "").strip()
+    match = re.fullmatch(r"(Optional|Union)\[(.*)\]", text)
+    if match:
+        members = _split_top(match.group(2)) + (["None"] if match.group(1) == "Optional" else [])
+    else:
+        members = _split_top(text, "|")
+    kinds = []
+    for member in members:
+        member = member.strip()
+        inner = re.fullmatch(r"(list|List)\[(\w+)\]", member)
+        if inner and inner.group(2) in ("str", "int", "float"):
+            kinds.append(f"list[{inner.group(2)}]")
+        elif re.sub(r"\[.*\]$", "", member) in _ANNOTATION_NAMES:
+            kinds.append(_ANNOTATION_NAMES[re.sub(r"\[.*\]$", "", member)])
+        else:
+            return None  # a type we do not check (Any, a class, ...)
+    return kinds or None
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """Split at ``sep`` outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == sep and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return parts + [current]
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _convert(kind: str, value):
+    """(fits, converted value) of ``value`` for one kind."""
+    if kind == "int":
+        if _is_number(value) and (isinstance(value, int) or math.isfinite(value) and value.is_integer()):
+            return True, int(value)
+        return False, None
+    if kind == "float":
+        return (True, float(value)) if _is_number(value) else (False, None)
+    if kind == "bool":
+        return isinstance(value, bool), value
+    if kind == "str":
+        if isinstance(value, str):
+            return True, value
+        return (True, str(value)) if _is_number(value) else (False, None)
+    if kind.startswith("list"):
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        item = kind[5:-1] if "[" in kind else None
+        if item is None:
+            return True, list(value)
+        if item == "str":
+            return (True, list(value)) if all(isinstance(v, str) for v in value) else (False, None)
+        converted = [_convert(item, v) for v in value]
+        return (True, [c for _, c in converted]) if all(ok for ok, _ in converted) else (False, None)
+    if kind == "dict":
+        return isinstance(value, dict), value
+    if kind == "None":
+        return value is None, None
+    raise AssertionError(kind)
+
+
+def _example(kinds: list[str], default_text: str) -> str:
+    try:
+        default = ast.literal_eval(default_text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        default = None
+    if default is not None and any(_convert(k, default)[0] for k in kinds):
+        text = json.dumps(default)
+        return f"'{text}'" if any(c in text for c in " []{}\"") else text
+    return _EXAMPLE[kinds[0]]
+
+
+# ---------------------------------------------------------------------------- model folders
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
+                "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1}
+_MAX_HEADER = 100 * 2**20
+_EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
+
+
+def verify_model_folder(folder) -> str | None:
+    """None when a model folder looks sound, else what is wrong with which file (one sentence).
+
+    Checks, without loading any weights: config.json parses and names a model_type; every
+    ``*.safetensors`` file's header parses and its data section has exactly the length the header's
+    offsets give (a truncated or padded file is caught); shards named by an index file exist;
+    hidden size and layer count in config.json agree with the embedding's shape and the layer
+    indices present in the weights.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder.name} is not a folder"
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return "it has no config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"config.json cannot be read ({exc})"
+    except ValueError as exc:
+        return f"config.json is not valid JSON ({exc})"
+    if not isinstance(config, dict):
+        return "config.json is not a JSON object"
+    if not config.get("model_type"):
+        return 'config.json has no model_type (the architecture, e.g. "llama")'
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return f"model.safetensors.index.json is unreadable ({exc.__class__.__name__}: {exc})"
+        missing = sorted(s for s in shards if not (folder / str(s)).is_file())
+        if missing:
+            return f"model.safetensors.index.json names {', '.join(missing)}, which is missing"
+    shapes = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        problem, header = _safetensors_shapes(path)
+        if problem:
+            return problem
+        shapes.update(header)
+    return _shape_problem(config, shapes)
+
+
+def _safetensors_shapes(path: Path) -> tuple[str | None, dict]:
+    """(problem or None, {tensor name: shape}) of a safetensors file, from its header and its size."""
+    name, size = path.name, path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"{name} is truncated: {size} bytes, too short for a header", {}
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, _MAX_HEADER):
+            return f"{name} is truncated or its header is damaged: the header claims {n:,} bytes, the file " \
+                   f"holds {size:,}", {}
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return f"{name} has an unreadable header ({exc})", {}
+    if not isinstance(header, dict):
+        return f"{name} has an unreadable header (not a JSON object)", {}
+    end, shapes = 0, {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            begin, stop = (int(v) for v in info["data_offsets"])
+            shape = [int(v) for v in info["shape"]]
+            dtype = info["dtype"]
+        except (KeyError, TypeError, ValueError):
+            return f"{name} has an unreadable header (tensor {key!r} lacks dtype, shape or data_offsets)", {}
+        width = _DTYPE_BYTES.get(dtype)
+        if stop < begin or width is not None and stop - begin != width * math.prod(shape):
+            return f"{name} is damaged: tensor {key} ({dtype}, shape {shape}) spans {stop - begin:,} bytes", {}
+        end = max(end, stop)
+        shapes[key] = shape
+    data = size - 8 - n
+    if data < end:
+        return f"{name} is truncated: its header lists {end:,} bytes of tensor data, the file holds {data:,}", {}
+    if data > end:
+        return f"{name} is longer than its header says ({data:,} bytes of tensor data, {end:,} expected)", {}
+    return None, shapes
+
+
+def _config_value(config: dict, keys: tuple[str, ...]) -> tuple[str, int] | None:
+    """(key, value) of the first integer setting among ``keys`` (top level, else text_config)."""
+    for source in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):
+        for key in keys:
+            if isinstance(source.get(key), int) and not isinstance(source.get(key), bool):
+                return key, source[key]
+    return None
+
+
+def _shape_problem(config: dict, shapes: dict) -> str | None:
+    """Disagreements between config.json and the weights' shapes (hidden size, number of layers)."""
+    if not shapes:
+        return None
+    hidden = _config_value(config, ("hidden_size", "n_embd", "d_model"))
+    projected = config.get("word_embed_proj_dim")  # OPT: embeddings narrower than the hidden size
+    for name, shape in shapes.items():
+        if hidden and name.endswith(_EMBEDDING_NAMES) and len(shape) == 2 and shape[1] not in (hidden[1], projected):
+            return f"config.json says {hidden[0]} = {hidden[1]}, but {name} has shape {shape}"
+    layers = _config_value(config, ("num_hidden_layers", "n_layer", "num_layers"))
+    found = {int(m.group(1)) for name in shapes if not re.search(r"vision|visual|audio", name)
+             for m in [_LAYER_INDEX.search(name)] if m}
+    if layers and found and max(found) + 1 != layers[1]:
+        return (f"config.json says {layers[0]} = {layers[1]}, but the weights hold layers 0-{max(found)} "
+                f"({len(found)} layers)")
+    return None

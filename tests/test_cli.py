@@ -1,0 +1,406 @@
+"""The command line: fast help, one-line errors, inputs checked before any heavy work, outputs never clobbered."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from babel_lib.__main__ import main
+from babel_lib.cache import Store
+from babel_lib.corpus import UnknownLanguageError
+from babel_lib.errors import CacheCorruptError, OutputPathError
+
+HEAVY = ("torch", "transformers", "pandas", "babel_lib.prune")
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+# ------------------------------------------------------------------------------ help and version
+def test_building_the_parser_imports_nothing_heavy():
+    code = ("import sys; from babel_lib.__main__ import build_parser; build_parser(); "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_has_a_description_and_examples():
+    result = subprocess.run([sys.executable, "-m", "babel_lib", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    out = result.stdout
+    assert "examples:" in out and "babel run" in out and "babel profile" in out
+    assert "--hub" in out and "BABEL_ALLOW_HUB" in out and "--version" in out
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"babel {version('babel_lib')}"
+
+
+def test_run_help_lists_the_chapters(capsys):
+    from babel_lib import book
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    names = [p.stem for p in book.chapters()]
+    assert names and all(name in out for name in names)
+    assert "writes the executed copies and results into --output" in " ".join(out.split())
+
+
+def test_prune_choices_equal_the_library_constants():
+    from babel_lib import __main__ as cli
+    from babel_lib import prune
+
+    assert tuple(cli.RANKINGS) == tuple(prune.RANKINGS)
+    assert tuple(cli.ALLOCATIONS) == tuple(prune.ALLOCATIONS)
+
+
+TORCH_BLOCKED = """
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+from babel_lib.__main__ import main
+for argv in {argvs!r}:
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    print("rc", argv[0], rc, flush=True)
+import babel_lib.book
+import babel_lib.plots
+print("imports ok")
+"""
+
+
+def test_light_commands_never_import_torch(tmp_path):
+    argvs = [["profiles"], ["check-fresh", "--output", str(tmp_path)], ["build", "--help"], ["cache", "path"],
+             ["cache", "list"], ["run", "--help"], ["--help"]]
+    result = _python(TORCH_BLOCKED.format(argvs=argvs), BABEL_CACHE=str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imports ok" in result.stdout
+    assert "ModuleNotFoundError" not in result.stderr and "import of torch" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ one line per user error
+@pytest.mark.parametrize("exc", [
+    CacheCorruptError("the cache file is damaged"), OutputPathError("output exists"), ValueError("bad value"),
+    FileNotFoundError("no such file"), FileExistsError("exists"), PermissionError("denied"),
+    UnknownLanguageError("no language"),
+])
+def test_user_errors_print_one_line(exc, monkeypatch, capsys):
+    from babel_lib import book
+
+    monkeypatch.setattr(book, "PROFILES", type("Broken", (), {"items": lambda self: (_ for _ in ()).throw(exc)})())
+    assert main(["profiles"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(exc) in err
+
+
+def test_chapter_error_prints_one_line(monkeypatch, capsys):
+    from babel_lib import book
+
+    def fail(*a, **k):
+        raise book.ChapterError("1 chapter(s) failed:\n02_heatmaps: see artifacts/failed")
+
+    monkeypatch.setattr(book, "run_all", fail)
+    assert main(["run", "02"]) == 1
+    assert capsys.readouterr().err.startswith("error: 1 chapter(s) failed")
+
+
+def test_bugs_keep_their_traceback(monkeypatch):
+    from babel_lib import book
+
+    monkeypatch.setattr(book, "PROFILES", type("Broken", (), {"items": lambda self: 1 / 0})())
+    with pytest.raises(ZeroDivisionError):
+        main(["profiles"])
+
+
+def test_hub_flag_opts_in_for_the_run(monkeypatch):
+    monkeypatch.delenv("BABEL_ALLOW_HUB", raising=False)
+    assert main(["profiles"]) == 0 and "BABEL_ALLOW_HUB" not in os.environ
+    assert main(["--hub", "profiles"]) == 0 and os.environ["BABEL_ALLOW_HUB"] == "1"
+
+
+# ------------------------------------------------------------------------------ cache clear
+def _cache_with_user_files(root: Path):
+    store = Store(root)
+    entry = store.save("counts", {"x": 1}, {"a": np.arange(3)})
+    (root / "notes.txt").write_text("mine")
+    return entry
+
+
+@pytest.mark.parametrize("kind", ["..", "../..", "/", "counts/.."])
+def test_cache_clear_refuses_paths(kind, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "cache"
+    entry = _cache_with_user_files(root)
+    (tmp_path / "sibling.txt").write_text("keep")
+    monkeypatch.setenv("BABEL_CACHE", str(root))
+    assert main(["cache", "clear", "--kind", kind, "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "kind" in err
+    assert entry.exists() and (root / "notes.txt").exists() and (tmp_path / "sibling.txt").exists()
+
+
+def test_cache_clear_refuses_an_absolute_folder(tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file.txt").write_text("keep")
+    monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
+    assert main(["cache", "clear", "--kind", str(victim), "--yes"]) == 1
+    assert (victim / "file.txt").exists()
+
+
+def test_cache_clear_all_needs_confirmation(tmp_path, monkeypatch, capsys):
+    import io
+
+    root = tmp_path / "cache"
+    entry = _cache_with_user_files(root)
+    monkeypatch.setenv("BABEL_CACHE", str(root))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not interactive
+    assert main(["cache", "clear"]) == 1
+    assert "--yes" in capsys.readouterr().err and entry.exists()
+    assert main(["cache", "clear", "--yes"]) == 0
+    assert not entry.exists() and (root / "notes.txt").read_text() == "mine"  # the user's file stays
+
+
+def test_cache_clear_asks_on_a_terminal(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "cache"
+    entry = _cache_with_user_files(root)
+    monkeypatch.setenv("BABEL_CACHE", str(root))
+
+    class Tty:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def isatty(self):
+            return True
+
+        def readline(self):
+            return self.answer
+
+    monkeypatch.setattr(sys, "stdin", Tty("n\n"))
+    assert main(["cache", "clear"]) == 1 and entry.exists()
+    monkeypatch.setattr(sys, "stdin", Tty("y\n"))
+    assert main(["cache", "clear"]) == 0 and not entry.exists()
+    monkeypatch.setattr(sys, "stdin", Tty("\n"))
+    assert main(["cache", "clear", "--kind", "counts"]) == 0  # one kind: no question
+
+
+# ------------------------------------------------------------------------------ checked before the work
+def _stand_in_pipeline(monkeypatch, study):
+    """Replace babel_lib.pipeline by a module whose study() is ``study`` (the command line's only entry)."""
+    import types
+
+    import babel_lib
+
+    fake = types.ModuleType("babel_lib.pipeline")
+    fake.study = study
+    monkeypatch.setitem(sys.modules, "babel_lib.pipeline", fake)
+    monkeypatch.setattr(babel_lib, "pipeline", fake, raising=False)
+
+
+@pytest.fixture
+def no_study(monkeypatch):
+    """pipeline.study that fails the test when reached (nothing heavy may start before the checks)."""
+    calls = []
+
+    def study(**kw):
+        calls.append(kw)
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    _stand_in_pipeline(monkeypatch, study)
+    return calls
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "-1"], "--batch-size must be a positive integer, got -1"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+    (["--max-length", "1"], "--max-length must be an integer >= 2, got 1"),
+    (["--expert-size", "0"], "--expert-size must be a positive integer, got 0"),
+    (["--top-k-fraction", "0"], "--top-k-fraction must be a number in (0, 1], got 0.0"),
+    (["--languages", "xx_nope"], "Unknown language 'xx_nope'"),
+    (["--languages", ","], "No languages given"),
+])
+@pytest.mark.parametrize("command", ["profile", "prune"])
+def test_bad_numbers_and_languages_fail_before_loading(command, args, message, tmp_path, no_study, fake_prune,
+                                                     capsys):
+    extra = ["--rate", "0.5", "--output", str(tmp_path / "out")] if command == "prune" else \
+        ["--output", str(tmp_path / "p.csv")]
+    assert main([command, *args, *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not no_study and not list(tmp_path.iterdir())
+
+
+def test_device_without_gpu_fails_before_loading(tmp_path, no_study, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["profile", "--device", "cuda", "--output", str(tmp_path / "p.csv")]) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err and not no_study
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("file", "already exists; pass --force"),
+    ("folder", "is a folder"),
+    ("under_file", "is a file, not a folder"),
+])
+def test_profile_output_is_checked_first(layout, message, tmp_path, no_study, capsys):
+    target = tmp_path / "p.csv"
+    if layout == "file":
+        target.write_text("user data")
+    elif layout == "folder":
+        target.mkdir()
+    else:
+        (tmp_path / "f").write_text("a file")
+        target = tmp_path / "f" / "p.csv"
+    assert main(["profile", "--languages", "eng", "--output", str(target)]) == 1
+    assert message in capsys.readouterr().err and not no_study
+    if layout == "file":
+        assert target.read_text() == "user data"
+
+
+def test_prune_output_existing_folder_is_kept(tmp_path, no_study, fake_prune, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    assert main(["prune", "--rate", "0.5", "--languages", "eng", "--output", str(out)]) == 1
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert (out / "thesis.tex").read_text() == "years of work" and not no_study
+
+
+def test_prune_never_replaces_a_file_by_a_folder(tmp_path, no_study, fake_prune, capsys):
+    out = tmp_path / "model.bin"
+    out.write_text("user data")
+    for force in ([], ["--force"]):
+        assert main(["prune", "--rate", "0.5", "--languages", "eng", "--output", str(out), *force]) == 1
+        assert "is a file" in capsys.readouterr().err
+    assert out.read_text() == "user data" and not no_study
+
+
+# ------------------------------------------------------------------------------ runs that reach the work
+class FakeProfile:
+    def __init__(self, languages):
+        self.languages = list(languages)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"language": self.languages, "layer": 0, "expert": 0, "count": 1})
+
+    def describe(self):
+        return f"{len(self.languages)} languages"
+
+
+@pytest.fixture
+def fake_study(monkeypatch):
+    """pipeline.study returning a stand-in profile of the languages asked for (records its arguments): these
+    tests check the command line, not the engine."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def study(**kw):
+        calls.append(kw)
+        return SimpleNamespace(profile=FakeProfile(kw["languages"]), lm=SimpleNamespace(description="a model"),
+                               partition=None)
+
+    _stand_in_pipeline(monkeypatch, study)
+    return calls
+
+
+@pytest.fixture
+def fake_prune(monkeypatch):
+    """A stand-in for babel_lib.prune that records the ranking language and writes the folder atomically."""
+    import types
+
+    import babel_lib
+    from babel_lib.cache import atomic_folder
+
+    seen = []
+    fake = types.ModuleType("babel_lib.prune")
+    fake.check_rate = lambda rate: rate
+    fake.rank_experts = lambda profile, by, language=None, seed=0: seen.append((by, language)) or "ranking"
+
+    class Plan:
+        def describe(self):
+            return "plan"
+
+    fake.prune_plan = lambda ranking, rate, allocation="uniform": Plan()
+    fake.prune_model = lambda lm, partition, plan: "small"
+
+    def save_pruned(small, folder):
+        with atomic_folder(folder) as tmp:
+            (tmp / "config.json").write_text('{"model_type": "llama"}')
+        return Path(folder)
+
+    fake.save_pruned = save_pruned
+    fake.size_report = lambda lm, small: {"params_dense": 2, "params_pruned": 1, "params_removed": 0.5,
+                                          "ffn_params_removed": 0.5}
+    monkeypatch.setitem(sys.modules, "babel_lib.prune", fake)
+    monkeypatch.setattr(babel_lib, "prune", fake, raising=False)
+    return seen
+
+
+def test_empty_language_entries_are_dropped(tmp_path, fake_study):
+    assert main(["profile", "--languages", "eng,", "--output", str(tmp_path / "p.csv")]) == 0
+    assert fake_study[0]["languages"] == ["eng"]
+    assert (tmp_path / "p.csv").read_text().startswith("language,layer")
+
+
+def test_profile_force_replaces_a_file(tmp_path, fake_study):
+    target = tmp_path / "p.csv"
+    target.write_text("old")
+    assert main(["profile", "--languages", "eng,fra", "--output", str(target)]) == 1
+    assert target.read_text() == "old" and not fake_study
+    assert main(["profile", "--languages", "eng,fra", "--output", str(target), "--force"]) == 0
+    assert target.read_text().startswith("language,layer")
+
+
+def test_prune_language_by_name(tmp_path, fake_study, fake_prune, capsys):
+    out = tmp_path / "pruned"
+    assert main(["prune", "--rate", "0.5", "--languages", "eng", "--by", "language", "--language", "French",
+                 "--output", str(out)]) == 0, capsys.readouterr().err
+    assert fake_prune == [("language", "fra")] and fake_study[0]["languages"] == ["eng", "fra"]
+    assert (out / "config.json").exists()
+    assert main(["prune", "--rate", "0.5", "--languages", "eng", "--output", str(out)]) == 1  # exists now
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main(["prune", "--rate", "0.5", "--languages", "eng", "--output", str(out), "--force"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["pruned"]  # replaced in place, nothing left beside it
+
+
+def test_prune_unknown_language_fails_before_loading(tmp_path, no_study, fake_prune, capsys):
+    assert main(["prune", "--rate", "0.5", "--by", "language", "--language", "Klingon",
+                 "--output", str(tmp_path / "o")]) == 1
+    assert "Unknown language 'Klingon'" in capsys.readouterr().err and not no_study
+
+
+def test_study_keywords_fit_the_pipeline(tmp_path, monkeypatch):
+    """The keywords the command line passes are ones pipeline.study accepts."""
+    import inspect
+    from types import SimpleNamespace
+
+    from babel_lib import pipeline
+
+    signature, seen = inspect.signature(pipeline.study), []
+
+    def study(**kw):
+        seen.append(kw)
+        return SimpleNamespace(profile=FakeProfile(kw["languages"]), lm=SimpleNamespace(description="a model"))
+
+    monkeypatch.setattr(pipeline, "study", study)
+    assert main(["profile", "--languages", "eng", "--seed", "3", "--output", str(tmp_path / "p.csv")]) == 0
+    bound = signature.bind(**seen[0]).arguments
+    assert bound["languages"] == ["eng"] and bound["seeds"] == (3,)
