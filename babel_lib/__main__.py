@@ -2,7 +2,8 @@
 
     babel run [CHAPTER ...] [--profile smoke|default|paper] [-p KEY VALUE ...]
     babel build [--no-strict] [--output DIR]
-    babel check-fresh
+    babel check-fresh [--strict]
+    babel verify CHAPTER ...
     babel profiles
     babel cache list|clear|path [--kind KIND] [--yes]
     babel profile ... --output profile.csv [--force]
@@ -39,7 +40,9 @@ EPILOG = """\
 examples:
   babel run 02_heatmaps -p languages '["eng","deu"]'    one chapter with other parameters
   babel run --profile smoke                             every chapter, tiny budgets (minutes)
+  babel run --stale                                     re-execute stale chapters only
   babel build                                           render the executed chapters as HTML
+  babel verify 02                                       rerun a chapter, compare with the committed tables
   babel profile --languages paper --output profile.csv  per-language expert counts as a table
   babel prune --rate 0.5 --output pruned/               a model without its least used experts
   babel cache list                                      what the result cache holds
@@ -79,10 +82,14 @@ def add_run(subparsers):
 
     names = ", ".join(p.stem for p in book.chapters()) or "none found"
     p = subparsers.add_parser(
-        "run", help="execute chapters with papermill into --output (default book/)",
+        "run", help="execute chapters with papermill (book/ for the default profile, else runs/<profile>/)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill("Execute chapters (all when none is named) with papermill; writes the executed "
-                                  "copies and results into --output and regenerates the table of contents.", 88)
+                                  "copies and results into --output and regenerates the table of contents. "
+                                  "Without --output, the default profile without -p overrides writes the "
+                                  "committed book (book/); any other profile writes runs/<profile>/ and a "
+                                  "default-profile run with overrides writes runs/custom/, so trying other "
+                                  "settings never overwrites the book.", 88)
         + "\n\n" + textwrap.fill(f"chapters: {names}", 88, subsequent_indent="  "))
     p.add_argument("chapters", nargs="*", metavar="CHAPTER",
                    help="chapter name, number or notebook path (default: all)")
@@ -90,17 +97,23 @@ def add_run(subparsers):
                    help="parameter profile (default: default)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="override one parameter; VALUE is parsed as JSON when possible")
-    p.add_argument("--output", default="book", help="folder for the executed copies (default: book)")
+    p.add_argument("--output", default=None,
+                   help="folder for the executed copies (default: book/ or runs/<profile>/, see above)")
+    p.add_argument("--stale", action="store_true",
+                   help="only chapters whose executed copy is missing or stale (source, parameters or library "
+                        "changed); none on a fresh clone")
 
     def handler(args):
         from babel_lib import book
 
         overrides = {k: parse_value(v) for k, v in args.parameter}
-        paths = book.run_all(args.profile, overrides, args.output, names=args.chapters or None)
+        output = args.output or book.default_output(args.profile, overrides)
+        paths = book.run_all(args.profile, overrides, output, names=args.chapters or None, only_stale=args.stale)
         for path in paths:
             print(path)
         if not paths:
-            print(f"no chapters (NN_topic.ipynb) in {book.NOTEBOOKS_DIR}", file=sys.stderr)
+            print("nothing to run: every chapter is fresh" if args.stale
+                  else f"no chapters (NN_topic.ipynb) in {book.NOTEBOOKS_DIR}", file=sys.stderr)
         return 0
 
     p.set_defaults(handler=handler)
@@ -125,18 +138,56 @@ def add_build(subparsers):
 
 @subcommand
 def add_check_fresh(subparsers):
-    p = subparsers.add_parser("check-fresh", help="fail if an executed chapter is stale")
+    p = subparsers.add_parser(
+        "check-fresh", help="fail if an executed chapter is stale",
+        description="Fail when an executed chapter no longer matches its source or the default profile's "
+                    "parameters. Chapters executed with another version of babel_lib are reported as warnings "
+                    "(a library change may land before its chapters are re-executed); --strict fails on them too.")
     p.add_argument("--output", default="book", help="folder of the executed copies (default: book)")
+    p.add_argument("--strict", action="store_true", help="also fail on chapters run with another library version")
 
     def handler(args):
         from babel_lib import book
 
         problems = book.check_fresh(args.output)
+        warnings = book.library_changes(args.output)
         for problem in problems:
             print(problem)
-        if not problems:
+        for warning in warnings:
+            print(f"warning: {warning}")
+        if not problems and not warnings:
             print("all executed chapters are fresh")
-        return 1 if problems else 0
+        return 1 if problems or (args.strict and warnings) else 0
+
+    p.set_defaults(handler=handler)
+
+
+@subcommand
+def add_verify(subparsers):
+    p = subparsers.add_parser(
+        "verify", help="re-execute a chapter into runs/verify/ and compare its tables with the committed ones",
+        description="Re-execute chapters on the default profile into a scratch folder (runs/verify/) and compare "
+                    "every result table with the committed one in book/results/: integer and text columns must be "
+                    "equal, float columns equal within a relative 1e-9 (1e-3 for perplexities and losses, which "
+                    "pass through a model's float arithmetic), timings are reported, not compared.")
+    p.add_argument("chapters", nargs="+", metavar="CHAPTER", help="chapter name or number")
+    p.add_argument("--all-rows", action="store_true", help="print every compared column, not only the failures")
+
+    def handler(args):
+        from babel_lib import book
+
+        failed = 0
+        for name in args.chapters:
+            report = book.verify_chapter(name)
+            bad = report[report.status.isin(book.VERIFY_FAILING)]
+            shown = report if args.all_rows else bad
+            if len(shown):
+                print(shown.to_string(index=False))
+            counts = report.status.value_counts().to_dict()
+            print(f"{name}: {'REPRODUCED' if bad.empty else 'NOT REPRODUCED'} "
+                  f"({', '.join(f'{v} {k}' for k, v in counts.items())})")
+            failed += not bad.empty
+        return 1 if failed else 0
 
     p.set_defaults(handler=handler)
 

@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .errors import BabelError
+
 #: The repository root (the folder holding notebooks/ and book/); override with BABEL_ROOT.
 ROOT = Path(os.environ.get("BABEL_ROOT") or Path(__file__).resolve().parents[1])
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -39,10 +41,6 @@ RUNS_DIR = ROOT / "runs"
 #: Jupyter Book would load on every page).
 VEGA_BUNDLE = Path("_static") / "babel-vega.js"
 
-#: The paper's nine languages, as codes of babel_lib/data/languages.csv (our choice of
-#: variety where the corpus has several: European Portuguese, Simplified Mandarin).
-PAPER_LANGUAGES = ["eng", "fra", "spa", "por_pt", "ben", "urd", "hin", "arb", "cmn_hans"]
-
 #: Parameter profiles. A chapter receives a value only if its `parameters` cell declares
 #: that name; anything a profile leaves out keeps the notebook's own default.
 PROFILES: dict[str, dict] = {
@@ -51,10 +49,14 @@ PROFILES: dict[str, dict] = {
         "model": "gemma-3-270m",
         "models": ["gemma-3-270m", "smollm2-135m-instruct"],
         "languages": ["eng", "fra", "cmn_hans"],
+        "max_passages": 4,
+        "seeds": [0, 1],
+        "seed": 0,
+        "n_resamples": 50,
+        "permutations": 99,
         "max_tokens_per_language": 256,
         "batch_size": 4,
         "max_length": 64,
-        "seed": 0,
         "dtype": "float32",
         "device": "cpu",
         # the application chapters' grids (08-10), shrunk to one point each
@@ -85,9 +87,11 @@ PROFILES: dict[str, dict] = {
         # chapter 7: a published base/chat pair instead of tuning here
         "base_model": "meta-llama/Llama-2-7b-hf",
         "tuned_model": "meta-llama/Llama-2-7b-chat-hf",
-        "languages": PAPER_LANGUAGES,
+        "languages": "paper",
         "expert_size": 32,
         "top_k_fraction": 0.2,
+        "n_resamples": 2000,
+        "permutations": 9999,
         "max_tokens_per_language": 100_000,
         "batch_size": 16,
         "max_length": 512,
@@ -100,8 +104,8 @@ PROFILES: dict[str, dict] = {
 _CHAPTER_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
 
 
-class ChapterError(RuntimeError):
-    """A chapter failed to execute; the previous executed copy is left unchanged."""
+class ChapterError(BabelError, RuntimeError):
+    """A chapter failed to execute (or the book failed to build); the previous executed copy is left unchanged."""
 
 
 def _relative(path: Path) -> str:
@@ -181,12 +185,19 @@ def declared_parameters(notebook) -> dict:
 
 
 def resolve_parameters(notebook, profile="default", overrides=None) -> dict:
-    """The parameters a run passes: profile values and overrides the notebook declares."""
+    """The parameters a run passes: profile values and overrides the notebook declares, checked
+    against the types of the notebook's declared defaults (ValueError naming the parameter) and,
+    for ``languages``, resolved against the corpus (UnknownLanguageError) -- before any kernel starts."""
+    from .validate import check_languages, check_parameters
+
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
     wanted = {**PROFILES[profile], **(overrides or {})}
     declared = declared_parameters(notebook)
-    return {k: v for k, v in wanted.items() if k in declared}
+    params = check_parameters(declared, {k: v for k, v in wanted.items() if k in declared})
+    if "languages" in params:
+        check_languages(params["languages"], params.get("corpus_name", "udhr"))
+    return params
 
 
 # ---------------------------------------------------------------------------- running
@@ -212,6 +223,12 @@ def _kernel_manager_class():
     from jupyter_client.kernelspec import KernelSpec
 
     class HereKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            # local sockets instead of TCP: nothing listens on the network, and ipykernel has no
+            # reason to warn about unencrypted TCP on every run
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
         @property
         def kernel_spec(self):
             return KernelSpec(
@@ -343,6 +360,8 @@ def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
         unused = sorted(set(overrides) - declared)
         if unused:
             raise ValueError(f"no chapter declares {', '.join(unused)}")
+    for source in sources:  # every chapter's parameters are checked before the first one runs
+        resolve_parameters(source, profile, overrides)
     done, failures = [], []
     for i, source in enumerate(sources, 1):
         print(f"[{i}/{len(sources)}] {source.stem} ({profile} profile)", file=sys.stderr, flush=True)
@@ -623,7 +642,7 @@ def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
     write_scorecard(book_dir)
     missing = [p.stem for p in chapters(notebooks_dir) if not (book_dir / p.name).exists()]
     if missing:
-        raise RuntimeError(f"no executed copy in {book_dir} of: {', '.join(missing)}; "
+        raise ChapterError(f"no executed copy in {book_dir} of: {', '.join(missing)}; "
                            f"run: python -m babel_lib run {' '.join(missing)}")
     cmd = [jupyter_book_command(), "build", str(book_dir), "--config", str(CONFIG),
            "--toc", str(book_dir / "_toc.yml"), "--path-output", str(path_output), "--all"]
@@ -631,7 +650,7 @@ def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
         cmd += ["-W", "--keep-going"]
     proc = subprocess.run(cmd, cwd=ROOT)
     if proc.returncode:
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}): {' '.join(cmd)}")
+        raise ChapterError(f"jupyter-book build failed (exit {proc.returncode}): {' '.join(cmd)}")
     html = path_output / "_build" / "html"
     write_vega_bundle(html)
     results = book_dir / "results"
@@ -639,6 +658,6 @@ def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
         shutil.copytree(results, html / "results", dirs_exist_ok=True)
     external = external_resources(html)
     if external and strict:
-        raise RuntimeError("pages load resources from other hosts (not offline-safe):\n"
+        raise ChapterError("pages load resources from other hosts (not offline-safe):\n"
                            + "\n".join(external))
     return html

@@ -132,30 +132,32 @@ def download_link(path, label: str | None = None):
 # ---------------------------------------------------------------------------- charts
 def heatmap(df, x: str, y: str, color: str, facet: str | None = None, columns: int = 3,
             diverging: bool = False, title: str | None = None, tooltip=None,
-            width: int | None = None, height: int | None = None) -> alt.Chart:
+            width: int | None = None, height: int | None = None, x_title: str | None = None,
+            y_title: str | None = None, color_title: str | None = None) -> alt.Chart:
     """A heatmap of a tidy DataFrame: one rect per (x, y), coloured by *color*.
 
     x and y default to ordinal, color to quantitative, facet to nominal (append ':Q' etc.
     to override). diverging=True uses the diverging scheme centred on 0 (differences);
-    otherwise the sequential scheme (frequencies). With *facet*, one panel per value,
-    *columns* a row.
+    otherwise the sequential scheme (frequencies). With *facet*, one panel per value (its
+    name as the panel title), *columns* a row. Axis and legend titles: the given words, else
+    the field name with underscores as spaces.
     """
     xf, yf, cf = _typed(x, "O"), _typed(y, "O"), _typed(color, "Q")
     nx, ny = df[_field(x)].nunique(), df[_field(y)].nunique()
     scale = (alt.Scale(scheme=DIVERGING, domainMid=0) if diverging else alt.Scale(scheme=SEQUENTIAL))
     if tooltip is None:
         tooltip = [xf, yf, alt.Tooltip(cf, format=".4g")] + ([_typed(facet, "N")] if facet else [])
-    chart = alt.Chart(df).mark_rect().encode(
-        x=alt.X(xf, axis=_axis(df[_field(x)], nx)),
-        y=alt.Y(yf, axis=_axis(df[_field(y)], ny)),
-        color=alt.Color(cf, scale=scale),
-        tooltip=tooltip,
-    )
     panel_w = width or min(12 * nx, 560 if facet is None else 240)
     panel_h = height or min(14 * ny, 360 if facet is None else 180)
+    chart = alt.Chart(df).mark_rect().encode(
+        x=alt.X(xf, axis=_axis(df[_field(x)], nx, panel_w), title=x_title or _words(x)),
+        y=alt.Y(yf, axis=_axis(df[_field(y)], ny, panel_h), title=y_title or _words(y)),
+        color=alt.Color(cf, scale=scale, title=color_title or _words(color)),
+        tooltip=tooltip,
+    )
     chart = chart.properties(width=max(panel_w, 60), height=max(panel_h, 40))
     if facet:
-        chart = chart.facet(facet=alt.Facet(_typed(facet, "N")), columns=columns)
+        chart = chart.facet(facet=alt.Facet(_typed(facet, "N"), title=None), columns=columns)
     if title:
         chart = chart.properties(title=title)
     return chart
@@ -316,12 +318,18 @@ def _typed(shorthand: str, default_type: str) -> str:
     return shorthand if ":" in shorthand else f"{shorthand}:{default_type}"
 
 
-def _axis(values, n: int) -> alt.Axis:
-    """Label every k-th category when there are many (64 experts, 2048 neurons)."""
-    if n <= 32:
+def _axis(values, n: int, length: int = 400) -> alt.Axis:
+    """Label every k-th category so that labels are at least about 24 px apart (64 experts, 2048 neurons)."""
+    room = max(1, length // 24)
+    if n <= room:
         return alt.Axis(labelAngle=0)
-    step = -(-n // 16)
+    step = -(-n // room)
     return alt.Axis(values=sorted(values.unique().tolist())[::step], labelAngle=0)
+
+
+def _words(shorthand: str) -> str:
+    """A field name as words for an axis title: 'tokens_per_character:Q' -> 'tokens per character'."""
+    return _field(shorthand).replace("_", " ")
 
 
 def _human(size: int) -> str:
