@@ -68,9 +68,9 @@ book-html: $(SETUP)
 test: setup browser-deps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# Chromium for tests/test_browser.py; without it (not root, no apt) that test skips.
+# Chromium and its driver for tests/test_browser.py; without them (not root, no apt) that test skips.
 browser-deps:
-	@if command -v chromium >/dev/null 2>&1; then \
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
