@@ -30,7 +30,7 @@ SUBCOMMANDS = []
 #: babel_lib.prune's rankings and allocations (kept here so that --help does not import torch;
 #: a test checks that they are equal).
 RANKINGS = ("language", "multilingual", "random")
-ALLOCATIONS = ("uniform", "layerwise")
+ALLOCATIONS = ("uniform", "layerwise", "entropy")
 
 DESCRIPTION = ("Unraveling Babel: convert a dense LLM's feed-forward layers into experts (MoEfication), profile "
                "which experts each language activates, prune by activation frequency, and run the book's "
@@ -279,7 +279,11 @@ def _add_study_arguments(p, dtype: str = "bfloat16") -> None:
     p.add_argument("--languages", default="paper", help="'paper', 'wide:N', 'all' or comma-separated codes or names")
     p.add_argument("--expert-size", type=int, default=32, help="neurons per expert")
     p.add_argument("--top-k-fraction", type=float, default=0.2, help="share of a layer's experts activated per token")
-    p.add_argument("--max-tokens", type=int, default=2048, help="token budget per language (calibration split)")
+    p.add_argument("--corpus", default="udhr", choices=["udhr", "bible"], help="the parallel text (default: udhr)")
+    p.add_argument("--max-passages", type=int, default=None,
+                   help="budget in passages of the calibration split, the same in every language (default: all)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="safety cap on tokens per language: keeps the leading passages every language fits in")
     p.add_argument("--max-length", type=int, default=128, help="tokens per sequence (at least 2)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the expert partition (balanced k-means)")
@@ -295,14 +299,16 @@ def _check_study_arguments(args, output_kind: str, extra_language: str | None = 
     Returns (language keys, output path, the key of ``extra_language`` or None)."""
     from babel_lib import validate
 
-    for option in ("--expert-size", "--max-tokens", "--batch-size"):
-        validate.positive_int(option, getattr(args, option[2:].replace("-", "_")))
+    for option in ("--expert-size", "--batch-size", "--max-passages", "--max-tokens"):
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is not None or option in ("--expert-size", "--batch-size"):
+            validate.positive_int(option, value)
     validate.positive_int("--max-length", args.max_length, minimum=2)
     validate.fraction("--top-k-fraction", args.top_k_fraction)
-    languages = validate.check_languages(args.languages)
+    languages = validate.check_languages(args.languages, args.corpus)
     extra = None
     if extra_language is not None:
-        keys = validate.check_languages(extra_language)
+        keys = validate.check_languages(extra_language, args.corpus)
         if len(keys) != 1:
             raise ValueError(f"--language names one language, got {extra_language!r} ({', '.join(keys)})")
         extra = keys[0]
@@ -320,7 +326,8 @@ def _study(args, languages):
     """pipeline.study from the shared arguments and the resolved language keys."""
     from babel_lib import pipeline
 
-    return pipeline.study(model=args.model, languages=languages, expert_size=args.expert_size,
+    return pipeline.study(model=args.model, languages=languages, corpus_name=args.corpus,
+                          max_passages=args.max_passages, expert_size=args.expert_size,
                           top_k_fraction=args.top_k_fraction, max_tokens_per_language=args.max_tokens,
                           max_length=args.max_length, batch_size=args.batch_size, seeds=(args.seed,), dtype=args.dtype,
                           device=args.device, device_map=args.device_map)

@@ -97,3 +97,14 @@ def tiny_model(model_type: str = "llama", seed: int = 0, dtype: torch.dtype = to
     model.eval()
     return LoadedModel(model, ByteTokenizer(), f"tiny-{model_type}", f"tiny random {model_type} (seed {seed})",
                        model_fingerprint(model))
+
+
+def passages(texts: dict[str, list[str]], split: str = "calibration"):
+    """Parallel passages from ``{language: [passage texts]}`` (the same number per language), for
+    tests and examples that profile text of their own."""
+    from .corpus import Passages
+
+    n = {len(v) for v in texts.values()}
+    if len(n) != 1:
+        raise ValueError("every language needs the same number of passages")
+    return Passages("custom", split, [f"p{i}" for i in range(n.pop())], list(texts), dict(texts))

@@ -8,15 +8,18 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 
 from babel_lib import analysis as A
-from babel_lib.profile import Definitions, Profile, activated
+from babel_lib.definitions import Definitions
+from babel_lib.profile import Profile
 
 
 def make_profile(counts, tokens, top_k_fraction=0.25):
+    """A profile whose text is one passage per language."""
     counts = np.asarray(counts)
     n = counts.shape[0]
-    return Profile([f"l{i}" for i in range(n)], counts, np.asarray(tokens), np.asarray(tokens), "m", "fp", "pk", 4,
-                   {"score": "abs", "activation": "topk", "top_k_fraction": top_k_fraction, "threshold": None},
-                   {}, "float32")
+    tokens = np.asarray(tokens)
+    return Profile([f"l{i}" for i in range(n)], ["all"], counts[:, None], tokens[:, None], tokens[:, None], "m", "fp",
+                   "pk", 4, "test", {"score": "abs", "activation": "topk", "top_k_fraction": top_k_fraction,
+                                     "threshold": None}, {}, "float32")
 
 
 # ---------------------------------------------------------------------------- frequency code (properties)
@@ -31,7 +34,7 @@ def test_topk_counts_give_valid_frequencies(n, L, E, T, frac, seed):
     for i in range(n):
         for l in range(L):
             scores = torch.rand(T, E, generator=g)
-            counts[i, l] = activated(scores, defs, 4).sum(0).numpy()
+            counts[i, l] = np.bincount(scores.topk(k, dim=1).indices.reshape(-1).numpy(), minlength=E)
     tokens = np.full(n, T)
     assert (counts.sum(axis=2) == T * k).all()  # counts sum to tokens * k per layer
     f = A.frequencies(counts, tokens)

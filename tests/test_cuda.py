@@ -13,7 +13,9 @@ from babel_lib import prune
 from babel_lib.cache import Store
 from babel_lib.models import LoadedModel, model_fingerprint
 from babel_lib.moefy import build_partition, moe_view
-from babel_lib.profile import Definitions, build_sequences, count_sequences
+from babel_lib.definitions import Definitions
+from babel_lib.moefy import Partition
+from babel_lib.profile import count_windows, passage_windows
 from babel_lib.testing import tiny_model
 
 #: the device under test; BABEL_TEST_DEVICE=cpu runs the same checks on the CPU (to test the tests)
@@ -33,14 +35,14 @@ def on(lm: LoadedModel, device: str) -> LoadedModel:
 def test_counts_on_cuda_equal_cpu(model_type, tmp_path):
     cpu = tiny_model(model_type, dtype=torch.float64)
     part = build_partition(cpu, expert_size=16, method="random", seed=1, store=Store(tmp_path))
-    seqs = build_sequences(cpu.tokenizer, TEXT, max_tokens=200, max_length=32).input_ids
+    windows = passage_windows(cpu.tokenizer, TEXT, max_length=32)
     defs = Definitions(top_k_fraction=0.25)
-    want = count_sequences(cpu, part, seqs, defs, batch_size=2, coactivation=True)
+    views = [part, Partition.neurons(cpu)]
+    want = count_windows(cpu, views, windows, defs, batch_size=2)
     gpu = on(tiny_model(model_type, dtype=torch.float64), DEVICE)
-    got = count_sequences(gpu, part, seqs, defs, batch_size=2, coactivation=True)
-    assert int(got["tokens"]) == int(want["tokens"])
-    np.testing.assert_array_equal(got["counts"], want["counts"])
-    np.testing.assert_array_equal(got["coactivation"], want["coactivation"])
+    got = count_windows(gpu, views, windows, defs, batch_size=2)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2"])

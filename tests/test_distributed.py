@@ -9,23 +9,19 @@ import pytest
 
 from babel_lib.cache import Store
 from babel_lib.moefy import build_partition
-from babel_lib.profile import profile_languages
-from babel_lib.testing import tiny_model
+from babel_lib.profile import profile_passages
+from babel_lib.testing import passages, tiny_model
 
 TEXTS = {"aaa": ["One paragraph of text for the test.", "Another one, a bit longer than the first one is."],
          "bbb": ["Texte en français, avec des accents : é è à.", "Un deuxième paragraphe."]}
-
-
-def _texts(lang, split):
-    return TEXTS[lang]
 
 
 def _worker(root):
     lm = tiny_model("llama")
     store = Store(root)
     part = build_partition(lm, expert_size=16, method="random", store=store)
-    profile_languages(lm, part, ["aaa", "bbb"], max_tokens_per_language=80, max_length=12, batch_size=1,
-                      store=store, progress=False, texts_fn=_texts, distributed=True)
+    profile_passages(lm, part, passages(TEXTS), max_length=12, batch_size=1, store=store, progress=False,
+                     distributed=True)
 
 
 @pytest.mark.slow
@@ -39,11 +35,11 @@ def test_two_processes_equal_single_process(tmp_path):
     lm = tiny_model("llama")
     single_store = Store(tmp_path / "single")
     part = build_partition(lm, expert_size=16, method="random", store=single_store)
-    kw = dict(max_tokens_per_language=80, max_length=12, batch_size=1, progress=False, texts_fn=_texts)
-    single = profile_languages(lm, part, ["aaa", "bbb"], store=single_store, **kw)
+    kw = dict(max_length=12, batch_size=1, progress=False)
+    single = profile_passages(lm, part, passages(TEXTS), store=single_store, **kw)
     # the distributed run stored its reduced counts under the same key: read them back from its store
-    dist = profile_languages(lm, part, ["aaa", "bbb"], store=Store(tmp_path / "dist"), **kw)
+    dist = profile_passages(lm, part, passages(TEXTS), store=Store(tmp_path / "dist"), **kw)
     assert len(Store(tmp_path / "dist").entries()) == 1 + 2  # partition + two languages, nothing recomputed
-    np.testing.assert_array_equal(single.counts, dist.counts)
+    np.testing.assert_array_equal(single.passage_counts, dist.passage_counts)
     np.testing.assert_array_equal(single.tokens, dist.tokens)
     assert single.counts.sum() > 0

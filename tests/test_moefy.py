@@ -8,7 +8,7 @@ import torch
 from babel_lib.cache import Store
 from babel_lib.errors import PartitionMismatchError
 from babel_lib.moefy import Partition, build_partition, moe_view
-from babel_lib.profile import build_sequences, neuron_coactivation
+from babel_lib.profile import neuron_coactivation, passage_windows
 from babel_lib.quality import moe_agreement, partition_quality
 from babel_lib.testing import TINY_TYPES, tiny_model
 
@@ -18,9 +18,9 @@ def test_each_method_gives_equal_experts_deterministically(method, tmp_path):
     lm = tiny_model("llama")
     co = None
     if method == "coactivation":
-        seqs = build_sequences(lm.tokenizer, ["Some text to measure co-activation on, twice over."] * 4, 200, 32)
+        seqs = passage_windows(lm.tokenizer, ["Some text to measure co-activation on, twice over."] * 4, 32)
         co, tokens = neuron_coactivation(lm, seqs.input_ids, top_k_fraction=0.2)
-        assert co.shape == (2, 128, 128) and tokens == seqs.counted_tokens
+        assert co.shape == (2, 128, 128) and tokens == seqs.tokens.sum()
     a = build_partition(lm, expert_size=16, method=method, seed=1, coactivation=co, store=Store(tmp_path / "a"))
     b = build_partition(lm, expert_size=16, method=method, seed=1, coactivation=co, store=Store(tmp_path / "b"))
     assert a.labels.shape == (2, 128) and a.n_experts == 8
@@ -101,8 +101,8 @@ def test_moe_view_rejects_bad_input(tmp_path):
 def test_quality_kmeans_beats_random(tmp_path):
     lm = tiny_model("llama")
     store = Store(tmp_path)
-    seqs = build_sequences(lm.tokenizer, ["A fairly long paragraph of English text used for quality checks."] * 6,
-                           300, 32).input_ids
+    seqs = passage_windows(lm.tokenizer, ["A fairly long paragraph of English text used for quality checks."] * 6,
+                           32).input_ids
     co, _ = neuron_coactivation(lm, seqs)
     parts = {"coactivation": build_partition(lm, expert_size=16, method="coactivation", coactivation=co, store=store),
              "random": build_partition(lm, expert_size=16, method="random", store=store)}
@@ -120,8 +120,8 @@ def test_agreements_share_the_dense_pass_and_cache(tmp_path):
 
     lm = tiny_model("llama")
     store = Store(tmp_path)
-    seqs = build_sequences(lm.tokenizer, ["Some text for the agreement of the MoE view with the dense model."] * 4,
-                           200, 24).input_ids
+    seqs = passage_windows(lm.tokenizer, ["Some text for the agreement of the MoE view with the dense model."] * 4,
+                           24).input_ids
     parts = {m: build_partition(lm, expert_size=16, method=m, store=store) for m in ("kmeans", "random")}
     conditions = [("kmeans all", parts["kmeans"], 1.0), ("kmeans", parts["kmeans"], 0.25), ("random", parts["random"], 0.25)]
     table = moe_agreements(lm, conditions, seqs, batch_size=3, store=store)

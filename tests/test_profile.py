@@ -1,8 +1,6 @@
 """The profiler counts exactly what the definitions say, per passage and per view, caches per
 language and view, and leaves the model as it found it."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,7 @@ from babel_lib.definitions import Definitions, active_count
 from babel_lib.hooks import ffn_pre_hooks
 from babel_lib.moefy import Partition, build_partition
 from babel_lib.profile import common_passages, count_windows, passage_windows, profile_passages
+from babel_lib.testing import passages as make_passages
 from babel_lib.testing import tiny_model
 
 TEXTS = {
@@ -23,10 +22,7 @@ TEXTS = {
 
 
 def passages(texts=TEXTS):
-    """Parallel passages as babel_lib.corpus.Passages holds them (the profiler reads these fields)."""
-    n = len(next(iter(texts.values())))
-    return SimpleNamespace(corpus="test", split="calibration", ids=[f"p{i}" for i in range(n)],
-                           languages=list(texts), text=texts)
+    return make_passages(texts)
 
 
 def manual_counts(lm, partition, windows, definitions):

@@ -8,7 +8,7 @@ from babel_lib import corpus
 from babel_lib.adapters import ffn_layers
 from babel_lib.moefy import build_partition, moe_view
 from babel_lib.pipeline import get_model
-from babel_lib.profile import build_sequences, profile_languages
+from babel_lib.profile import passage_windows, profile_passages
 
 pytestmark = pytest.mark.real_model
 
@@ -35,21 +35,20 @@ def test_gemma_profile_two_languages(gemma, tmp_path):
 
     store = Store(tmp_path)
     part = build_partition(gemma, expert_size=32, method="random", store=store)
-    prof = profile_languages(gemma, part, ["eng", "hin"], max_tokens_per_language=96, max_length=48,
-                             store=store, progress=False)
-    assert prof.counts.shape == (2, 18, 64)
-    assert (prof.tokens == 96).all()
-    k = round(0.2 * 64)
-    assert (prof.counts.sum(axis=2) == 96 * k).all()
-    # English and Hindi differ somewhere, and no expert exceeds the token count
-    assert (prof.counts <= 96).all() and (prof.counts[0] != prof.counts[1]).any()
+    text = corpus.passages(["eng", "hin"], max_passages=3)
+    prof = profile_passages(gemma, part, text, max_length=48, store=store, progress=False)
+    assert prof.passage_counts.shape == (2, 3, 18, 64) and prof.passage_ids == text.ids
+    k = 13  # top 20% of 64 experts
+    assert (prof.counts.sum(axis=2) == prof.tokens[:, None] * k).all()
+    # the same passages in both languages; they differ somewhere, and no expert exceeds the token count
+    assert (prof.counts <= prof.tokens[:, None, None]).all() and (prof.counts[0] != prof.counts[1]).any()
 
 
 def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
     from babel_lib.cache import Store
 
     part = build_partition(gemma, expert_size=32, method="random", store=Store(tmp_path))
-    seq = build_sequences(gemma.tokenizer, corpus.texts("fra", "evaluation"), 40, 41).input_ids[0]
+    seq = passage_windows(gemma.tokenizer, corpus.texts("fra", "evaluation"), 41).input_ids[0]
     ids = torch.tensor([seq])
     with torch.inference_mode():
         dense = gemma.model(input_ids=ids).logits.float()
