@@ -427,12 +427,16 @@ def _count_distributed(lm, views, windows: PassageWindows, definitions, batch_si
 
 
 # ---------------------------------------------------------------------------- neuron co-activation
-def pooled_windows(tokenizer, passages, max_length: int = 128) -> list[list[int]]:
-    """Every language's windows of ``passages``, concatenated (text pooled over languages)."""
-    seqs = []
-    for lang in passages.languages:
-        seqs += passage_windows(tokenizer, passages.text[lang], max_length).input_ids
-    return seqs
+def pooled_windows(tokenizer, passages, max_length: int = 128) -> tuple[list[list[int]], list[int]]:
+    """Every language's windows of ``passages``, concatenated (text pooled over languages), and for
+    each window its unit ``language index * passages + passage`` (for a bootstrap over units)."""
+    seqs, units = [], []
+    n = len(passages.ids)
+    for i, lang in enumerate(passages.languages):
+        win = passage_windows(tokenizer, passages.text[lang], max_length)
+        seqs += win.input_ids
+        units += [i * n + p for p in win.passage]
+    return seqs, units
 
 
 def neuron_coactivation(lm: LoadedModel, seqs: list[list[int]], top_k_fraction: float = 0.2,

@@ -34,6 +34,10 @@ class Claim:
 
 
 CLAIMS: dict[str, Claim] = {
+    "moefication": Claim(
+        "We designed a method to convert dense LLMs into fine-grained MoE architectures", EMNLP,
+        "the converted model with every expert on is the dense model, and its activated experts carry more of "
+        "the activation than a random grouping of neurons"),
     "heatmaps": Claim(
         "we analyzed the similarities and differences in the internal neuron activation patterns of LLMs "
         "when processing different languages", EMNLP,

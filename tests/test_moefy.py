@@ -180,3 +180,20 @@ def test_coactivation_partitions_cannot_be_pinned():
 
     with pytest.raises(ValueError, match="cannot be pinned"):
         moefy.pin_partition(part)
+
+
+def test_mass_comparison_is_paired_and_finds_the_better_partition():
+    from babel_lib.quality import mass_comparison
+
+    rng = np.random.default_rng(0)
+    U, L = 40, 3
+    tokens = rng.integers(50, 100, U).astype(float)
+    random_mass = tokens[:, None] * rng.uniform(0.30, 0.36, (U, L))
+    better = random_mass + tokens[:, None] * 0.05  # every unit better by 0.05 a token
+    table = mass_comparison({"k-means": (better, tokens), "random": (random_mass, tokens)}, n_resamples=300)
+    row = table.set_index("partition").loc["k-means"]
+    assert row["low"] <= row["mass_captured"] <= row["high"]
+    assert row["difference"] == pytest.approx(0.05) and row["diff_low"] == pytest.approx(0.05)  # paired: no noise
+    assert row["better_layers"] == L
+    base = table.set_index("partition").loc["random"]
+    assert base["difference"] == 0 and base["better_layers"] == 0
