@@ -2,15 +2,21 @@
 
 Four pieces (each usable alone):
 
-1. **Rankings** (:func:`rank_experts`): how important each expert of each layer is, from a
-   :class:`~babel_lib.profile.Profile` measured on the *calibration* split:
-   ``'language'`` (one target language's activation frequency), ``'multilingual'`` (the mean
-   frequency over the profile's languages) or ``'random'`` (seeded; the baseline). Ties are
-   broken by the multilingual mean, then by expert id, so plans are deterministic.
+1. **Rankings**: how important each expert of each layer is. From a
+   :class:`~babel_lib.profile.Profile` measured on the *calibration* split (:func:`rank_experts`,
+   :data:`RANKINGS`): ``'language'`` (one target language's activation frequency),
+   ``'multilingual'`` (the mean frequency over the profile's languages) or ``'random'`` (seeded;
+   the baseline). Ties are broken by the multilingual mean, then by expert id, so plans are
+   deterministic. Two language-agnostic importance baselines from the neuron values on
+   calibration text pooled over languages (:func:`neuron_importance`, :func:`importance_ranking`,
+   :data:`IMPORTANCE_RANKINGS`; see "Importance baselines" below): ``'magnitude'`` and
+   ``'wanda'``.
 2. **Plans** (:func:`prune_plan`): which experts each layer drops for an overall rate p:
-   ``'uniform'`` (round(p * E) experts in every layer) or ``'layerwise'`` (our rule, below).
-   Every plan reports its *measured* sparsity (experts dropped / experts), which differs from
-   the requested rate by rounding. Bad rates raise :class:`PruneRateError`.
+   ``'uniform'`` (round(p * E) experts in every layer), or per-layer rates from activation
+   levels, ``'layerwise'`` or ``'entropy'`` (our rules, below), which drop exactly as many
+   experts in all as the uniform plan (L x round(p * E)). Every plan reports its *measured*
+   sparsity (experts dropped / experts), which differs from the requested rate by rounding.
+   Bad rates raise :class:`PruneRateError`.
 3. **Pruning**: masked (:func:`masked_condition`: :func:`babel_lib.moefy.moe_view` zeroes the
    dropped experts' neuron values: same outputs, no compute saved) or physical: gate/up rows
    and down columns (fc1/fc2 for plain FFNs) are sliced away by
@@ -25,15 +31,43 @@ Four pieces (each usable alone):
    masking: it shows the quality a router gets, **not** a speed-up (every neuron is still
    computed); :func:`gathered_ffn` is a per-expert gather implementation for timing that honestly.
 
-Layer-wise rates (our rule; the paper sets per-layer rates from per-layer activation levels but
-does not publish its formula): let share[l, e] = level[l, e] / sum_e level[l, e] be expert e's
-share of layer l's activations (levels default to the ranking's frequencies). Experts are
-dropped in increasing order of share *across all layers* until round(p * L * E) are dropped,
-each layer's rate staying within [p - max_deviation, p + max_deviation] and keeping at least
-``min_keep`` experts. So a layer whose activation mass is concentrated in few experts (many
-near-idle experts) gives up more experts; a layer that uses its experts evenly gives up fewer;
-the overall fraction equals the uniform plan's. Which experts a layer drops is then decided by
-the ranking, as in the uniform plan.
+Per-layer rates (our rules; the paper sets per-layer rates from per-layer activation levels but
+does not publish its formula). Both start from share[l, e] = level[l, e] / sum_e level[l, e],
+expert e's share of layer l's activations (levels default to the ranking's frequencies; pass
+``levels=`` for rankings that are not frequencies), keep every layer's rate within
+[p - max_deviation, p + max_deviation] and at least ``min_keep`` experts, and drop exactly
+L x round(p * E) experts in all, the uniform plan's number:
+
+- ``'layerwise'``: experts are dropped in increasing order of share *across all layers*. So a
+  layer whose activation mass is concentrated in few experts (many near-idle experts) gives up
+  more experts; a layer that uses its experts evenly gives up fewer.
+- ``'entropy'``: each layer's rate is set from the normalised entropy of its activation
+  distribution, H_l = -sum_e share[l, e] ln share[l, e] / ln E (1: every expert used equally;
+  low: activation concentrated in few experts). Target rate r_l = p + max_deviation * d_l with
+  d_l = (mean_l H - H_l) / max_l |H_l - mean H| in [-1, 1]: the most concentrated layer drops
+  p + max_deviation, the most even one p - max_deviation, linearly in between. The targets are
+  shifted by one common amount and rounded (largest remainders) so that the counts, clipped to
+  the bounds, sum to the uniform plan's total. It needs a number for ``max_deviation`` (its
+  strength).
+
+Which experts a layer drops is then decided by the ranking, as in the uniform plan.
+
+Importance baselines (language-agnostic, computed in ONE pass over calibration text pooled over
+the calibration languages, :func:`neuron_importance`; cached as kind 'importance'). For neuron
+i of a layer with values a_i(t) (the down projection's input) over the T calibration tokens t:
+
+- ``'magnitude'``: m_i = (1/T) sum_t |a_i(t)|; an expert's score is sum_{i in e} m_i, the mean
+  over tokens of its activation score s_e = sum_{i in e} |a_i| (the score that decides
+  activation, averaged instead of thresholded).
+- ``'wanda'``: w_i = ||W_down[:, i]||_2 * ||a_i||_2 with ||a_i||_2 = sqrt(sum_t a_i(t)^2); an
+  expert's score is sum_{i in e} w_i. Wanda (Sun et al. 2024) scores a weight W_jk of a linear
+  layer by |W_jk| * ||X_k||_2, the L2 norm over tokens of that weight's contribution W_jk X_k(t)
+  to output j. Dropping neuron i removes the down projection's whole column W_down[:, i], whose
+  contribution over tokens and outputs, W_down[:, i] a_i(t), has L2 (Frobenius) norm exactly
+  ||W_down[:, i]||_2 * ||a_i||_2: the same quantity for the unit we remove (a neuron, not one
+  weight), with Wanda's per-output comparison groups replaced by the layer (our experts compete
+  within their layer). The gate/up rows of neuron i are removed with it but only act through
+  a_i, which the score already measures.
 
 Saving a physically pruned model: the kept widths are recorded in the config
 (``babel_pruned_ffn``: widths per layer, original width, plan and partition keys). When every
@@ -66,13 +100,19 @@ from .errors import BabelError
 from .evaluate import Condition
 from .models import LoadedModel, model_fingerprint
 from .moefy import Partition, moe_view
-from .profile import Profile, batches_by_length, pad_batch
+from .definitions import active_count
+from .hooks import BatchRunner, experts_contiguous, ffn_pre_hooks, module_pre_hooks, run_all
+from .profile import Profile
 
+#: Rankings from an activation profile (:func:`rank_experts`).
 RANKINGS = ("language", "multilingual", "random")
-ALLOCATIONS = ("uniform", "layerwise")
+#: Language-agnostic importance rankings (:func:`importance_ranking`).
+IMPORTANCE_RANKINGS = ("magnitude", "wanda")
+#: How a plan spreads its experts over layers (:func:`prune_plan`).
+ALLOCATIONS = ("uniform", "layerwise", "entropy")
+#: Bump when a change here changes cached neuron importances.
+IMPORTANCE_VERSION = "1"
 
-#: The config field holding the FFN width, per model_type (default 'intermediate_size'; None: none).
-WIDTH_FIELDS = {"gpt2": "n_inner", "opt": "ffn_dim", "bloom": None}
 
 
 class PruneRateError(BabelError, ValueError):
@@ -150,6 +190,113 @@ def rank_experts(profile: Profile, by: str = "multilingual", language: str | Non
     ids = np.arange(E)
     order = np.stack([np.lexsort((ids, -multi[l], -scores[l])) for l in range(L)])
     return Ranking(name, np.asarray(scores, dtype=np.float64), order, spec, by != "random")
+
+
+# ------------------------------------------------------------------------------ importance baselines
+@dataclass
+class NeuronImportance:
+    """Per-neuron statistics of the neuron values a over calibration tokens (module docstring).
+
+    abs_sum, sq_sum: float64 [L, N], sum over tokens of |a_i| and of a_i^2; down_norm: float64
+    [L, N], ||W_down[:, i]||_2; tokens: calibration tokens (BOS and padding excluded); spec: what
+    made it (enters cache keys and ranking specs).
+    """
+
+    abs_sum: np.ndarray
+    sq_sum: np.ndarray
+    down_norm: np.ndarray
+    tokens: int
+    spec: dict
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.spec)[:16]
+
+    def magnitude(self) -> np.ndarray:
+        """[L, N] mean |a_i| over tokens."""
+        return self.abs_sum / max(self.tokens, 1)
+
+    def wanda(self) -> np.ndarray:
+        """[L, N] ||W_down[:, i]||_2 * ||a_i||_2 (L2 norm over tokens)."""
+        return self.down_norm * np.sqrt(self.sq_sum)
+
+    def neuron_scores(self, by: str) -> np.ndarray:
+        if by == "magnitude":
+            return self.magnitude()
+        if by == "wanda":
+            return self.wanda()
+        raise ValueError(f"by must be one of {IMPORTANCE_RANKINGS}, got {by!r}")
+
+
+def down_column_norms(model: torch.nn.Module) -> np.ndarray:
+    """float64 [L, N]: the L2 norm of each neuron's column of the down projection (its output weights)."""
+    out = []
+    for layer in ffn_layers(model):
+        w = layer.down.weight.detach().float()
+        out.append((w.norm(dim=1) if layer.spec.conv1d else w.norm(dim=0)).double().cpu().numpy())
+    return np.stack(out)
+
+
+def neuron_importance(lm: LoadedModel, passages, max_length: int = 128, batch_size: int = 8,
+                      store=None, progress: bool = False) -> NeuronImportance:
+    """Per-neuron sums of |a| and a^2 over calibration text pooled over its languages, in one pass.
+
+    passages: a :class:`babel_lib.corpus.Passages` (every language's windows are pooled, see
+    :func:`babel_lib.profile.pooled_windows`: the same passages in each language, so each
+    language weighs by its token count), or a list of token-id sequences. Cached in the Store
+    (kind 'importance') by model fingerprint, dtype, text and batch size.
+    """
+    from tqdm import tqdm
+
+    from .cache import Store
+    from .profile import pooled_windows
+
+    seqs = passages if isinstance(passages, list) else pooled_windows(lm.tokenizer, passages, max_length)[0]
+    if not seqs:
+        raise ValueError("no calibration text for the importance scores")
+    store = store or Store()
+    parts = {"version": IMPORTANCE_VERSION, "model_fingerprint": lm.fingerprint, "dtype": str(lm.dtype),
+             "text": cache_key({"ids": seqs})[:32], "batch_size": int(batch_size)}
+
+    def compute():
+        layers = ffn_layers(lm.model)
+        L, N = len(layers), layers[0].n_neurons
+        abs_acc = torch.zeros(L, N, dtype=torch.float64, device=lm.device)
+        sq_acc = torch.zeros(L, N, dtype=torch.float64, device=lm.device)
+        runner = BatchRunner(lm, seqs, batch_size)
+
+        def hook(layer, a):
+            x = a.reshape(-1, a.shape[-1]).index_select(0, runner.current.rows).float()
+            abs_acc[layer] += x.abs().sum(0).double()  # one batch in float32, the running sums in float64
+            sq_acc[layer] += x.square().sum(0).double()
+
+        bar = tqdm(total=sum(len(s) for s in seqs), unit="tok", desc="importance", disable=not progress)
+        n = run_all(runner, [ffn_pre_hooks(lm.model, hook)], bar)
+        bar.close()
+        arrays = {"abs_sum": abs_acc.cpu().numpy(), "sq_sum": sq_acc.cpu().numpy(),
+                  "down_norm": down_column_norms(lm.model), "tokens": np.array(n)}
+        return arrays, {"sequences": len(seqs)}
+
+    arrays, _ = store.get_or_compute("importance", parts, compute)
+    return NeuronImportance(arrays["abs_sum"], arrays["sq_sum"], arrays["down_norm"], int(arrays["tokens"]),
+                            parts)
+
+
+def importance_ranking(importance: NeuronImportance, partition: Partition, by: str = "wanda") -> Ranking:
+    """Rank every layer's experts by a language-agnostic importance (module docstring): the sum of
+    ``by`` ('magnitude' or 'wanda') over the expert's neurons. Ties are broken by expert id."""
+    neuron = importance.neuron_scores(by)
+    if neuron.shape != (partition.n_layers, partition.n_neurons):
+        raise ValueError(f"importance of shape {neuron.shape} does not fit the partition "
+                         f"({partition.n_layers} x {partition.n_neurons} neurons)")
+    E = partition.n_experts
+    scores = np.stack([np.bincount(partition.labels[l], weights=neuron[l], minlength=E)
+                       for l in range(partition.n_layers)])
+    ids = np.arange(E)
+    order = np.stack([np.lexsort((ids, -scores[l])) for l in range(partition.n_layers)])
+    name = "mean activation magnitude" if by == "magnitude" else "Wanda-style |W_down| x ||a||"
+    spec = {"by": by, "importance": importance.key, "partition": partition.key}
+    return Ranking(name, scores, order, spec, False)
 
 
 # ------------------------------------------------------------------------------ plans
@@ -234,9 +381,11 @@ def prune_plan(ranking: Ranking, rate, allocation: str = "uniform", levels: np.n
     """Drop the least important experts of each layer for an overall rate ``rate``.
 
     rate: fraction of experts to drop, in [0, 1); or a sequence of per-layer rates (allocation
-    is then 'given'). allocation: 'uniform' or 'layerwise' (rule in the module docstring;
-    ``levels`` [L, E] default to the ranking's frequencies, required for a random ranking;
-    ``max_deviation``: the most a layer's rate may differ from ``rate``, None for no bound).
+    is then 'given'). allocation: 'uniform', 'layerwise' or 'entropy' (rules in the module
+    docstring; ``levels`` [L, E] default to the ranking's frequencies, required for rankings that
+    are not frequencies; ``max_deviation``: the most a layer's rate may differ from ``rate``, None
+    for no bound with 'layerwise'; the strength of 'entropy'). The per-layer rules drop exactly
+    as many experts in all as 'uniform'.
     """
     L, E = ranking.n_layers, ranking.n_experts
     if not isinstance(min_keep, (int, np.integer)) or not 1 <= min_keep <= E:
@@ -254,14 +403,19 @@ def prune_plan(ranking: Ranking, rate, allocation: str = "uniform", levels: np.n
         extra = {}
         if allocation == "uniform":
             n = np.full(L, _n_drop(requested, E))
-        elif allocation == "layerwise":
+        elif allocation in ("layerwise", "entropy"):
             if levels is None:
                 if not ranking.frequency_based:
-                    raise ValueError("a layer-wise plan from a random ranking needs levels= (e.g. frequencies)")
+                    raise ValueError(f"a {allocation} plan from a ranking that is not a frequency ({ranking.name}) "
+                                     "needs levels= (e.g. the multilingual mean frequencies)")
                 levels = ranking.scores
-            n = layerwise_counts(np.asarray(levels, dtype=np.float64), requested, max_deviation, min_keep)
+            levels = np.asarray(levels, dtype=np.float64)
+            if levels.shape != (L, E):
+                raise ValueError(f"levels must be [{L}, {E}] (layers x experts), got {levels.shape}")
+            counts = layerwise_counts if allocation == "layerwise" else entropy_counts
+            n = counts(levels, requested, max_deviation, min_keep)
             extra = {"max_deviation": max_deviation,
-                     "levels": cache_key({"levels": np.round(np.asarray(levels, dtype=np.float64), 12).tolist()})[:16]}
+                     "levels": cache_key({"levels": np.round(levels, 12).tolist()})[:16]}
         else:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
     drop = [np.sort(ranking.order[l, E - int(n[l]):]) if n[l] else np.zeros(0, dtype=np.int64) for l in range(L)]
@@ -269,27 +423,41 @@ def prune_plan(ranking: Ranking, rate, allocation: str = "uniform", levels: np.n
     return PrunePlan(drop, E, requested, allocation, ranking.name, spec)
 
 
-def layerwise_counts(levels: np.ndarray, rate: float, max_deviation: float | None = 0.2,
-                     min_keep: int = 1) -> np.ndarray:
-    """Experts to drop per layer under the layer-wise rule (module docstring); sums to round(rate * L * E)."""
-    rate = check_rate(rate)
-    if levels.ndim != 2 or not np.isfinite(levels).all() or (levels < 0).any():
-        raise ValueError("levels must be a finite, non-negative [layers, experts] array")
-    L, E = levels.shape
-    total = _n_drop(rate, L * E)
-    hi = np.full(L, E - min_keep)
+def _bounds(rate: float, L: int, E: int, max_deviation, min_keep: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(lo, hi, total): per-layer limits on experts dropped and the total to drop (the uniform plan's)."""
+    total = L * _n_drop(rate, E)
+    hi = np.full(L, E - min_keep, dtype=np.int64)
     lo = np.zeros(L, dtype=np.int64)
     if max_deviation is not None:
-        if not isinstance(max_deviation, numbers.Real) or not max_deviation >= 0:
+        if isinstance(max_deviation, bool) or not isinstance(max_deviation, numbers.Real) or not max_deviation >= 0:
             raise PruneRateError(f"max_deviation must be a non-negative number or None, got {max_deviation!r}")
         lo = np.maximum(lo, np.ceil((rate - max_deviation) * E - 1e-9)).astype(np.int64)
         hi = np.minimum(hi, np.floor((rate + max_deviation) * E + 1e-9)).astype(np.int64)
     if lo.sum() > total or hi.sum() < total or (lo > hi).any():
         raise PruneRateError(f"rate {rate:g} cannot be met with per-layer rates within {max_deviation} of it while "
                              f"keeping {min_keep} experts a layer")
+    return lo, hi, total
+
+
+def _check_levels(levels: np.ndarray) -> None:
+    if levels.ndim != 2 or not np.isfinite(levels).all() or (levels < 0).any():
+        raise ValueError("levels must be a finite, non-negative [layers, experts] array")
+
+
+def _shares(levels: np.ndarray) -> np.ndarray:
     sums = levels.sum(axis=1, keepdims=True)
-    share = np.divide(levels, sums, out=np.full_like(levels, 1.0 / E), where=sums > 0)
-    share = np.sort(share, axis=1)
+    return np.divide(levels, sums, out=np.full_like(levels, 1.0 / levels.shape[1]), where=sums > 0)
+
+
+def layerwise_counts(levels: np.ndarray, rate: float, max_deviation: float | None = 0.2,
+                     min_keep: int = 1) -> np.ndarray:
+    """Experts to drop per layer under the 'layerwise' rule (module docstring); sums to the uniform
+    plan's total, L x round(rate * E)."""
+    rate = check_rate(rate)
+    _check_levels(levels)
+    L, E = levels.shape
+    lo, hi, total = _bounds(rate, L, E, max_deviation, min_keep)
+    share = np.sort(_shares(levels), axis=1)
     cand_layer, cand_cost = [], []
     for l in range(L):
         j = np.arange(lo[l], hi[l])
@@ -302,8 +470,67 @@ def layerwise_counts(levels: np.ndarray, rate: float, max_deviation: float | Non
     return lo + np.bincount(layer_of[pick], minlength=L)
 
 
+def layer_entropy(levels: np.ndarray) -> np.ndarray:
+    """[L] normalised entropy of each layer's activation distribution: -sum_e s ln s / ln E with
+    s = level / sum of the layer's levels (1 = every expert used equally)."""
+    _check_levels(levels)
+    share = _shares(np.asarray(levels, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(share > 0, share * np.log(share), 0.0).sum(axis=1)
+    E = levels.shape[1]
+    return h / math.log(E) if E > 1 else np.ones(levels.shape[0])
+
+
+def _apportion(target: np.ndarray, total: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Integers n in [lo, hi] summing to ``total``, closest to ``target`` + one common shift:
+    the shift by bisection, then floors and the largest remainders (ties: lower layer first)."""
+    lo_f, hi_f = lo.astype(np.float64), hi.astype(np.float64)
+    a = float(lo_f.min() - target.max() - 1)
+    b = float(hi_f.max() - target.min() + 1)
+    for _ in range(200):
+        mid = 0.5 * (a + b)
+        if np.clip(target + mid, lo_f, hi_f).sum() < total:
+            a = mid
+        else:
+            b = mid
+    x = np.clip(target + b, lo_f, hi_f)
+    n = np.clip(np.floor(x), lo, hi).astype(np.int64)
+    frac = x - n
+    layers = np.arange(len(n))
+    for l in np.lexsort((layers, -frac)):  # add where the remainder is largest
+        if n.sum() >= total:
+            break
+        if n[l] < hi[l]:
+            n[l] += 1
+    for l in np.lexsort((layers, frac)):  # (rounding overshoot) take where it is smallest
+        if n.sum() <= total:
+            break
+        if n[l] > lo[l]:
+            n[l] -= 1
+    return n
+
+
+def entropy_counts(levels: np.ndarray, rate: float, max_deviation: float = 0.2, min_keep: int = 1) -> np.ndarray:
+    """Experts to drop per layer under the 'entropy' rule (module docstring); sums to the uniform
+    plan's total, L x round(rate * E)."""
+    rate = check_rate(rate)
+    _check_levels(levels)
+    if max_deviation is None:
+        raise PruneRateError("the 'entropy' allocation needs a number for max_deviation (its strength), not None")
+    L, E = levels.shape
+    lo, hi, total = _bounds(rate, L, E, max_deviation, min_keep)
+    h = layer_entropy(levels)
+    dev = h.mean() - h
+    scale = np.abs(dev).max()
+    d = dev / scale if scale > 1e-12 else np.zeros(L)
+    return _apportion((rate + float(max_deviation) * d) * E, total, lo, hi)
+
+
 def high_frequency_plan(profile: Profile, language: str, keep_fraction: float) -> PrunePlan:
-    """A language's static expert set: its ``keep_fraction`` most frequently activated experts per layer."""
+    """A language's static expert set: its ``keep_fraction`` most frequently activated experts per layer.
+
+    This is target-language pruning at rate 1 - keep_fraction with the uniform allocation: the
+    same plan (same key) as ``prune_plan(rank_experts(profile, 'language', language), 1 - f)``."""
     if isinstance(keep_fraction, bool) or not isinstance(keep_fraction, numbers.Real) or not 0 < keep_fraction <= 1:
         raise PruneRateError(f"keep_fraction must be a number in (0, 1], got {keep_fraction!r}")
     return prune_plan(rank_experts(profile, "language", language), 1 - float(keep_fraction))
@@ -365,7 +592,10 @@ def sliced_condition(lm: LoadedModel, partition: Partition, plan: PrunePlan, nam
 
 
 def _width_field(config) -> str | None:
-    return WIDTH_FIELDS.get(getattr(config, "model_type", None), "intermediate_size")
+    from .adapters import FFN_ADAPTERS
+
+    spec = FFN_ADAPTERS.get(getattr(config, "model_type", None))
+    return spec.width_field if spec is not None else "intermediate_size"
 
 
 def ffn_parameters(model: torch.nn.Module) -> int:
@@ -486,18 +716,6 @@ def size_report(dense: LoadedModel, pruned: LoadedModel) -> dict:
 
 
 # ------------------------------------------------------------------------------ routers
-@contextmanager
-def _pre_hooks(modules: list[torch.nn.Module], fns: list[Callable]) -> Iterator[None]:
-    handles = []
-    try:
-        for mod, fn in zip(modules, fns):
-            handles.append(mod.register_forward_pre_hook(fn))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @dataclass
 class CentroidRouter:
     """MoEfication's similarity router: expert e's score for FFN input x is x . c_e, where c_e is
@@ -542,12 +760,6 @@ class CentroidRouter:
         return x.float() @ c.T
 
 
-def _k(fraction: float, n_experts: int) -> int:
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
-        raise ValueError(f"top_k_fraction must be in (0, 1], got {fraction!r}")
-    return max(1, min(n_experts, int(math.floor(fraction * n_experts + 0.5))))
-
-
 @contextmanager
 def routed_view(model: torch.nn.Module, partition: Partition, router: CentroidRouter,
                 top_k_fraction: float) -> Iterator[None]:
@@ -555,10 +767,8 @@ def routed_view(model: torch.nn.Module, partition: Partition, router: CentroidRo
 
     This shows the quality of routing, not its speed: every neuron is still computed.
     """
-    from .hooks import experts_contiguous, ffn_pre_hooks
-
     E, size = partition.n_experts, partition.expert_size
-    k = _k(top_k_fraction, E)
+    k = active_count(top_k_fraction, E)
     layers = ffn_layers(model)
     keep: dict[int, torch.Tensor] = {}
 
@@ -574,7 +784,7 @@ def routed_view(model: torch.nn.Module, partition: Partition, router: CentroidRo
         return (blocks * keep.pop(i).unsqueeze(-1).to(a.dtype)).reshape(a.shape)
 
     with experts_contiguous(model, partition), \
-            _pre_hooks([l.up for l in layers], [make_router_hook(l.index) for l in layers]), \
+            module_pre_hooks([l.up for l in layers], [make_router_hook(l.index) for l in layers]), \
             ffn_pre_hooks(model, apply):
         yield
 
@@ -610,7 +820,7 @@ def router_recall(lm: LoadedModel, partition: Partition, router: CentroidRouter,
     """
     E, size = partition.n_experts, partition.expert_size
     fractions = [top_k_fraction] if isinstance(top_k_fraction, numbers.Real) else list(top_k_fraction)
-    ks = [_k(f, E) for f in fractions]
+    ks = [active_count(f, E) for f in fractions]
     kmax = max(ks)
     layers = ffn_layers(lm.model)
     L = len(layers)
@@ -620,16 +830,16 @@ def router_recall(lm: LoadedModel, partition: Partition, router: CentroidRouter,
                     for name, plan in static.items()}
     static_hits = {name: torch.zeros(len(ks), L, dtype=torch.float64) for name in static}
     routed: dict[int, torch.Tensor] = {}
-    state = {"rows": None, "tokens": 0}
+    runner = BatchRunner(lm, seqs, batch_size)
 
     def make_router_hook(i):
         def hook(_mod, args):
-            x = args[0].reshape(-1, args[0].shape[-1]).index_select(0, state["rows"])
+            x = args[0].reshape(-1, args[0].shape[-1]).index_select(0, runner.current.rows)
             routed[i] = router.scores(i, x).topk(kmax, dim=-1).indices  # sorted, best first
         return hook
 
     def oracle(i, a):
-        flat = a.reshape(-1, a.shape[-1]).index_select(0, state["rows"])
+        flat = a.reshape(-1, a.shape[-1]).index_select(0, runner.current.rows)
         s = flat.abs().reshape(flat.shape[0], E, size).sum(-1, dtype=torch.float32)
         order = s.topk(kmax, dim=1).indices
         r = routed.pop(i)
@@ -640,19 +850,9 @@ def router_recall(lm: LoadedModel, partition: Partition, router: CentroidRouter,
                 static_hits[name][j, i] += (top & m[i].to(top.device)).sum().double().cpu()
         return None
 
-    from .hooks import experts_contiguous, ffn_pre_hooks
-
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    with experts_contiguous(lm.model, partition), \
-            _pre_hooks([l.up for l in layers], [make_router_hook(l.index) for l in layers]), \
-            ffn_pre_hooks(lm.model, oracle):
-        for batch in batches_by_length(seqs, batch_size):
-            ids, attn, count = pad_batch(batch, pad, tok.bos_token_id, lm.device)
-            state["rows"] = count.reshape(-1).nonzero().squeeze(1)
-            state["tokens"] += int(state["rows"].numel())
-            backbone(lm.model)(input_ids=ids, attention_mask=attn, use_cache=False)
-    n = state["tokens"]
+    n = run_all(runner, [experts_contiguous(lm.model, partition),
+                         module_pre_hooks([l.up for l in layers], [make_router_hook(l.index) for l in layers]),
+                         ffn_pre_hooks(lm.model, oracle)])
     rows = []
     for j, (f, k) in enumerate(zip(fractions, ks)):
         rows += [{"selector": "centroid router", "top_k_fraction": float(f), "k": k, "layer": l,
@@ -712,7 +912,7 @@ def ffn_inputs(lm: LoadedModel, input_ids: torch.Tensor) -> list[torch.Tensor]:
             got.setdefault(i, args[0].detach().clone())
         return hook
 
-    with _pre_hooks([l.up for l in layers], [make(l.index) for l in layers]):
+    with module_pre_hooks([l.up for l in layers], [make(l.index) for l in layers]):
         backbone(lm.model)(input_ids=input_ids, use_cache=False)
     return [got[i] for i in range(len(layers))]
 
@@ -724,7 +924,7 @@ def mlp_callable(lm: LoadedModel, inputs: list[torch.Tensor]) -> Callable[[], No
     GPT-NeoX, Phi-3); OPT's FFN lives in the block itself and BLOOM's MLP also takes the residual.
     """
     layers = ffn_layers(lm.model)
-    if layers[0].spec.mlp == "" or lm.model.config.model_type == "bloom":
+    if not layers[0].spec.mlp_callable:
         raise ValueError(f"{lm.model.config.model_type}: no stand-alone MLP module to time")
 
     @torch.inference_mode()

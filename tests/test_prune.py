@@ -7,13 +7,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from babel_lib import evaluate, prune
+from babel_lib import corpus, evaluate, prune
 from babel_lib.adapters import ffn_layers
 from babel_lib.cache import Store
 from babel_lib.errors import BabelError
 from babel_lib.hooks import experts_contiguous
 from babel_lib.moefy import build_partition, moe_view
-from babel_lib.profile import Definitions, profile_languages
+from babel_lib.profile import Definitions, profile_passages
 from babel_lib.testing import tiny_model
 
 TEXTS = {
@@ -28,13 +28,15 @@ def texts_fn(lang, split):
     return TEXTS[lang]
 
 
+PASSAGES = corpus.Passages("udhr", "calibration", ["p0", "p1", "p2"], ["aaa", "bbb"], TEXTS)
+
+
 def setup(model_type, tmp_path, expert_size=16):
     lm = tiny_model(model_type)
     store = Store(tmp_path / "cache")
     part = build_partition(lm, expert_size=expert_size, method="random", seed=1, store=store)
-    prof = profile_languages(lm, part, ["aaa", "bbb"], max_tokens_per_language=200, max_length=32, batch_size=2,
-                             definitions=Definitions(top_k_fraction=0.25), store=store, progress=False,
-                             texts_fn=texts_fn)
+    prof = profile_passages(lm, part, PASSAGES, max_length=32, batch_size=2,
+                            definitions=Definitions(top_k_fraction=0.25), store=store, progress=False)
     return lm, part, prof, store
 
 
@@ -132,7 +134,7 @@ BAD_RATES = [-0.1, 1.0, 1.5, float("nan"), float("inf"), "0.3", None, True, [0.1
 
 
 @pytest.mark.parametrize("rate", BAD_RATES, ids=[repr(r) for r in BAD_RATES])
-@pytest.mark.parametrize("allocation", ["uniform", "layerwise"])
+@pytest.mark.parametrize("allocation", ["uniform", "layerwise", "entropy"])
 def test_bad_rates_rejected_with_clear_error(rate, allocation, tmp_path):
     _, _, prof, _ = setup("llama", tmp_path)  # 8 experts a layer: 0.97 drops all 8
     ranking = prune.rank_experts(prof, "multilingual")
@@ -149,25 +151,61 @@ def test_bad_per_layer_rates_rejected(rates, tmp_path):
         prune.prune_plan(prune.rank_experts(prof, "multilingual"), rates)
 
 
+def _levels(L=18, E=64, seed=7):
+    rng = np.random.default_rng(seed)
+    # layers of different concentration: the first layers use few experts a lot
+    return rng.gamma(shape=np.linspace(0.2, 5, L)[:, None], size=(L, E))
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.2, 0.3, 0.45, 0.5, 0.6, 0.8])
-@pytest.mark.parametrize("max_deviation", [None, 0.1, 0.2])
-def test_layerwise_rates_average_to_requested_rate(rate, max_deviation):
-    rng = np.random.default_rng(7)
-    L, E = 18, 64
-    # layers of different concentration: a few layers use few experts a lot
-    levels = rng.gamma(shape=np.linspace(0.2, 5, L)[:, None], size=(L, E))
+@pytest.mark.parametrize("allocation,max_deviation", [("layerwise", None), ("layerwise", 0.1), ("layerwise", 0.2),
+                                                      ("entropy", 0.1), ("entropy", 0.2), ("entropy", 0.5)])
+def test_per_layer_rules_drop_exactly_the_uniform_total(rate, allocation, max_deviation):
+    levels = _levels()
+    L, E = levels.shape
     ranking = prune.Ranking("levels", levels, np.argsort(-levels, axis=1, kind="stable"), {"t": 1}, True)
-    plan = prune.prune_plan(ranking, rate, allocation="layerwise", max_deviation=max_deviation)
+    plan = prune.prune_plan(ranking, rate, allocation=allocation, max_deviation=max_deviation)
     uniform = prune.prune_plan(ranking, rate)
-    assert plan.dropped_per_layer.sum() == math.floor(rate * L * E + 0.5)
-    assert abs(plan.sparsity - rate) <= 0.5 / (L * E)
-    assert abs(plan.sparsity - uniform.sparsity) <= 0.5 / E + 0.5 / (L * E)
-    assert (plan.dropped_per_layer <= E - 1).all()
+    assert plan.dropped_per_layer.sum() == uniform.dropped_per_layer.sum() == L * math.floor(rate * E + 0.5)
+    assert plan.sparsity == uniform.sparsity and abs(plan.sparsity - rate) <= 0.5 / E
+    assert (plan.dropped_per_layer <= E - 1).all() and (plan.dropped_per_layer >= 0).all()
     if max_deviation is not None:
         assert (np.abs(plan.layer_rates - rate) <= max_deviation + 1e-9).all()
-    # at moderate rates, concentrated layers (low gamma shape) give up more experts than even ones
+    # at moderate rates, concentrated layers (low gamma shape, low entropy) give up more experts than even ones
     if rate <= 0.6:
-        assert plan.dropped_per_layer[:6].mean() >= plan.dropped_per_layer[-6:].mean()
+        assert plan.dropped_per_layer[:6].mean() > plan.dropped_per_layer[-6:].mean()
+    assert plan.spec["allocation"] == allocation and plan.allocation == allocation
+
+
+def test_entropy_rule_follows_the_formula():
+    levels = _levels()
+    L, E = levels.shape
+    share = levels / levels.sum(1, keepdims=True)
+    h = -(share * np.log(share)).sum(1) / np.log(E)
+    np.testing.assert_allclose(prune.layer_entropy(levels), h)
+    assert np.all(np.diff(h[::3]) > 0)  # the gamma shapes make later layers more even
+    rate, dev = 0.3, 0.15
+    n = prune.entropy_counts(levels, rate, dev)
+    target = (rate + dev * (h.mean() - h) / np.abs(h.mean() - h).max()) * E
+    # the common shift only absorbs rounding and clipping: every count within 1 of its target
+    assert np.abs(n - target).max() < 1 + 1e-9
+    assert n[np.argmin(h)] == math.floor((rate + dev) * E + 1e-9)  # the most concentrated layer: p + deviation
+    # equal entropies: the uniform plan
+    flat = np.ones((4, 8))
+    np.testing.assert_array_equal(prune.entropy_counts(flat, 0.25, 0.2), [2, 2, 2, 2])
+    with pytest.raises(prune.PruneRateError, match="max_deviation"):
+        prune.entropy_counts(levels, 0.3, None)
+
+
+def test_per_layer_rules_need_levels_for_other_rankings(tmp_path):
+    _, _, prof, _ = setup("llama", tmp_path)
+    ranking = prune.rank_experts(prof, "random", seed=0)
+    with pytest.raises(ValueError, match="levels="):
+        prune.prune_plan(ranking, 0.25, allocation="entropy")
+    plan = prune.prune_plan(ranking, 0.25, allocation="entropy", levels=prof.frequencies().mean(0))
+    assert plan.sparsity == 0.25
+    with pytest.raises(ValueError, match="allocation"):
+        prune.prune_plan(ranking, 0.25, allocation="bogus")
 
 
 def test_plan_reports_measured_sparsity(tmp_path):
@@ -176,6 +214,52 @@ def test_plan_reports_measured_sparsity(tmp_path):
     assert plan.requested_rate == 0.3 and plan.sparsity == 0.25
     assert "measured 25.00%" in plan.describe()
     assert prune.prune_plan(prune.rank_experts(prof, "multilingual"), 0).sparsity == 0
+
+
+# ------------------------------------------------------------------------------ importance baselines
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_importance_scores_equal_a_manual_computation(model_type, tmp_path, monkeypatch):
+    from babel_lib.profile import pooled_windows
+
+    lm, part, _, store = setup(model_type, tmp_path)
+    imp = prune.neuron_importance(lm, PASSAGES, max_length=32, batch_size=2, store=store)
+    layers = ffn_layers(lm.model)
+    L, N = len(layers), layers[0].n_neurons
+    abs_sum, sq_sum, tokens = np.zeros((L, N)), np.zeros((L, N)), 0
+    for seq in pooled_windows(lm.tokenizer, PASSAGES, 32)[0]:  # one window at a time, no padding
+        got = {}
+        handles = [l.down.register_forward_pre_hook(lambda m, a, i=l.index: got.__setitem__(i, a[0][0, 1:].double()))
+                   for l in layers]
+        with torch.no_grad():
+            lm.model(input_ids=torch.tensor([seq]))
+        for h in handles:
+            h.remove()
+        for i in range(L):  # every token but BOS
+            abs_sum[i] += got[i].abs().sum(0).numpy()
+            sq_sum[i] += got[i].square().sum(0).numpy()
+        tokens += len(seq) - 1
+    assert imp.tokens == tokens
+    np.testing.assert_allclose(imp.magnitude(), abs_sum / tokens, rtol=1e-4, atol=1e-7)
+    norms = np.stack([(l.down.weight.detach().double().norm(dim=1) if model_type == "gpt2"
+                       else l.down.weight.detach().double().norm(dim=0)).numpy() for l in layers])
+    np.testing.assert_allclose(imp.wanda(), norms * np.sqrt(sq_sum), rtol=1e-4)
+    for by, neuron in (("magnitude", abs_sum / tokens), ("wanda", norms * np.sqrt(sq_sum))):
+        ranking = prune.importance_ranking(imp, part, by)
+        assert not ranking.frequency_based and ranking.spec["by"] == by
+        for layer, expert in [(0, 0), (1, 3), (1, part.n_experts - 1)]:
+            assert ranking.scores[layer, expert] == pytest.approx(neuron[layer, part.members(layer, expert)].sum(),
+                                                                  rel=1e-4)
+        assert all(np.all(np.diff(ranking.scores[l, ranking.order[l]]) <= 0) for l in range(L))
+        again = prune.importance_ranking(imp, part, by)
+        np.testing.assert_array_equal(again.order, ranking.order)
+        assert prune.prune_plan(again, 0.5).key == prune.prune_plan(ranking, 0.5).key
+    # cached: the second call runs no forward pass
+    monkeypatch.setattr(prune, "run_all", lambda *a, **k: pytest.fail("recomputed"))
+    cached = prune.neuron_importance(lm, PASSAGES, max_length=32, batch_size=2, store=store)
+    np.testing.assert_array_equal(cached.sq_sum, imp.sq_sum)
+    assert cached.key == imp.key
+    with pytest.raises(ValueError, match="by must be"):
+        prune.importance_ranking(imp, part, "bogus")
 
 
 # ------------------------------------------------------------------------------ perplexity harness
@@ -188,7 +272,8 @@ def test_windows_count_tokens_and_characters(max_length, stride):
     assert w.tokens == sum(n_bytes)  # every token scored exactly once, whatever the stride
     assert w.characters == sum(len(p) for p in TEXTS["bbb"]) and w.bytes == sum(n_bytes)
     assert w.characters < w.bytes  # non-ASCII text: characters are not bytes
-    assert w.paragraphs == 3
+    assert w.passages == 3
+    assert w.passage == sorted(w.passage) and set(w.passage) == {0, 1, 2}  # each window knows its passage
     assert all(len(ids) <= max_length and ids[0] == 1 for ids in w.input_ids)
     if stride is None:
         assert w.n_windows == sum(math.ceil(n / (max_length - 1)) for n in n_bytes)
@@ -357,10 +442,11 @@ def test_cli_prune_saves_a_smaller_model(tmp_path, monkeypatch, capsys):
 
     lm, part, prof, _ = setup("llama", tmp_path)
     calls = []
-    monkeypatch.setattr(pipeline, "study", lambda **kw: calls.append(kw) or pipeline.Study(lm, part, prof))
+    study = pipeline.Study(lm, PASSAGES, [part], [prof], Definitions(top_k_fraction=0.25))
+    monkeypatch.setattr(pipeline, "study", lambda **kw: calls.append(kw) or study)
     out = tmp_path / "pruned"
-    assert main(["prune", "--rate", "0.5", "--languages", "aaa,bbb", "--output", str(out)]) == 0
-    assert calls[0]["languages"] == ["aaa", "bbb"]
+    assert main(["prune", "--rate", "0.5", "--languages", "eng,fra", "--output", str(out)]) == 0
+    assert calls[0]["languages"] == ["eng", "fra"]
     small = prune.load_pruned(out, tokenizer=lm.tokenizer)
     assert [l.n_neurons for l in ffn_layers(small.model)] == [part.n_neurons // 2] * part.n_layers
     assert "FFN 50.0%" in capsys.readouterr().out

@@ -1,18 +1,14 @@
-"""Instruction tuning: the instruction set is deterministic and held out by article, a few steps
-lower the loss, the saved model reloads with the same logits, the cache key follows the
-hyperparameters, and the answer checks and profile comparisons compute what they say."""
+"""Instruction tuning: a few steps lower the training and held-out loss, the base model is left
+untouched, the saved model reloads with the same logits, the cache key follows the
+hyperparameters, data, model and recipe, and the weight change is measured per layer and part."""
 
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from babel_lib import tune
-from babel_lib.cache import Store
-from babel_lib.moefy import build_partition
-from babel_lib.profile import profile_languages
+from babel_lib import answers, instructions, tune
 from babel_lib.testing import tiny_model
 
 LANGS = ["eng", "fra", "cmn_hans"]
@@ -35,75 +31,12 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def train_set():
-    return tune.instruction_set(LANGS, "calibration", seed=0)
+    return instructions.instruction_set(LANGS, "calibration", seed=0)
 
 
 @pytest.fixture(scope="module")
 def eval_set():
-    return tune.instruction_set(LANGS, "evaluation", seed=0)
-
-
-def test_instruction_set_is_deterministic_and_held_out(train_set, eval_set):
-    again = tune.instruction_set(LANGS, "calibration", seed=0)
-    assert again.to_list() == train_set.to_list()
-    other_seed = tune.instruction_set(LANGS, "calibration", seed=1)
-    assert list(other_seed["prompt"]) != list(train_set["prompt"])  # phrasings drawn by the seed
-    assert set(train_set["task"]) == set(tune.TASKS) == set(eval_set["task"])
-    # English gets no translation into itself; the other languages get both directions
-    assert not any(t == "translate" and l == "eng" for t, l in zip(train_set["task"], train_set["lang"]))
-    assert {l for t, l in zip(train_set["task"], train_set["lang"]) if t == "to_english"} == {"eng"}
-    # held out by article: no article, and no reference text, in both
-    assert set(train_set["article"]).isdisjoint(eval_set["article"])
-    assert set(train_set["reference"]).isdisjoint(eval_set["reference"])
-    assert all(a % 3 == 0 and a > 0 for a in eval_set["article"])
-    # the byte tokenizer has no chat template: the plain template is used
-    row = train_set[0]
-    assert row["template"] == "plain"
-    assert row["prompt"] == tune.PLAIN_TEMPLATE.format(instruction=row["instruction"])
-    assert row["instruction"].endswith(row["input"])
-
-
-def test_translation_pairs_the_parallel_paragraph(train_set):
-    from babel_lib import corpus
-
-    frame = corpus.load_corpus(["eng", "fra"], "all").to_pandas()
-    row = next(r for r in train_set if r["task"] == "translate" and r["lang"] == "fra")
-    ref = frame[(frame.lang == "fra") & (frame.article == row["article"]) & (frame.paragraph == row["paragraph"])]
-    src = frame[(frame.lang == "eng") & (frame.article == row["article"]) & (frame.paragraph == row["paragraph"])]
-    assert row["reference"] == ref["text"].iloc[0].strip()
-    assert row["input"] == src["text"].iloc[0].strip()
-    assert "French" in row["head"] and "English" in row["head"]
-
-
-def test_continuation_split():
-    head, tail = tune.split_for_continuation("one two three four five six seven eight nine ten eleven twelve")
-    assert head.split() + tail.split() == "one two three four five six seven eight nine ten eleven twelve".split()
-    head, tail = tune.split_for_continuation("人人生而自由，在尊严和权利上一律平等。他们赋有理性和良心，并应以兄弟关系的精神相对待。")
-    assert head and tail and abs(len(head) - len(tail)) <= 1
-    assert tune.split_for_continuation("short") is None
-
-
-def test_encoding_marks_the_response(train_set):
-    lm = tiny_model("llama")
-    row = train_set[0]
-    p, r = tune.encode_example(lm.tokenizer, row["prompt"], row["response"], "plain")
-    assert p[0] == lm.tokenizer.bos_token_id and r[-1] == lm.tokenizer.eos_token_id
-    ids, attn, targets = tune._collate([(p, r)], 0, "cpu")
-    assert (targets != -100).sum() == len(r)
-    # position t predicts token t + 1
-    sel = (targets[0] != -100).nonzero().squeeze(1)
-    assert torch.equal(ids[0, sel + 1], targets[0, sel])
-
-
-@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
-def test_response_logits_equal_full_forward(model_type, train_set):
-    lm = tiny_model(model_type)
-    enc = [tune.encode_example(lm.tokenizer, r["prompt"], r["response"], "plain") for r in train_set.select([0, 5])]
-    ids, attn, targets = tune._collate(enc, 0, "cpu")
-    with torch.no_grad():
-        logits, gold = tune._response_logits(lm.model, ids, attn, targets)
-        full = lm.model(input_ids=ids, attention_mask=attn).logits
-    torch.testing.assert_close(logits, full[targets != -100].float(), rtol=1e-4, atol=1e-4)
+    return instructions.instruction_set(LANGS, "evaluation", seed=0)
 
 
 def small_set(ds, n=16):
@@ -124,8 +57,8 @@ def test_tuning_lowers_loss_reloads_and_caches(train_set, eval_set):
     assert tuned.log["loss"].tail(3).mean() < tuned.log["loss"].head(3).mean()
     # held-out response loss drops too (the format and the end marker are learnt)
     held = small_set(eval_set, 8)
-    base_loss = tune.loss_summary(tune.response_loss(lm, held, max_length=512), by=())["loss"][0]
-    tuned_loss = tune.loss_summary(tune.response_loss(tuned.lm, held, max_length=512), by=())["loss"][0]
+    base_loss = answers.loss_summary(answers.response_loss(lm, held, max_length=512), by=())["loss"][0]
+    tuned_loss = answers.loss_summary(answers.response_loss(tuned.lm, held, max_length=512), by=())["loss"][0]
     assert tuned_loss < base_loss
     # the embedding (tied LM head) is frozen by default; the blocks moved
     sd = tuned.lm.model.state_dict()
@@ -133,6 +66,7 @@ def test_tuning_lowers_loss_reloads_and_caches(train_set, eval_set):
     assert torch.equal(sd[emb], before[emb])
     assert not torch.equal(sd["model.layers.0.mlp.gate_proj.weight"], before["model.layers.0.mlp.gate_proj.weight"])
     assert tuned.meta["trainable_parameters"] < tuned.meta["total_parameters"]
+    assert tuned.meta["recipe"] == tune.RECIPE_VERSION and "10 steps of 4 examples" in tuned.describe()
     # the saved folder reloads with from_pretrained and gives the same logits
     from transformers import AutoModelForCausalLM
 
@@ -145,20 +79,62 @@ def test_tuning_lowers_loss_reloads_and_caches(train_set, eval_set):
     again = tune.instruction_tune(lm, data, cfg, progress=False)
     assert again.cached and again.path == tuned.path
     assert again.lm.fingerprint == tuned.lm.fingerprint
+    assert tune.load_tuned(tuned.meta["key"], dtype="float32", device="cpu", tokenizer=lm.tokenizer).path == tuned.path
     # no temporary folders left behind
     assert not [p for p in tuned.path.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_cache_key_follows_hyperparameters_data_and_model(train_set):
+def test_bf16_tuning_keeps_fp32_masters(train_set):
+    lm = tiny_model("llama", dtype=torch.bfloat16)
+    cfg = tune.TuneConfig(steps=3, batch_size=2, max_length=512, learning_rate=3e-3, warmup_fraction=0.0)
+    tuned = tune.instruction_tune(lm, small_set(train_set, 6), cfg, progress=False)
+    assert tuned.lm.model.dtype == torch.bfloat16 and tuned.meta["compute_dtype"] == "bfloat16"
+    assert np.isfinite(tuned.log["loss"]).all()
+
+
+def test_keyword_hyperparameters_and_errors(train_set):
+    lm = tiny_model("llama")
+    data = small_set(train_set, 4)
+    with pytest.raises(ValueError, match="either config"):
+        tune.instruction_tune(lm, data, tune.TuneConfig(steps=1), steps=2, progress=False)
+    with pytest.raises(ValueError, match="no example fits"):
+        tune.instruction_tune(lm, data, steps=1, max_length=8, progress=False)
+
+
+def test_cache_key_follows_hyperparameters_data_model_and_recipe(train_set, monkeypatch):
     lm = tiny_model("llama")
     cfg = tune.TuneConfig(steps=5)
     key = tune.tuned_key(lm, train_set, cfg)
     assert key == tune.tuned_key(lm, train_set, tune.TuneConfig(steps=5))
     for change in ({"steps": 6}, {"learning_rate": 1e-4}, {"batch_size": 2}, {"max_length": 64},
-                   {"train": "ffn_attention"}, {"seed": 1}):
+                   {"train": "ffn_attention"}, {"seed": 1}, {"warmup_fraction": 0.0}, {"grad_clip": 0.5}):
         assert tune.tuned_key(lm, train_set, dataclasses.replace(cfg, **change)) != key, change
     assert tune.tuned_key(lm, train_set.select(range(10)), cfg) != key
     assert tune.tuned_key(tiny_model("llama", seed=1), train_set, cfg) != key
+    monkeypatch.setattr(tune, "RECIPE_VERSION", tune.RECIPE_VERSION + 1)
+    assert tune.tuned_key(lm, train_set, cfg) != key
+    assert tune.tuned_folder(key).name == key[:16]
+
+
+def test_default_recipe():
+    cfg = tune.TuneConfig()
+    assert (cfg.steps, cfg.batch_size, cfg.max_length, cfg.learning_rate, cfg.train) == \
+        (50, 4, 128, 5e-5, "all_but_embeddings")
+    assert [tune._lr_at(s, cfg) for s in (0, 4)] == pytest.approx([cfg.learning_rate / 5, cfg.learning_rate])
+    assert tune._lr_at(cfg.steps - 1, cfg) > 0 and tune._lr_at(cfg.steps, cfg) == 0
+
+
+def test_batches_are_seeded_and_cover_an_epoch():
+    cfg = tune.TuneConfig(steps=7, batch_size=3)
+    lengths = np.arange(20)
+    b = tune._batches(20, cfg, lengths)
+    assert b == tune._batches(20, cfg, lengths) and len(b) == 7
+    # an epoch of 20 examples: six batches of 3, then the 2 left over, each example once
+    assert [len(x) for x in b] == [3] * 6 + [2] and sorted(i for x in b for i in x) == list(range(20))
+    # within a window of 16 batches, longest first (less padding)
+    assert b[0] == [19, 18, 17]
+    many = np.arange(200)
+    assert tune._batches(200, cfg, many) != tune._batches(200, dataclasses.replace(cfg, seed=1), many)
 
 
 def test_trainable_choices():
@@ -169,102 +145,36 @@ def test_trainable_choices():
     assert sizes["ffn_attention"] < sizes["all_but_embeddings"] < sizes["all"]
     with pytest.raises(ValueError):
         tune.TuneConfig(train="everything")
+    with pytest.raises(ValueError):
+        tune.trainable_parameters(lm.model, "everything")
 
 
-def test_greedy_generation_matches_stepwise_argmax(eval_set):
-    lm = tiny_model("gemma3_text")
-    rows = eval_set.select(range(3))
-    ans = tune.generate_answers(lm, rows, max_new_tokens=5, batch_size=2)
-    assert len(ans) == 3 and (ans["new_tokens"] <= 5).all()
-    # reference: recompute without the KV cache, token by token
-    p, _ = tune.encode_example(lm.tokenizer, rows[0]["prompt"], "", "plain")
-    ids = torch.tensor([p])
-    new = []
-    with torch.no_grad():
-        for _ in range(5):
-            nxt = int(lm.model(input_ids=ids).logits[0, -1].argmax())
-            new.append(nxt)
-            if nxt == lm.tokenizer.eos_token_id:
-                break
-            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
-    body = new[:-1] if new[-1] == lm.tokenizer.eos_token_id else new
-    assert ans.loc[0, "answer"] == lm.tokenizer.decode(body).strip()
+def test_fused_adamw_where_available():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    opt = tune._adamw(p, tune.TuneConfig())
+    assert opt.defaults["fused"] is True  # CPU has a fused AdamW in the supported torch versions
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
-def test_left_padded_batches_give_the_unbatched_answers(model_type, eval_set):
-    lm = tiny_model(model_type)
-    rows = eval_set.select([0, 7, 20, 33])  # prompts of different lengths
-    alone = tune.generate_answers(lm, rows, max_new_tokens=6, batch_size=1, cache=False)
-    batched = tune.generate_answers(lm, rows, max_new_tokens=6, batch_size=4)
-    assert alone["answer"].tolist() == batched["answer"].tolist()
-    # a second call reads the cache and returns the same table
-    again = tune.generate_answers(lm, rows, max_new_tokens=6, batch_size=4)
-    pd.testing.assert_frame_equal(again, batched)
-    loss = tune.response_loss(lm, rows, max_length=512)
-    pd.testing.assert_frame_equal(loss, tune.response_loss(lm, rows, max_length=512, cache=False))
+def test_threads_are_restored(monkeypatch):
+    before = torch.get_num_threads()
+    with tune._threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with tune._threads(None):
+        assert torch.get_num_threads() == before
+    monkeypatch.setattr(tune.os, "getloadavg", lambda: (1e6, 0, 0))
+    assert tune.auto_threads() == 1
+    monkeypatch.setattr(tune.os, "getloadavg", lambda: (0.0, 0, 0))
+    assert tune.auto_threads() is None
 
 
-def test_answer_checks(eval_set):
-    rows = eval_set.filter(lambda r: r["task"] == "translate" and r["lang"] == "fra").select([0])
-    ref, given = rows[0]["reference"], rows[0]["input"]
-
-    answers = pd.DataFrame([
-        {"row": 0, "answer": ref, "new_tokens": 10, "stopped": True},        # perfect
-        {"row": 0, "answer": given, "new_tokens": 10, "stopped": False},     # copies the English source
-        {"row": 0, "answer": "", "new_tokens": 0, "stopped": True},          # empty
-        {"row": 0, "answer": "la la la la " * 20, "new_tokens": 64, "stopped": False},  # loops
-        {"row": 0, "answer": ref + "\n\n### Instruction:\nTranslate", "new_tokens": 64, "stopped": False},  # runs on
-    ])
-    ident = tune.LanguageIdentifier(LANGS)
-    scored = tune.score_answers(rows, answers, ident)
-    assert scored["ok"].tolist() == [True, False, False, False, False]
-    assert scored.loc[4, "runaway"] and scored.loc[4, "right_language"]
-    assert scored.loc[1, "echo"] and not scored.loc[1, "right_language"]
-    assert not scored.loc[2, "nonempty"] and scored.loc[3, "loops"]
-    assert scored.loc[0, "chrf"] == pytest.approx(100.0)
-    assert tune.script_share("人人生而自由", "Hans") == 1.0
-    assert tune.script_share("abc人", "Latn") == 0.75
-    assert ident.identify("Tous les êtres humains naissent libres et égaux en dignité et en droits.") == "fra"
-    assert tune.chrf("abc", "xyz") == 0.0
-
-
-def test_profile_comparisons_and_partition_overlap(tmp_path):
-    lm = tiny_model("llama")
-    other = tiny_model("llama", seed=1)
-    store = Store(tmp_path / "s")
-    part = build_partition(lm, expert_size=16, method="random", seed=0, store=store)
-    texts = {"aaa": ["The quick brown fox jumps over the lazy dog."], "bbb": ["Ein zweiter Text auf Deutsch."]}
-    fn = lambda lang, split: texts[lang]  # noqa: E731
-    pa = profile_languages(lm, part, ["aaa", "bbb"], texts_fn=fn, store=store, progress=False, max_tokens_per_language=64)
-    from babel_lib.errors import PartitionMismatchError
-
-    with pytest.raises(PartitionMismatchError):
-        profile_languages(other, part, ["aaa"], texts_fn=fn, store=store, progress=False)
-    pb = profile_languages(other, part, ["aaa", "bbb"], texts_fn=fn, store=store, progress=False,
-                           max_tokens_per_language=64, allow_other_model=True)
-    assert pb.model_fingerprint == other.fingerprint and pb.partition_key == part.key
-    same = tune.compare_profiles(pa, pa)
-    assert np.allclose(same["cosine"], 1) and np.allclose(same["js"], 0, atol=1e-12)
-    diff = tune.compare_profiles(pa, pb)
-    assert (diff["js"] >= 0).all() and (diff["js"] <= 1).all() and (diff["cosine"] <= 1 + 1e-12).all()
-    assert len(diff) == 2 * part.n_layers
-    ret = tune.expert_retention(pa.frequencies(), pa.frequencies(), pa.languages, 0.4)
-    assert (ret["kept_fraction"].dropna() == 1).all() and (ret["n_base"] == ret["n_tuned"]).all()
-    fb = pa.frequencies()
-    shared, specific = tune.shared_and_specific(fb, 0.4)
-    hf = fb >= 0.4
-    assert (shared == (hf[0] & hf[1])).all() and (specific[0] == (hf[0] & ~hf[1])).all()
-    # partition overlap: identical = 1, relabelled = 1, random pairs near the chance level
-    assert np.allclose(tune.partition_overlap(part, part), 1)
-    relabel = dataclasses.replace(part, labels=(part.labels + 1) % part.n_experts)
-    assert np.allclose(tune.partition_overlap(part, relabel), 1)
-    rand = build_partition(lm, expert_size=16, method="random", seed=7, store=store)
-    chance = tune.chance_overlap(part.n_neurons, part.n_experts)
-    assert abs(tune.partition_overlap(part, rand).mean() - chance) < 0.1 and chance < 0.5
-
-
-def test_weight_change_is_zero_for_the_same_model():
+def test_weight_change_is_zero_for_the_same_model_and_sees_a_change():
     lm = tiny_model("llama")
     wc = tune.weight_change(lm.model, lm.model)
     assert set(wc["part"]) == {"ffn", "attention"} and (wc["relative_change"] == 0).all()
+    other = tiny_model("llama")
+    with torch.no_grad():
+        w = other.model.model.layers[1].mlp.down_proj.weight
+        w.mul_(1.5)
+    wc = tune.weight_change(lm.model, other.model).set_index(["layer", "part"])["relative_change"]
+    assert wc[(0, "ffn")] == 0 and wc[(1, "attention")] == 0 and wc[(1, "ffn")] > 0

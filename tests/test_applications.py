@@ -1,0 +1,252 @@
+"""The experiments of chapters 08-10 on a tiny random model: grid, tests over languages, the
+cross-language matrix, per-layer rules, sparse activation, speed and findings."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from babel_lib import applications as app
+from babel_lib import corpus, evaluate, prune, stats
+from babel_lib.cache import Store
+from babel_lib.moefy import build_partition
+from babel_lib.profile import Definitions, profile_passages
+from babel_lib.testing import tiny_model
+
+LANGS = ["aaa", "bbb", "ccc"]
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+def _text(seed, n):
+    return " ".join(np.random.default_rng(seed).choice(WORDS, n))
+
+
+def _evalset(langs=LANGS, n=10):
+    texts = {l: [_text(100 + 10 * i + j, 8) + " " + l for j in range(n)] for i, l in enumerate(langs)}
+    return evaluate.EvalSet(
+        list(langs), texts, {l: [f"e{j}" for j in range(n)] for l in langs}, {l: "udhr" for l in langs},
+        {l: l for l in langs}, {l: sum(len(t.encode()) for t in v) for l, v in texts.items()},
+        {l: sum(len(t) for t in v) for l, v in texts.items()}, {"udhr": n}, {"udhr": "paragraphs"}, 100, 32, 0, None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: one thread avoids thread-pool stalls on a busy machine (20x faster here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory, one_thread):
+    store = Store(tmp_path_factory.mktemp("cache"))
+    lm = tiny_model("llama")
+    cal = {l: [_text(10 * i + j, 12) + " " + l for j in range(5)] for i, l in enumerate(LANGS)}
+    passages = corpus.Passages("udhr", "calibration", [f"c{j}" for j in range(5)], LANGS, cal)
+    part = build_partition(lm, expert_size=16, method="random", seed=1, store=store)
+    prof = profile_passages(lm, part, passages, max_length=32, batch_size=4,
+                            definitions=Definitions(top_k_fraction=0.25), store=store, progress=False)
+    imp = app.calibration_importance(lm, prof, passages, batch_size=4, store=store)
+    return app.Experiment(lm, part, prof, _evalset(), imp, store, batch_size=4)
+
+
+GRID = app.Grid(rates=(0.25, 0.5), seeds=(0, 1), allocations=("uniform", "layerwise", "entropy"))
+
+
+@pytest.fixture(scope="module")
+def grid(exp):
+    return app.run_grid(exp, GRID)
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_sign_flip_test_is_exact_for_few_languages():
+    d = np.array([0.3, 0.1, 0.2, 0.05, 0.4])
+    res = app.sign_flip_test(d)
+    assert res.p_value == pytest.approx(2 / 32) and res.permutations == 32 and res.method == "sign-flip (exact)"
+    brute = np.mean([abs(np.mean(np.array(s) * d)) >= abs(d.mean()) - 1e-12
+                     for s in itertools.product([-1, 1], repeat=5)])
+    assert res.p_value == pytest.approx(brute)
+    assert app.sign_flip_test(d, alternative="less").p_value == 1.0
+    assert app.sign_flip_test(-d, alternative="less").p_value == pytest.approx(1 / 32)
+    mixed = app.sign_flip_test(np.array([0.3, -0.3, 0.1, -0.1]))
+    assert mixed.p_value == 1.0
+    many = app.sign_flip_test(np.full(20, 0.1), permutations=999, seed=1)
+    assert many.method == "sign-flip (random)" and many.p_value == pytest.approx(1 / 1000, abs=3 / 1000)
+    assert app.sign_flip_test(np.full(20, 0.1), permutations=999, seed=1).p_value == many.p_value
+
+
+def test_paired_ratio_matches_paired_comparison_and_averages_seeds_geometrically():
+    rng = np.random.default_rng(2)
+    passage = np.repeat(np.arange(20), 3)
+    tokens = rng.integers(4, 30, size=60)
+
+    def result(shift):
+        return {"window_nll": tokens * (2.0 + shift) + rng.normal(0, 0.5, 60), "window_tokens": tokens,
+                "window_passage": passage}
+
+    a, b, c = result(0.0), result(0.1), result(0.3)
+    one = app.paired_ratio(a, b, n_resamples=1000, seed=3, names=("dense", "x"))
+    ref = evaluate.paired_comparison(a, b, n_resamples=1000, seed=3)
+    assert (one["ratio"], one["low"], one["high"]) == pytest.approx((ref["ratio"], ref["low"], ref["high"]))
+    assert one["decision"] == {"dense better": "worse than dense", "other better": "beats dense"}.get(
+        ref["decision"], ref["decision"])
+    two = app.paired_ratio([b, c], a)
+    lp = [r["window_nll"].sum() / tokens.sum() for r in (a, b, c)]
+    assert two["ratio"] == pytest.approx(math.exp(lp[0] - (lp[1] + lp[2]) / 2))
+    assert two["decision"] == "beats reference" and two["high"] < 1
+    assert app.decision(0.9, 0.95, "random") == "beats random"
+    assert app.decision(1.01, 1.2, "random") == "worse than random"
+    assert app.decision(0.9, 1.2, "random") == "indistinguishable"
+
+
+def test_grid_validates_and_lists_conditions():
+    g = app.Grid(rates=(0.2,), methods=("language", "random"), seeds=(0, 1, 2))
+    assert g.conditions() == [("language", 0.2, "uniform", None)] + [("random", 0.2, "uniform", s) for s in (0, 1, 2)]
+    assert g.evaluations(9) == 9 * 5
+    for bad in ({"methods": ("bogus",)}, {"allocations": ("bogus",)}, {"rates": (1.0,)},
+                {"methods": ("language",), "baseline": "random"}):
+        with pytest.raises(ValueError):
+            app.Grid(**bad)
+
+
+# ------------------------------------------------------------------------------ the grid
+def test_grid_table(exp, grid):
+    dense = grid[grid.method == "dense"]
+    assert list(dense.language) == LANGS and (dense.ratio == 1).all()
+    rows = grid[grid.method != "dense"]
+    per = len(GRID.allocations) * len(GRID.rates) * (len(app.METHODS) - 1 + len(GRID.seeds)) * len(LANGS)
+    assert len(rows) == per
+    assert set(rows.method) == set(app.METHODS)
+    for col in ("language", "corpus", "method", "rate", "allocation", "seed", "sparsity", "perplexity",
+                "bits_per_char", "ratio", "low", "high", "decision", "baseline_ratio", "baseline_decision"):
+        assert col in grid.columns
+    assert (rows.low <= rows.ratio + 1e-12).all() and (rows.ratio <= rows.high + 1e-12).all()
+    assert set(rows.decision) <= {"beats dense", "worse than dense", "indistinguishable"}
+    assert ((rows.decision == "beats dense") == (rows.high < 1)).all()
+    # every plan drops the same overall fraction as the uniform plan of its rate
+    for rate, g in rows.groupby("rate"):
+        assert g.sparsity.nunique() == 1
+    # the seed matters only for random plans
+    assert rows[rows.method != "random"].seed.isna().all() and set(rows[rows.method == "random"].seed) == {0, 1}
+    assert rows[rows.method == "random"].baseline_ratio.isna().all()
+    assert rows[rows.method != "random"].baseline_ratio.notna().all()
+    r = rows[(rows.method == "language") & (rows.language == "bbb") & (rows.rate == 0.5) & (rows.allocation == "uniform")]
+    plan = exp.plan("language", 0.5, language="bbb")
+    assert r.plan.iloc[0] == plan.key
+    ppl = evaluate.summarize(exp.results(exp.condition(plan), ["bbb"])["bbb"], "x", "bbb", exp.lm)["perplexity"]
+    assert r.perplexity.iloc[0] == pytest.approx(ppl)
+
+
+def test_grid_results_are_cached_across_experiments(exp, grid, monkeypatch):
+    again = app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, exp.importance, exp.store, batch_size=4)
+    monkeypatch.setattr(evaluate, "window_nll", lambda *a, **k: pytest.fail("evaluated again"))
+    table = app.run_grid(again, GRID)
+    np.testing.assert_allclose(table.perplexity, grid.perplexity)
+    # a language's static set at keep 1 - p is its target-language plan at rate p: the same cache entry
+    assert app.static_plan(again, "aaa", 0.5).key == again.plan("language", 0.5, language="aaa").key
+    again.results(again.condition(app.static_plan(again, "aaa", 0.75)), ["aaa"])
+
+
+def test_language_tests(exp, grid):
+    tests = app.language_tests(exp, grid, permutations=999)
+    assert set(tests.against) == {"best agnostic", "random"} and set(tests.rate) == {0.25, 0.5}
+    assert set(tests[tests.against == "best agnostic"].against_method) <= set(app.AGNOSTIC)
+    assert (tests.p_adjusted >= tests.p_value - 1e-12).all()
+    np.testing.assert_allclose(tests.p_adjusted, stats.holm(tests.p_value))
+    assert (tests.languages == 3).all() and (tests.p_value >= 0.25 - 1e-12).all()  # 3 languages: p >= 2 / 8
+    row = tests[(tests.against == "random") & (tests.rate == 0.5)].iloc[0]
+    g = grid[(grid.rate == 0.5) & (grid.allocation == "uniform")]
+    lang = g[g.method == "language"].set_index("language").perplexity
+    rnd = g[g.method == "random"].groupby("language").perplexity.apply(lambda s: np.exp(np.log(s).mean()))
+    assert row.ratio == pytest.approx(np.exp(np.mean(np.log(lang / rnd))))
+    assert row.low <= row.ratio <= row.high
+    best = app.best_agnostic(grid, 0.5)
+    assert best in app.AGNOSTIC
+
+
+def test_cross_language_matrix(exp):
+    cells, summary = app.cross_language_matrix(exp, 0.5)
+    assert len(cells) == 9 and cells[cells.own].ratio_own.eq(1).all()
+    off = cells[~cells.own]
+    assert ((off.low > 1) == (off.decision == "worse than own")).all()
+    for b in LANGS:
+        col = cells[cells.evaluated_on == b]
+        assert (col.pruned_for.iloc[col.perplexity.argmin()] == b) == (b in summary["own_best_languages"])
+        assert ((col[~col.own].low > 1).all()) == (b in summary["own_best_beyond_noise_languages"])
+    assert summary["own_best_beyond_noise"] <= summary["own_best"] <= 3
+    assert summary["cells_off"] == 6
+
+
+def test_allocation_comparison_and_layer_rates(exp, grid):
+    cells, tests = app.allocation_comparison(exp, grid, permutations=999)
+    assert set(cells.rule) == {"layerwise", "entropy"} and set(tests.rate) == {0.25, 0.5}
+    assert len(cells) == 2 * 2 * len(app.METHODS) * 3
+    assert (tests.p_adjusted >= tests.p_value - 1e-12).all()
+    rates = app.layer_rates(exp, [0.25, 0.5])
+    assert set(rates.rule) == {"uniform", "layerwise", "entropy"}
+    assert rates.groupby(["rule", "rate"]).measured_sparsity.first().unstack("rule").nunique(axis=1).eq(1).all()
+    u = rates[rates.rule == "uniform"]
+    assert (u.layer_rate == u.rate).all()
+
+
+def test_sparse_activation_at_equal_compute(exp):
+    sp = app.sparse_activation(exp, keep_fractions=(1.0, 0.5), oracle=True)
+    E = exp.partition.n_experts
+    assert set(sp.selector) == {"static", "router", "oracle"}
+    full = sp[sp.keep == 1.0]
+    np.testing.assert_allclose(full.ratio, 1.0, rtol=1e-6)  # every expert: the dense model
+    half = sp[sp.keep == 0.5]
+    assert (half.experts == E // 2).all()
+    st = half[half.selector == "static"].set_index("language")
+    for l in LANGS:  # the static set is the target-language plan at rate 0.5
+        res = exp.results(exp.condition(exp.plan("language", 0.5, language=l)), [l])[l]
+        assert st.loc[l, "perplexity"] == pytest.approx(evaluate.summarize(res, "", l, exp.lm)["perplexity"])
+    assert half[half.selector != "static"].vs_static_ratio.notna().all()
+
+
+def test_make_batch_and_speed_table(exp):
+    ids = app.make_batch(exp.lm, 3, 17)
+    assert ids.shape == (3, 17) and (ids[:, 0] == exp.lm.tokenizer.bos_token_id).all()
+    assert ids.device == exp.lm.device and ids.dtype == torch.long
+    speed, times = app.speed_table(exp, keep_fractions=(0.5,), batch=2, length=16, rounds=1, warmup=0)
+    row = speed.iloc[0]
+    assert row.experts == exp.partition.n_experts // 2 and row.computed == 0.5
+    assert row.ffn_low <= row.ffn_speedup <= row.ffn_high and row.backbone_speedup > 0
+    assert set(times.name) == {"dense | FFN", "dense | backbone", "keep 0.5 | FFN", "keep 0.5 | backbone"}
+    # the dense model is intact afterwards
+    assert all(l.n_neurons == exp.partition.n_neurons for l in prune.ffn_layers(exp.lm.model))
+
+
+def _plain(value):
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (int, float, str, bool, np.integer, np.floating))
+
+
+def test_findings_are_plain_values(exp, grid):
+    tests = app.language_tests(exp, grid, permutations=99)
+    _, summary = app.cross_language_matrix(exp, 0.5)
+    f = app.findings_pruning(grid, tests, summary)
+    assert all(_plain(v) for v in f.values())
+    assert f["languages"] == 3 and f["cells_language"] == 6
+    assert f["verdict_beats_random"] in ("reproduced", "partly reproduced", "not reproduced")
+    cells, t = app.allocation_comparison(exp, grid, permutations=99)
+    f9 = app.findings_layerwise(t, cells, app.layer_rates(exp, [0.25, 0.5]))
+    assert all(_plain(v) for v in f9.values()) and f9["sparsity_gap"] == 0.0
+    sp = app.sparse_activation(exp, keep_fractions=(0.5,))
+    speed, _ = app.speed_table(exp, keep_fractions=(0.5,), batch=1, length=8, rounds=1, warmup=0)
+    q = app.quality_vs_speed(sp, speed, n_resamples=1000)
+    f10 = app.findings_sparse(q, sp, speed)
+    assert all(_plain(v) for v in f10.values())
+    assert "static_0.5" in f10 and "speed_0.5" in f10 and f10["languages"] == 3
+
+
+def test_importance_needed_for_agnostic_methods(exp):
+    bare = app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, None, exp.store)
+    with pytest.raises(ValueError, match="importance"):
+        bare.plan("wanda", 0.25)
+    with pytest.raises(ValueError, match="1,000"):
+        app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, None, exp.store, n_resamples=100)
