@@ -26,7 +26,6 @@ Our choices where the paper is silent (each a named parameter):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd

@@ -25,7 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import BabelError
+
+if TYPE_CHECKING:  # pandas is imported where tables are built, not when the CLI starts
+    import pandas as pd
 
 #: The repository root (the folder holding notebooks/ and book/); override with BABEL_ROOT.
 ROOT = Path(os.environ.get("BABEL_ROOT") or Path(__file__).resolve().parents[1])

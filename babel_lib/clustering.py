@@ -55,10 +55,11 @@ Every partition returned here is an int64 label array ``[N]`` in which each of t
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import torch
+
+from .hooks import torch_threads
 
 __all__ = ["balanced_kmeans", "random_partition", "coactivation_partition", "inertia"]
 
@@ -79,25 +80,6 @@ DTYPE = torch.float64
 
 # Matmuls bigger than this many multiply-adds run with torch's default thread count.
 _BIG_MATMUL = 200_000_000
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """Run the block with ``n`` torch CPU threads (None: leave as is), then restore.
-
-    The many small tensor operations of these algorithms are several times faster on one
-    thread than on a busy multi-core pool (thread hand-offs dominate); only large
-    matmuls go back to the caller's thread count.
-    """
-    old = torch.get_num_threads()
-    if n is None or n == old:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # --------------------------------------------------------------------------- checks
@@ -168,7 +150,7 @@ def inertia(features, labels) -> float:
         raise ValueError("labels must be non-negative")
     k = int(lab.max()) + 1
     step = 2048
-    with _torch_threads(1):
+    with torch_threads(1):
         sums = torch.zeros(k, x.shape[1], dtype=torch.float64)
         for i in range(0, x.shape[0], step):
             sums.index_add_(0, lab[i:i + step], x[i:i + step].to(torch.float64))
@@ -203,7 +185,7 @@ def balanced_kmeans(
         features.device if isinstance(features, torch.Tensor) else torch.device("cpu"))
     on_cpu = where.type == "cpu"
     big = torch.get_num_threads() if on_cpu else None
-    with _torch_threads(1 if on_cpu else None):
+    with torch_threads(1 if on_cpu else None):
         x = _as_features(features, device)
         n, dim = x.shape
         s = _check_sizes(n, n_clusters)
@@ -220,7 +202,7 @@ def balanced_kmeans(
         sqx = (x * x).sum(1)
         prob = _Problem(x, sqx, k, s, mm_threads=big if n * k * dim > _BIG_MATMUL else None)
         if refine:
-            with _torch_threads(big if n * n * dim > _BIG_MATMUL else None):
+            with torch_threads(big if n * n * dim > _BIG_MATMUL else None):
                 prob.pair = _PairTable(x, sqx, k, s)
         best, best_in = None, math.inf
         for run in range(n_init):
@@ -243,7 +225,7 @@ class _Problem:
 
     def sqdist(self, c: torch.Tensor) -> np.ndarray:
         """Squared distances [N, K] (float64 numpy) of the rows to centroids c [K, D]."""
-        with _torch_threads(self.mm_threads):
+        with torch_threads(self.mm_threads):
             d = torch.addmm(self.sqx[:, None] + (c * c).sum(1)[None, :], self.x, c.T, alpha=-2.0)
         return d.clamp_min_(0).double().cpu().numpy()
 
@@ -289,7 +271,7 @@ def _kmeanspp(x: torch.Tensor, sqx: torch.Tensor, k: int, rng: np.random.Generat
         # Johnson-Lindenstrauss: squared distances kept to a few percent, 1/(d/256) the work.
         g = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
         r = torch.randn(d, _PROJECT_DIM, generator=g, dtype=x.dtype).to(x.device) / math.sqrt(_PROJECT_DIM)
-        with _torch_threads(mm_threads):
+        with torch_threads(mm_threads):
             y = x @ r
         sqy = (y * y).sum(1)
     sq = sqy.double().cpu().numpy()

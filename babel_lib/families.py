@@ -16,7 +16,7 @@ Our choices (the paper is silent; each is named in the chapters):
   over rows (:func:`babel_lib.analysis.js_distances`); Jensen-Shannon is kept as a robustness row.
 - **Family**: Glottolog's top-level family (``corpus.language_table()['family']``); an
   unclassified or artificial language is a family of its own (:data:`NO_FAMILY`).
-- **Tree distance**, primary: the depth measure ``corpus.tree_distance(measure='depth')``
+- **Tree distance**, primary: the depth measure ``genealogy.tree_distance(measure='depth')``
   = D_max - clades shared (how deep the last common clade lies, whatever the depth of the rest of
   each branch); secondary: edges between the two leaves (depends on how finely each branch is
   classified).
@@ -41,7 +41,6 @@ Our choices (the paper is silent; each is named in the chapters):
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -49,7 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from . import analysis, corpus, stats
+from . import analysis, corpus, genealogy, stats
+from .hooks import torch_threads
 from .corpus import language_labels
 
 #: Family values that relate no languages: each such language is a family of its own.
@@ -180,17 +180,17 @@ class Design:
 
 def design(keys) -> Design:
     """The :class:`Design` of languages ``keys`` (family labels by :func:`family_labels`; tree
-    distances from Glottolog, see :func:`babel_lib.corpus.tree_distance`)."""
+    distances from Glottolog, see :func:`babel_lib.genealogy.tree_distance`)."""
     keys = list(keys)
     fam = family_labels(keys)
     script = corpus.language_table().loc[keys, "script"].to_numpy(dtype=object)
-    own = corpus.shared_clades(keys)
+    own = genealogy.shared_clades(keys)
     same_family = stats.same_label(fam)
     shared = np.where(same_family, own, 0)  # an unclassified or artificial language shares nothing
     np.fill_diagonal(shared, own.diagonal())
     return Design(keys, fam, script, same_family, stats.same_label(script), shared,
-                  corpus.tree_distance(keys, measure="depth").astype(float),
-                  corpus.tree_distance(keys, measure="edges").astype(float))
+                  genealogy.tree_distance(keys, measure="depth").astype(float),
+                  genealogy.tree_distance(keys, measure="edges").astype(float))
 
 
 def granularity_difference(tokens_per_character: np.ndarray) -> np.ndarray:
@@ -343,21 +343,6 @@ def weighted_profile(profile, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return freq.reshape(W.shape[0], n, L, E), tpc
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """The batched statistics are many small tensor operations, for which torch's thread pool costs
-    more than it gains (measured: 2-4x slower on a busy 2-core machine); run them on one thread and
-    restore the setting afterwards."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _check_same_passages(profiles) -> int:
     first = profiles[0]
     for p in profiles[1:]:
@@ -390,7 +375,7 @@ def bootstrap_profiles(statistic, profiles, n_resamples: int = stats.DEFAULT_RES
             parts.append(np.asarray(statistic([g[0] for g in got], [g[1] for g in got]), dtype=float))
         return np.concatenate(parts)
 
-    with warnings.catch_warnings(), _one_torch_thread():  # undefined statistics are NaN, left out of the interval
+    with warnings.catch_warnings(), torch_threads(1):  # undefined statistics are NaN, left out of the interval
         warnings.filterwarnings("ignore", r"(Mean of empty slice|All-NaN slice)", RuntimeWarning)
         return stats.bootstrap_units(values, P, n_resamples, seed, method=method, level=level, batched=True)
 
@@ -803,7 +788,7 @@ def twin_table(D: np.ndarray, keys, pairs=None) -> pd.DataFrame:
     table = corpus.language_table().loc[keys]
     iso = table["iso639_3"].to_numpy(dtype=object)
     script = table["script"].to_numpy(dtype=object)
-    paths = [corpus._clades(k) for k in keys]
+    paths = [corpus.clade_path(k) for k in keys]
     D = np.asarray(D, dtype=float)
     rows = []
     for a, b in pairs:

@@ -73,6 +73,23 @@ def experts_contiguous(model: torch.nn.Module, partition) -> Iterator[None]:
             layer.select_neurons(torch.argsort(order))
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch CPU threads (None: leave as is), then restore the setting.
+
+    Many small tensor operations (clustering steps, batched statistics, tiny models) are several
+    times faster on one thread than on a busy multi-core pool, where thread hand-offs dominate."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 # ---------------------------------------------------------------------------- batches
 def pad_id(tokenizer) -> int:
     """The padding token: the tokenizer's pad token, else its EOS, else 0 (padding is never counted)."""

@@ -50,7 +50,7 @@ import torch
 
 from .adapters import backbone, ffn_layers, ffn_spec
 from .cache import atomic_folder, cache_key, cache_root
-from .clustering import _torch_threads
+from .hooks import torch_threads
 from .hooks import pad_id
 from .instructions import PLAIN_CHAT_TEMPLATE, collate, dataset_hash, encode_all, has_chat_template, response_logits
 from .models import LoadedModel, load_model, model_fingerprint
@@ -79,7 +79,7 @@ def auto_threads() -> int | None:
 
 def _threads(n: int | str | None):
     """Context manager: torch threads for the block ('auto': :func:`auto_threads`; None: unchanged)."""
-    return _torch_threads(auto_threads() if n == "auto" else (int(n) if n else None))
+    return torch_threads(auto_threads() if n == "auto" else (int(n) if n else None))
 
 
 # ---------------------------------------------------------------------------- configuration

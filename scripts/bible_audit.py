@@ -14,7 +14,7 @@ import random
 
 import pandas as pd
 
-from babel_lib import corpus
+from babel_lib import bible, corpus
 
 #: Conservative characters per Gemma 3 token by script (the largest measured on the UDHR for the
 #: paper's languages: English 5.5, Hindi 4.2, Arabic 3.0, Korean 1.8, Japanese 1.8, Chinese 1.5,
@@ -25,7 +25,7 @@ CHARS_PER_TOKEN = {"Latn": 5.5, "Cyrl": 4.5, "Deva": 4.5, "Beng": 4.5, "Arab": 3
 
 def audit_version(key: str) -> dict:
     bb = corpus.bible_versions().loc[key, "bbname"]
-    raw = corpus._bible_raw(str(corpus.bible_db_path()), bb)
+    raw = bible.raw_version(str(corpus.bible_db_path()), bb)
     clean = corpus.bible_verses(key)
     kinds = [corpus.placeholder_kind(t) for t in raw["raw"]]
     texts = list(raw["raw"])
@@ -35,9 +35,9 @@ def audit_version(key: str) -> dict:
         "merged placeholders": sum(k == "merged" for k in kinds),
         "absent placeholders": sum(k == "absent" for k in kinds),
         "emptied by cleaning": emptied,
-        "versification markers": sum(bool(corpus._VERSE_REF.search(t) or corpus._VERSE_REF_DASH.search(t))
+        "versification markers": sum(bool(bible._VERSE_REF.search(t) or bible._VERSE_REF_DASH.search(t))
                                      for t in texts),
-        "editorial notes (CJK)": sum(bool(corpus._CJK_NOTE.search(t)) for t in texts),
+        "editorial notes (CJK)": sum(bool(bible._CJK_NOTE.search(t)) for t in texts),
         "with *": sum("*" in t for t in texts),
         "with brackets": sum(any(c in t for c in "[]［］〔〕<>") for t in texts),
         "raw characters": int(raw["raw"].str.len().sum()),

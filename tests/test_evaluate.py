@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from babel_lib import corpus, evaluate, stats
+from babel_lib import bible, corpus, evaluate, stats
 from babel_lib.cache import Store
 from babel_lib.testing import ByteTokenizer, tiny_model
 
@@ -82,7 +82,7 @@ def small_bible(tmp_path, monkeypatch):
                 con.execute("INSERT INTO bible VALUES (?, ?, ?, ?, ?)", (bb, b, c, v, text))
     con.commit()
     con.close()
-    monkeypatch.setattr(corpus, "BIBLE_DB", str(db))
+    monkeypatch.setattr(bible, "BIBLE_DB", str(db))
     return db
 
 
