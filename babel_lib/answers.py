@@ -4,8 +4,9 @@ and cheap documented checks of those answers.
 - :func:`response_loss` / :func:`loss_summary`: the summed cross-entropy of each held-out
   example's response tokens given its prompt (the training objective of :mod:`babel_lib.tune`,
   on examples it never saw), token-weighted means by task or language.
-- :func:`sample_prompts`, :func:`generate_answers`: a deterministic subset of prompts and the
-  model's greedy answers (left-padded batches with the KV cache, equal to unbatched decoding).
+- :func:`sample_prompts`, :func:`generate_answers`: a deterministic subset of prompts (every task
+  in every language) and the model's greedy answers (left-padded batches with the KV cache, equal
+  to unbatched decoding).
 - :func:`score_answers`: is an answer well formed (not empty, not an echo, not looping, not
   running on into a new turn), in the right language (:func:`script_share`,
   :class:`LanguageIdentifier`), and how close to the reference (:func:`chrf`, sacrebleu's chrF2).
@@ -90,11 +91,13 @@ def loss_summary(frame: pd.DataFrame, by=("task",)) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- greedy answers
 def sample_prompts(dataset, per_task_language: int = 4, seed: int = 0):
-    """A deterministic subset: at most ``per_task_language`` rows of each (task, lang)."""
+    """A deterministic subset: at most ``per_task_language`` rows of each task and language pair
+    (task, lang, source_lang), so every language gets prompts of every task: the rows of
+    'to_english' all answer in English and differ by their source language."""
     frame = dataset.to_pandas()
     rng = np.random.default_rng(seed)
     picked = []
-    for _, g in frame.groupby(["lang", "task"], sort=True):
+    for _, g in frame.groupby(["lang", "source_lang", "task"], sort=True):
         idx = g.index.to_numpy()
         picked.extend(sorted(rng.choice(idx, size=min(per_task_language, len(idx)), replace=False).tolist()))
     return dataset.select(sorted(picked))

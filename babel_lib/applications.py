@@ -391,7 +391,7 @@ def sign_flip_test(d, permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(permutations, n))
     null = signs @ d / n
-    p = stats._p_value(obs, null, alternative, permutations)
+    p = stats.permutation_p(obs, null, alternative, permutations)
     return stats.PermutationResult(obs, p, int(permutations), n, "sign-flip (random)", alternative,
                                    "signs of the per-language differences flipped at random")
 

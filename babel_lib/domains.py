@@ -280,16 +280,6 @@ def _check_pair(fu, fb) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- the joint bootstrap
-def weighted_frequencies(counts: np.ndarray, tokens: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Frequencies of one resample of passages: counts [n, P, ...], tokens [n, P], w [P] (how often
-    each passage was drawn) -> (w-weighted counts) / (w-weighted tokens), float [n, ...]."""
-    counts = np.asarray(counts, dtype=float)
-    w = np.asarray(w, dtype=float)
-    num = np.tensordot(counts, w, axes=([1], [0]))
-    den = np.asarray(tokens, dtype=float) @ w
-    return num / den.reshape((-1,) + (1,) * (num.ndim - 1))
-
-
 def joint_bootstrap(statistic: Callable[[list], np.ndarray], n_units: Sequence[int],
                     n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, method: str = "bca",
                     level: float = 0.95) -> stats.BootstrapResult:
@@ -323,9 +313,7 @@ def joint_bootstrap(statistic: Callable[[list], np.ndarray], n_units: Sequence[i
                 weights[s][unit] = 0.0
                 rows.append(np.asarray(statistic(weights), dtype=float))
         jack = np.stack(rows)
-    low, high = stats._interval(estimate, samples, jack, method, level)
-    return stats.BootstrapResult(stats._squeeze(estimate), stats._squeeze(low), stats._squeeze(high), samples,
-                                 method, int(n_resamples), float(level), int(sum(sizes)))
+    return stats.interval_result(estimate, samples, jack, method, level, sum(sizes))
 
 
 def _flatten(values: dict) -> tuple[np.ndarray, list]:
@@ -357,8 +345,8 @@ def bootstrap_statistics(udhr, bible, n_resamples: int = stats.DEFAULT_RESAMPLES
     _, layout = _flatten(cross_domain_statistics(udhr.frequencies(), bible.frequencies(), rate, hf_ratio))
 
     def statistic(weights):
-        fu = weighted_frequencies(cu, tu, weights[0])
-        fb = weighted_frequencies(cb, tb, weights[1])
+        fu = stats.weighted_frequencies(cu, tu, weights[0])[0]
+        fb = stats.weighted_frequencies(cb, tb, weights[1])[0]
         return _flatten(cross_domain_statistics(fu, fb, rate, hf_ratio))[0]
 
     res = joint_bootstrap(statistic, [udhr.n_passages, bible.n_passages], n_resamples, seed, method)

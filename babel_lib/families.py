@@ -332,15 +332,12 @@ def weighted_profile(profile, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     multiplicities; all ones for the full data): (freq float [m, n, L, E], tokens per character
     float [m, n])."""
     W = np.atleast_2d(np.asarray(W, dtype=float))
-    n, P, L, E = profile.passage_counts.shape
-    C = profile.passage_counts.reshape(n, P, L * E)
-    num = np.tensordot(W, C, axes=([1], [1]))  # [m, n, L*E]
+    freq = stats.weighted_frequencies(profile.passage_counts, profile.passage_tokens, W)
     tok = W @ profile.passage_tokens.T.astype(float)  # [m, n]
     chars = W @ profile.passage_characters.T.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        freq = num / tok[..., None]
         tpc = tok / chars
-    return freq.reshape(W.shape[0], n, L, E), tpc
+    return freq, tpc
 
 
 def _check_same_passages(profiles) -> int:
@@ -459,7 +456,7 @@ def _mantel_designs(X: np.ndarray, designs, permutations: int, seed: int) -> tup
         covs = [upper(np.asarray(c, dtype=float)) for c in covariates]
         if m < len(covs) + 3:
             continue
-        U = stats._orthonormal_basis(np.column_stack([np.ones(m)] + covs))
+        U = stats.orthonormal_basis(np.column_stack([np.ones(m)] + covs))
         yv = np.asarray(y, dtype=float)[iu]
         ey = yv - (yv @ U) @ U.T
         ex = xv - (xv @ U) @ U.T
@@ -473,7 +470,7 @@ def _mantel_designs(X: np.ndarray, designs, permutations: int, seed: int) -> tup
         live.append((d, (Ey + Ey.T).ravel(), xs, ny, xs @ ey / ny, ok))
     if not live:
         return r_all, p_all
-    perms = stats._permutations(n, permutations, seed)
+    perms = stats.permutation_rows(n, permutations, seed)
     hits = [np.zeros(V) for _ in live]
     chunk = max(1, 2_000_000 // m)
     for s in range(0, len(perms), chunk):
@@ -528,7 +525,7 @@ def stratified_many(X: np.ndarray, labels, strata, permutations: int = stats.HEA
     auc = stats_of(lab[None, :])[0]
     hits = np.zeros((V, 3))
     if permutations:
-        perms = stats._within_strata_permutations(strata, permutations, seed)
+        perms = stats.within_strata_permutations(strata, permutations, seed)
         chunk = max(1, 4_000_000 // max(1, len(iu[0])))
         for s in range(0, permutations, chunk):
             null = stats_of(lab[perms[s:s + chunk]])
@@ -702,17 +699,6 @@ def layer_family_tests(profile, permutations: int = stats.HEADLINE_PERMUTATIONS,
 
 
 # ---------------------------------------------------------------------------- flat clusters vs families
-def _strata_permutations(strata: np.ndarray, permutations: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = len(strata)
-    out = np.tile(np.arange(n), (permutations, 1))
-    for s in np.unique(strata):
-        members = np.flatnonzero(strata == s)
-        if len(members) > 1:
-            out[:, members] = rng.permuted(np.tile(members, (permutations, 1)), axis=1)
-    return out
-
-
 def cluster_agreement(D: np.ndarray, families, scripts, permutations: int = stats.HEADLINE_PERMUTATIONS,
                       seed: int = 0, linkage: str = "average") -> dict:
     """Do the dendrogram's flat clusters recover the families? D [n, n] is clustered (``linkage``)
@@ -729,7 +715,7 @@ def cluster_agreement(D: np.ndarray, families, scripts, permutations: int = stat
     clusters = analysis.flat_clusters(analysis.cluster(D, linkage), k)
     _, lab = np.unique(families, return_inverse=True)
     ari = float(adjusted_rand_score(lab, clusters))
-    perms = _strata_permutations(np.asarray(scripts, dtype=object), permutations, seed)
+    perms = stats.within_strata_permutations(np.asarray(scripts, dtype=object), permutations, seed)
     null = permuted_ari(clusters, lab, perms)
     p = (1 + int((null >= ari - 1e-12).sum())) / (1 + permutations)
     return {"ari": ari, "p_value": p, "clusters": clusters, "k": k}

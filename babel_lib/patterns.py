@@ -245,20 +245,6 @@ def hf_threshold(profile, hf_ratio: float = 2.0) -> float:
     return float(hf_ratio * rate)
 
 
-def weighted_frequencies(counts: np.ndarray, tokens: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Frequencies under passage weights: counts [n, P, ...], tokens [n, P], weights [m, P] (a resample's
-    multiplicities, all ones for the full data) -> float [m, n, ...] = (w @ counts) / (w @ tokens);
-    NaN for a language without weighted tokens."""
-    counts = np.asarray(counts, dtype=np.float64)
-    tokens = np.asarray(tokens, dtype=np.float64)
-    W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    n, P = tokens.shape
-    num = np.einsum("mp,npf->mnf", W, counts.reshape(n, P, -1)).reshape((len(W), n) + counts.shape[2:])
-    den = (W @ tokens.T).reshape((len(W), n) + (1,) * (counts.ndim - 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
 def high_frequency_reductions(counts: np.ndarray, tokens: np.ndarray, threshold, weights: np.ndarray,
                               max_elements: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Which experts are high-frequency under each row of passage weights, reduced two ways:
@@ -437,7 +423,7 @@ def _entropy_statistics(profile):
     counts, tokens = profile.passage_counts, profile.passage_tokens
 
     def fn(W):
-        H = layer_entropy(weighted_frequencies(counts, tokens, W))  # [m, n, L]
+        H = layer_entropy(stats.weighted_frequencies(counts, tokens, W))  # [m, n, L]
         return {"layer": H.mean(axis=1), "third": by_third(H.mean(axis=1)), "language": H.mean(axis=2)}
 
     return fn
@@ -680,7 +666,7 @@ def shared_and_specific(counts: np.ndarray, tokens: np.ndarray, threshold: float
     candidates are bootstrapped."""
     counts = np.asarray(counts)
     n = counts.shape[0]
-    freq = weighted_frequencies(counts, tokens, np.ones((1, counts.shape[1])))[0]
+    freq = stats.weighted_frequencies(counts, tokens, np.ones((1, counts.shape[1])))[0]
     hf = freq >= threshold
     sharing = hf.sum(axis=0)
     shared = sharing == n

@@ -106,6 +106,15 @@ def _frequencies_from_weights(C: np.ndarray, T: np.ndarray, rest: tuple, W: np.n
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def weighted_frequencies(counts: np.ndarray, tokens: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Frequencies under passage weights: counts [n, P, ...], tokens [n, P], weights [m, P] or [P] (a
+    resample's multiplicities; all ones for the full data) -> float [m, n, ...] =
+    (w @ counts) / (w @ tokens); NaN for a language without weighted tokens. The one implementation
+    every resampled statistic uses."""
+    C, T, rest = _check_profile(counts, tokens)
+    return _frequencies_from_weights(C, T, rest, np.atleast_2d(np.asarray(weights, dtype=np.float64)))
+
+
 def resampled_frequencies(counts: np.ndarray, tokens: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Frequencies of each resample: float64 [B, n, ...].
 
@@ -252,6 +261,17 @@ def _interval(estimate, samples, jack, method: str, level: float):
         q_low = adjusted(ndtri(alpha))
         q_high = adjusted(ndtri(1.0 - alpha))
     return _quantiles(samples, q_low), _quantiles(samples, q_high)
+
+
+def interval_result(estimate, samples: np.ndarray, jackknife: np.ndarray | None, method: str = "percentile",
+                    level: float = 0.95, n_units: int = 0) -> BootstrapResult:
+    """A :class:`BootstrapResult` from samples [B, ...] drawn by a caller's own resampling scheme (e.g.
+    passages resampled within each of two corpora); ``jackknife`` [G, ...] leave-one-out values for BCa."""
+    _check_method(method, level)
+    estimate = np.asarray(estimate, dtype=float)
+    low, high = _interval(estimate, samples, jackknife, method, level)
+    return BootstrapResult(_squeeze(estimate), _squeeze(low), _squeeze(high), samples, method, int(len(samples)),
+                           float(level), int(n_units))
 
 
 def _check_method(method: str, level: float) -> None:
@@ -463,7 +483,7 @@ def _permuted_corr(X: np.ndarray, yv: np.ndarray, perms: np.ndarray) -> np.ndarr
     return out
 
 
-def _permutations(n: int, permutations: int, seed: int) -> np.ndarray:
+def permutation_rows(n: int, permutations: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.stack([rng.permutation(n) for _ in range(permutations)]) if permutations else np.zeros((0, n), int)
 
@@ -483,7 +503,7 @@ def mantel(x: np.ndarray, y: np.ndarray, permutations: int = HEADLINE_PERMUTATIO
     X = _prepare(x, method)
     yv = _upper(_prepare(y, method))
     r = float(_upper(X) @ yv / len(yv))
-    perm_r = _permuted_corr(X, yv, _permutations(len(X), permutations, seed))
+    perm_r = _permuted_corr(X, yv, permutation_rows(len(X), permutations, seed))
     p = (1 + int((perm_r >= r - 1e-12).sum())) / (1 + permutations)
     return MantelResult(r, p, permutations, len(X), method)
 
@@ -511,7 +531,7 @@ def partial_mantel(x: np.ndarray, y: np.ndarray, z: np.ndarray, permutations: in
 
     xv = _upper(X)
     r = float(partial(xv @ yv / m, xv @ zv / m))
-    perms = _permutations(len(X), permutations, seed)
+    perms = permutation_rows(len(X), permutations, seed)
     r_xy = _permuted_corr(X, yv, perms)
     r_xz = _permuted_corr(X, zv, perms)
     perm_r = partial(r_xy, r_xz)
@@ -611,7 +631,7 @@ class StratifiedResult:
         return pd.DataFrame(rows)
 
 
-def _within_strata_permutations(strata: np.ndarray, permutations: int, seed: int) -> np.ndarray:
+def within_strata_permutations(strata: np.ndarray, permutations: int, seed: int) -> np.ndarray:
     """int [permutations, n]: each row maps item i to the item whose label it takes; items are
     only shuffled among items of their own stratum."""
     rng = np.random.default_rng(seed)
@@ -679,7 +699,7 @@ def stratified_permutation_test(D: np.ndarray, labels, strata, permutations: int
     perm_auc = np.zeros((0, 2))
     perm_all = np.zeros(0)
     if permutations:
-        perms = _within_strata_permutations(strata, permutations, seed)
+        perms = within_strata_permutations(strata, permutations, seed)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, len(d)))
         a_parts, o_parts = [], []
         for s in range(0, permutations, chunk):
@@ -723,7 +743,7 @@ def _standardise(v: np.ndarray) -> np.ndarray:
         return np.where(sd > 0, v / np.where(sd > 0, sd, 1.0), np.nan)
 
 
-def _p_value(observed: float, null: np.ndarray, alternative: str, permutations: int) -> float:
+def permutation_p(observed: float, null: np.ndarray, alternative: str, permutations: int) -> float:
     if not np.isfinite(observed):
         return float("nan")
     if alternative == "two-sided":
@@ -761,7 +781,7 @@ def permutation_test_over_languages(x, y, statistic: str | Callable = "spearman"
     n = len(x)
     if n < 3:
         raise ValueError("a correlation over languages needs at least 3 languages")
-    perms = _permutations(n, permutations, seed)
+    perms = permutation_rows(n, permutations, seed)
     if callable(statistic):
         obs = float(statistic(x, y))
         null = np.array([statistic(x, y[p]) for p in perms], dtype=float)
@@ -775,7 +795,7 @@ def permutation_test_over_languages(x, y, statistic: str | Callable = "spearman"
         name = statistic
     else:
         raise ValueError(f"statistic must be 'spearman', 'pearson' or a function, got {statistic!r}")
-    return PermutationResult(obs, _p_value(obs, null, alternative, permutations), int(permutations), n, name,
+    return PermutationResult(obs, permutation_p(obs, null, alternative, permutations), int(permutations), n, name,
                              alternative, "y permuted over languages")
 
 
@@ -814,9 +834,9 @@ def partial_correlation(x, y, covariates, method: str = "pearson", permutations:
     ex, ey = resid(x), resid(y)
     xs = _standardise(ex)
     obs = float(xs @ _standardise(ey) / n)
-    perms = _permutations(n, permutations, seed)
+    perms = permutation_rows(n, permutations, seed)
     null = _standardise(resid(ey[perms])) @ xs / n if permutations else np.zeros(0)
-    return PermutationResult(obs, _p_value(obs, null, alternative, permutations), int(permutations), n,
+    return PermutationResult(obs, permutation_p(obs, null, alternative, permutations), int(permutations), n,
                              f"partial {method}", alternative, "Freedman-Lane: residuals of y permuted")
 
 
@@ -1018,7 +1038,7 @@ from .verdicts import VERDICTS, verdict  # noqa: E402,F401 (the verdict words li
 
 
 # ---------------------------------------------------------------------------- Mantel test, several covariates
-def _orthonormal_basis(A: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+def orthonormal_basis(A: np.ndarray, tol: float = 1e-10) -> np.ndarray:
     """An orthonormal basis [m, r] of the column space of A [m, k] (columns that add nothing are
     dropped: a constant or duplicated covariate)."""
     U, s, _ = np.linalg.svd(A, full_matrices=False)
@@ -1066,7 +1086,7 @@ def partial_mantel_covariates(x: np.ndarray, y: np.ndarray, covariates, permutat
 
     m = len(iu[0])
     Z = np.column_stack([np.ones(m)] + [vec(c) for c in covs])
-    U = _orthonormal_basis(Z)
+    U = orthonormal_basis(Z)
 
     def resid(V):  # [..., m] -> residuals after least squares on the covariates
         return V - (V @ U) @ U.T
@@ -1077,7 +1097,7 @@ def partial_mantel_covariates(x: np.ndarray, y: np.ndarray, covariates, permutat
             raise ValueError(f"{name} is fully explained by the covariates: nothing is left to correlate")
     ys = _standardise(ey)
     r = float(_standardise(ex) @ ys / m)
-    perms = _permutations(n, permutations, seed)
+    perms = permutation_rows(n, permutations, seed)
     source = x
     if permute == "residuals":
         source = np.zeros((n, n))

@@ -63,8 +63,12 @@ def test_loss_summary_weights_by_tokens():
 def test_sample_prompts_is_deterministic_per_task_and_language(eval_set):
     a = answers.sample_prompts(eval_set, 2, seed=0)
     assert a.to_list() == answers.sample_prompts(eval_set, 2, seed=0).to_list()
-    counts = a.to_pandas().groupby(["lang", "task"]).size()
-    assert (counts <= 2).all() and len(counts) == eval_set.to_pandas().groupby(["lang", "task"]).ngroups
+    keys = ["lang", "source_lang", "task"]
+    counts = a.to_pandas().groupby(keys).size()
+    assert (counts <= 2).all() and len(counts) == eval_set.to_pandas().groupby(keys).ngroups
+    # translation into English is sampled for every source language, not once for English
+    to_english = a.to_pandas().query("task == 'to_english'")
+    assert set(to_english["source_lang"]) == set(LANGS) - {"eng"} and len(to_english) == 2 * (len(LANGS) - 1)
 
 
 def test_greedy_generation_matches_stepwise_argmax(eval_set):

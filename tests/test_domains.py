@@ -185,8 +185,8 @@ def test_joint_bootstrap_interval_covers_a_known_mean():
 def test_weighted_frequencies():
     counts = np.array([[[[1]], [[3]]]])    # 1 language, 2 passages, 1 layer, 1 expert
     tokens = np.array([[10, 10]])
-    np.testing.assert_allclose(domains.weighted_frequencies(counts, tokens, np.array([1.0, 1.0])), [[[0.2]]])
-    np.testing.assert_allclose(domains.weighted_frequencies(counts, tokens, np.array([0.0, 2.0])), [[[0.3]]])
+    np.testing.assert_allclose(stats.weighted_frequencies(counts, tokens, np.array([1.0, 1.0]))[0], [[[0.2]]])
+    np.testing.assert_allclose(stats.weighted_frequencies(counts, tokens, np.array([0.0, 2.0]))[0], [[[0.3]]])
 
 
 # ---------------------------------------------------------------------------- the chapter's statistics

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from babel_lib import patterns
+from babel_lib import patterns, stats
 from babel_lib.profile import Profile
 
 
@@ -93,7 +93,7 @@ def make_profile(counts, tokens, languages, expert_size=4, characters=None, top_
 
 
 def brute_force_reductions(counts, tokens, threshold, W):
-    f = patterns.weighted_frequencies(counts, tokens, W)  # [m, n, L, E]
+    f = stats.weighted_frequencies(counts, tokens, W)  # [m, n, L, E]
     hf = np.nan_to_num(f, nan=-1.0) >= threshold
     return hf.sum(axis=-1), hf.sum(axis=1)
 

@@ -245,7 +245,7 @@ def test_pair_auc_by_hand():
 
 def test_within_strata_permutations_keep_strata():
     strata = np.array([0, 1, 0, 2, 1, 0, 2, 2])
-    perms = S._within_strata_permutations(strata, 50, seed=0)
+    perms = S.within_strata_permutations(strata, 50, seed=0)
     assert (strata[perms] == strata).all()
     assert all(sorted(p) == list(range(8)) for p in perms)
     assert len({tuple(p) for p in perms}) > 10
