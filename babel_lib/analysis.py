@@ -560,6 +560,13 @@ def depth_frame(stats: dict, grid_points: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_third(values: np.ndarray) -> np.ndarray:
+    """Mean of per-layer values [..., L] within the early, middle and late thirds: [..., 3]."""
+    values = np.asarray(values, dtype=float)
+    thirds = depth_third(values.shape[-1])
+    return np.stack([values[..., thirds == t].mean(axis=-1) for t in DEPTH_THIRDS], axis=-1)
+
+
 def depth_trend(values: np.ndarray) -> float:
     """Spearman correlation of a per-layer statistic [L] with depth (+1: rises steadily with depth)."""
     values = np.asarray(values, dtype=float)

@@ -798,6 +798,11 @@ def clade_path(key: str) -> list[str]:
     return path.split("|") if path else []
 
 
+def language_metadata(languages) -> pd.DataFrame:
+    """Family and script of each language key, in order ('' where unknown), index 0..n-1."""
+    return language_table().reindex(list(languages))[["family", "script"]].fillna("").reset_index(drop=True)
+
+
 # ----------------------------------------------------------------------------- names
 @functools.lru_cache(maxsize=None)
 def language_name(key: str) -> str:

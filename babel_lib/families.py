@@ -1194,7 +1194,7 @@ def depth_statistics(freq: np.ndarray, rate: float, hf_ratio: float = analysis.H
     - entropy: normalised entropy of the layer's frequencies over its experts (1 = all used equally);
     - distance between languages: mean Hellinger distance between two languages' layer profiles.
     """
-    from .patterns import departure
+    from .heatmaps import departure
 
     freq = np.asarray(freq, dtype=float)
     return np.stack([

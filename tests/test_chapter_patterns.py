@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from babel_lib import patterns, stats
+from babel_lib import analysis, heatmaps, high_frequency, sharing, stats
 from babel_lib.profile import Profile
 
 
@@ -19,25 +19,25 @@ def profile_from(counts, tokens, languages):
 
 def test_rank_within_layer():
     values = np.array([[0.1, 0.5, 0.3, 0.5]])
-    assert patterns.rank_within_layer(values).tolist() == [[3, 0, 2, 1]]  # ties by expert id
+    assert heatmaps.rank_within_layer(values).tolist() == [[3, 0, 2, 1]]  # ties by expert id
 
 
 def test_departure_and_concentration_known_values():
     freq = np.array([[[0.5, 0.5, 0.0, 0.0]], [[0.0, 0.0, 0.5, 0.5]]])  # 2 languages, 1 layer, 4 experts
-    np.testing.assert_allclose(patterns.departure(freq), [[0.25], [0.25]])
+    np.testing.assert_allclose(heatmaps.departure(freq), [[0.25], [0.25]])
     same = np.repeat(freq[:1], 2, axis=0)
-    np.testing.assert_allclose(patterns.departure(same), 0.0)
-    np.testing.assert_allclose(patterns.concentration(freq, top_fraction=0.25), 0.5)  # top 1 of 4 carries half
-    assert patterns.uniform_share(64, 0.1) == 6 / 64
+    np.testing.assert_allclose(heatmaps.departure(same), 0.0)
+    np.testing.assert_allclose(heatmaps.concentration(freq, top_fraction=0.25), 0.5)  # top 1 of 4 carries half
+    assert heatmaps.uniform_share(64, 0.1) == 6 / 64
     flat = np.full((1, 1, 64), 0.2)
-    assert patterns.concentration(flat, 0.1)[0, 0] == pytest.approx(6 / 64)
+    assert heatmaps.concentration(flat, 0.1)[0, 0] == pytest.approx(6 / 64)
     # leading (resample) axes are kept
-    assert patterns.departure(np.stack([freq, freq])).shape == (2, 2, 1)
+    assert heatmaps.departure(np.stack([freq, freq])).shape == (2, 2, 1)
 
 
 def test_by_third():
     values = np.arange(6.0)
-    np.testing.assert_allclose(patterns.by_third(values), [0.5, 2.5, 4.5])
+    np.testing.assert_allclose(analysis.by_third(values), [0.5, 2.5, 4.5])
 
 
 def test_departure_floor_tracks_sampling_noise():
@@ -48,10 +48,10 @@ def test_departure_floor_tracks_sampling_noise():
         tokens = np.full((1, P), tokens_per_passage)
         counts = rng.binomial(tokens[..., None, None].repeat(L, 2).repeat(E, 3), np.clip(p, 0, 1)[None, None])
         return counts, tokens
-    big = patterns.departure_floor(*sample(2000), n_splits=30)
-    small = patterns.departure_floor(*sample(20), n_splits=30)
+    big = heatmaps.departure_floor(*sample(2000), n_splits=30)
+    small = heatmaps.departure_floor(*sample(20), n_splits=30)
     assert big.shape == (1, L) and (small > 3 * big).all()
-    assert np.isnan(patterns.departure_floor(np.zeros((1, 1, L, E)), np.ones((1, 1)))).all()
+    assert np.isnan(heatmaps.departure_floor(np.zeros((1, 1, L, E)), np.ones((1, 1)))).all()
 
 
 def test_heatmap_results_on_constructed_profiles():
@@ -70,7 +70,7 @@ def test_heatmap_results_on_constructed_profiles():
         tokens.append(t)
     prof = profile_from(counts, tokens, langs)
     other = profile_from(np.asarray(counts)[:, ::-1], tokens, langs)  # same data, passages reordered
-    out = patterns.heatmap_results({"main": prof, "other": other}, n_resamples=200, n_splits=20)
+    out = heatmaps.heatmap_results({"main": prof, "other": other}, n_resamples=200, n_splits=20)
     facts = out["facts"]
     assert facts["most_departing"] == "Spanish" and facts["top_separated"]
     assert facts["concentration_above_uniform"] and facts["robust_concentration"]
@@ -78,7 +78,7 @@ def test_heatmap_results_on_constructed_profiles():
     assert row["low"] - 1e-12 <= row["departure"] <= row["high"] + 1e-12 and row["beyond_noise"]
     assert list(out["by_third"]["third"]) == ["early", "middle", "late"]
     assert out["robustness"]["spearman_with_main"].tolist() == [1.0, 1.0]
-    verdict = patterns.heatmap_verdicts(facts)[0]
+    verdict = heatmaps.heatmap_verdicts(facts)[0]
     assert verdict["verdict"] in ("reproduced", "partly reproduced")
 
 
@@ -109,7 +109,7 @@ def test_high_frequency_reductions_match_brute_force(threshold):
     W = stats_resamples(P, 40)
     W[0, :] = 0
     W[0, 2] = 3  # only the empty passage: language 1 has no tokens in this row
-    got = patterns.high_frequency_reductions(counts, tokens, threshold, W, max_elements=50)
+    got = high_frequency.high_frequency_reductions(counts, tokens, threshold, W, max_elements=50)
     want = brute_force_reductions(counts, tokens, threshold, W)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
@@ -123,11 +123,11 @@ def stats_resamples(P, B, seed=0):
 
 def test_third_shares_and_uniform():
     per_layer = np.array([[1, 1, 0, 0, 4, 4], [0, 0, 0, 0, 0, 0]])
-    shares = patterns.third_shares(per_layer)
+    shares = high_frequency.third_shares(per_layer)
     np.testing.assert_allclose(shares[0], [0.2, 0.0, 0.8])
     assert np.isnan(shares[1]).all()
-    np.testing.assert_allclose(patterns.uniform_third_shares(6), [1 / 3] * 3)
-    np.testing.assert_allclose(patterns.uniform_third_shares(4), [0.5, 0.25, 0.25])  # layers 0,1 | 2 | 3
+    np.testing.assert_allclose(high_frequency.uniform_third_shares(6), [1 / 3] * 3)
+    np.testing.assert_allclose(high_frequency.uniform_third_shares(4), [0.5, 0.25, 0.25])  # layers 0,1 | 2 | 3
 
 
 def test_recentred_bootstrap_p():
@@ -135,10 +135,10 @@ def test_recentred_bootstrap_p():
     expected = np.array([1 / 3, 1 / 3, 1 / 3])
     far = np.array([0.2, 0.2, 0.6])
     samples = far + rng.normal(0, 0.01, size=(999, 3))
-    assert patterns.recentred_bootstrap_p(far, samples, expected) == pytest.approx(1 / 1000)
+    assert high_frequency.recentred_bootstrap_p(far, samples, expected) == pytest.approx(1 / 1000)
     noisy = far + rng.normal(0, 0.5, size=(999, 3))
-    assert patterns.recentred_bootstrap_p(far, noisy, expected) > 0.3  # within noise: no evidence
-    assert patterns.recentred_bootstrap_p(expected, samples, expected) == 1.0
+    assert high_frequency.recentred_bootstrap_p(far, noisy, expected) > 0.3  # within noise: no evidence
+    assert high_frequency.recentred_bootstrap_p(expected, samples, expected) == 1.0
 
 
 def late_heavy_profiles(n_lang=5, P=20, seed=0):
@@ -164,7 +164,7 @@ def late_heavy_profiles(n_lang=5, P=20, seed=0):
 def test_high_frequency_results_on_constructed_profiles():
     prof = late_heavy_profiles()
     other = prof._replace(passage_counts=prof.passage_counts[:, ::-1].copy())
-    out = patterns.high_frequency_results({"main": prof, "other": other}, n_resamples=200, permutations=199)
+    out = high_frequency.high_frequency_results({"main": prof, "other": other}, n_resamples=200, permutations=199)
     f = out["facts"]
     assert f["largest_third"] == "late" and f["depth_departs"] and f["robust_depth"]
     third = out["by_third"].set_index("third")
@@ -180,7 +180,7 @@ def test_high_frequency_results_on_constructed_profiles():
     assert layer["mean_high"].tolist() == [3.0, 1.0, 1.0, 1.0, 3.0, 3.0]
     assert (layer["entropy"] >= layer["entropy_floor"] - 1e-9).all()
     assert list(out["robustness"]["largest_third"]) == ["late", "late"]
-    assert patterns.high_frequency_verdicts(f)[0]["verdict"] == "reproduced"
+    assert high_frequency.high_frequency_verdicts(f)[0]["verdict"] == "reproduced"
 
 
 def test_high_frequency_results_even_depth_is_not_a_departure():
@@ -190,14 +190,14 @@ def test_high_frequency_results_even_depth_is_not_a_departure():
     q[:, 0] = 0.8  # one high-frequency expert in every layer: uniform over depth
     counts = [rng.binomial(np.full((P, L, E), 300), q[None]) for _ in range(3)]
     prof = make_profile(counts, np.full((3, P), 300), ["eng", "fra", "spa"])
-    f = patterns.high_frequency_results({"main": prof}, n_resamples=200, permutations=99)["facts"]
+    f = high_frequency.high_frequency_results({"main": prof}, n_resamples=200, permutations=99)["facts"]
     assert not f["depth_departs"] and f["p_depth"] > 0.5
-    assert patterns.high_frequency_verdicts(f)[0]["verdict"] == "not reproduced"
+    assert high_frequency.high_frequency_verdicts(f)[0]["verdict"] == "not reproduced"
 
 
 # ---------------------------------------------------------------------------- chapter 4: shared and specific experts
 def test_poisson_binomial_and_chance_histogram_match_simulation():
-    pb = patterns.poisson_binomial([0.5, 0.5, 0.5])
+    pb = sharing.poisson_binomial([0.5, 0.5, 0.5])
     np.testing.assert_allclose(pb, [1 / 8, 3 / 8, 3 / 8, 1 / 8])
     rng = np.random.default_rng(0)
     h = np.array([[3, 1], [4, 2], [2, 5]])  # 3 languages x 2 layers, E = 6
@@ -205,14 +205,14 @@ def test_poisson_binomial_and_chance_histogram_match_simulation():
     hist = np.zeros(4)
     shared = np.zeros(2 * E + 1)
     for _ in range(sims):
-        sharing = np.zeros((2, E), dtype=int)
+        counts_of = np.zeros((2, E), dtype=int)
         for i in range(3):
             for l in range(2):
-                sharing[l, rng.choice(E, h[i, l], replace=False)] += 1
-        hist += np.bincount(sharing.reshape(-1), minlength=4)
-        shared[(sharing == 3).sum()] += 1
-    np.testing.assert_allclose(patterns.chance_sharing_histogram(h, E), hist / sims, atol=0.05)
-    pmf = patterns.chance_shared_distribution(h, E)
+                counts_of[l, rng.choice(E, h[i, l], replace=False)] += 1
+        hist += np.bincount(counts_of.reshape(-1), minlength=4)
+        shared[(counts_of == 3).sum()] += 1
+    np.testing.assert_allclose(sharing.chance_sharing_histogram(h, E), hist / sims, atol=0.05)
+    pmf = sharing.chance_shared_distribution(h, E)
     assert pmf.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(pmf, shared / sims, atol=0.01)
     # expected shared by all = sum over layers of E * prod(h / E)
@@ -223,11 +223,11 @@ def test_poisson_binomial_and_chance_histogram_match_simulation():
 def test_match_experts_and_grouped_counts():
     a = np.array([[0, 0, 1, 1, 2, 2]])
     b = np.array([[2, 2, 0, 1, 1, 0]])  # expert 0 of a is expert 2 of b; 1 and 2 are split
-    best, overlap, jac = patterns.match_experts(a, b)
+    best, overlap, jac = sharing.match_experts(a, b)
     assert best[0, 0] == 2 and overlap[0].tolist() == [2, 1, 1]
     assert jac[0, 0] == 1.0 and jac[0, 1] == pytest.approx(1 / 3)
     counts = np.arange(12).reshape(1, 2, 1, 6)  # [n=1, P=2, L=1, N=6]
-    g = patterns.grouped_counts(counts, a)
+    g = sharing.grouped_counts(counts, a)
     assert g[0, 0, 0].tolist() == [1, 5, 9] and g[0, 1, 0].tolist() == [13, 17, 21]
 
 
@@ -235,7 +235,7 @@ def test_frequency_bounds_match_the_bootstrap():
     rng = np.random.default_rng(0)
     counts = rng.binomial(50, 0.3, size=(2, 12, 2, 3))
     tokens = np.full((2, 12), 50)
-    low, high = patterns.frequency_bounds(counts, tokens, [0, 1], [2, 0], n_resamples=100, seed=1,
+    low, high = sharing.frequency_bounds(counts, tokens, [0, 1], [2, 0], n_resamples=100, seed=1,
                                           max_elements=200)
     from babel_lib import stats
     res = stats.bootstrap(lambda f: f[..., 1, 0], counts, tokens, 100, 1, batched=True)
@@ -265,7 +265,7 @@ def shared_specific_setup(P=20, seed=0):
     langs = ["eng", "fra", "cmn_hans"]
 
     def view(labels):
-        return make_profile(patterns.grouped_counts(neurons, labels) // 4, tokens, langs, expert_size=4)
+        return make_profile(sharing.grouped_counts(neurons, labels) // 4, tokens, langs, expert_size=4)
 
     views = {"seed 0": view(lab0), "seed 1": view(lab1), "neurons": make_profile(neurons, tokens, langs, 1)}
     parts = [SimpleNamespace(labels=lab0), SimpleNamespace(labels=lab1)]
@@ -275,7 +275,7 @@ def shared_specific_setup(P=20, seed=0):
 def test_shared_and_specific_naive_and_robust():
     views, _ = shared_specific_setup()
     prof = views["seed 0"]
-    r = patterns.shared_and_specific(prof.passage_counts, prof.passage_tokens, 0.5, n_resamples=200)
+    r = sharing.shared_and_specific(prof.passage_counts, prof.passage_tokens, 0.5, n_resamples=200)
     assert r["shared"][:, 0].all() and r["robust_shared"][:, 0].all() and r["shared"].sum() == 2
     assert (r["owner"][:, 1] == 0).all() and (r["robust_owner"][:, 1] == 0).all()  # English-specific
     # expert 2 (neurons 8-11, French at 0.52): naive-specific to French but within noise of the bar
@@ -284,10 +284,10 @@ def test_shared_and_specific_naive_and_robust():
 
 def test_lape_comparison_counts_overlap_against_chance():
     import pandas as pd
-    sharing = np.array([[3, 1, 0, 1], [2, 1, 0, 0]])
+    how_many = np.array([[3, 1, 0, 1], [2, 1, 0, 0]])
     robust_owner = np.array([[-1, 0, -1, 1], [-1, -1, -1, -1]])
     table = pd.DataFrame({"layer": [0, 0, 1], "expert": [1, 0, 1], "top_language": ["eng", "eng", "fra"]})
-    cmp = patterns.lape_comparison(table, sharing, robust_owner, ["eng", "fra", "spa"])
+    cmp = sharing.lape_comparison(table, how_many, robust_owner, ["eng", "fra", "spa"])
     assert cmp["overlap"] == 1 and cmp["same_language"] == 1 and cmp["expected"] == pytest.approx(3 * 2 / 8)
     assert cmp["hf_languages"].tolist() == [1, 3, 1] and cmp["hf_languages_median"] == 1
     from scipy.stats import hypergeom
@@ -296,7 +296,7 @@ def test_lape_comparison_counts_overlap_against_chance():
 
 def test_shared_specific_results_on_constructed_views():
     views, parts = shared_specific_setup()
-    out = patterns.shared_specific_results(views, parts, n_resamples=200, permutations=99, lape_top_rate=0.25)
+    out = sharing.shared_specific_results(views, parts, n_resamples=200, permutations=99, lape_top_rate=0.25)
     f = out["facts"]
     assert f["shared"] == 2 and f["robust_shared"] == 2 and f["chance_shared"] < 2
     assert f["robust_specific"] == 2 and f["specific"] == 4
@@ -315,9 +315,9 @@ def test_shared_specific_results_on_constructed_views():
     assert out["tests"]["p_holm"].ge(out["tests"]["p_value"] - 1e-12).all()
     # 2 shared experts where chance overlap gives 0.5 (E = 4 experts a layer): not beyond chance
     assert f["chance_shared"] == pytest.approx(0.5) and f["p_shared"] > 0.05
-    words = [r["verdict"] for r in patterns.shared_specific_verdicts(f)]
+    words = [r["verdict"] for r in sharing.shared_specific_verdicts(f)]
     assert words == ["not reproduced", "reproduced"]
     clear = {**f, "p_shared": 1e-4, "p_shared_holm": 3e-4}
-    assert patterns.shared_specific_verdicts(clear)[0]["verdict"] == "reproduced"
+    assert sharing.shared_specific_verdicts(clear)[0]["verdict"] == "reproduced"
     gone = {**f, "robust_specific": 0, "robust_specific_every_view": False}
-    assert patterns.shared_specific_verdicts(gone)[1]["verdict"] == "not reproduced"
+    assert sharing.shared_specific_verdicts(gone)[1]["verdict"] == "not reproduced"
