@@ -1,5 +1,5 @@
-"""From activation frequencies to findings: high-frequency experts, shared and specific
-experts, similarity between languages, tests against the family tree, model comparison.
+"""The building blocks of findings, shared by the chapters: frequencies, high-frequency experts,
+shared and specific experts, distances and clustering of languages, statistics at relative depth.
 
 Pure functions on numpy arrays (and :class:`babel_lib.profile.Profile` where named).
 Shapes: ``n`` languages, ``L`` layers, ``E`` experts a layer. ``freq`` is always the
@@ -19,19 +19,21 @@ Our choices where the paper is silent (each a named parameter):
   high-frequency in exactly one language;
 - language distance: Jensen-Shannon distance (base 2, in [0, 1]) between frequency
   profiles normalised to sum 1 (under top-k every layer sums to k, so layers weigh
-  equally), or cosine distance; hierarchical clustering with average linkage;
-- tests: Mantel permutation tests (one-sided, ``r`` greater than under permutation),
-  ``p = (1 + #{r_perm >= r}) / (1 + permutations)``, seeded.
+  equally), or cosine distance (the chapters' Hellinger distance is in
+  :mod:`babel_lib.distances`); hierarchical clustering with average linkage.
+
+Tests and intervals live in :mod:`babel_lib.stats` (re-exported here for older callers).
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
+
+from .definitions import active_count
 
 DEPTH_THIRDS = ("early", "middle", "late")
 #: Default high-frequency rule (our choice): frequency >= HF_RATIO x the base rate k/E.
@@ -63,7 +65,7 @@ def base_rate(profile) -> np.ndarray:
     d = profile.definitions
     if d.get("activation", "topk") == "topk":
         E = profile.n_experts
-        k = max(1, min(E, round(d["top_k_fraction"] * E)))
+        k = active_count(d["top_k_fraction"], E)
         return np.asarray(k / E)
     return profile.frequencies().mean(axis=2, keepdims=True)
 
@@ -364,52 +366,10 @@ def nearest_neighbours(D: np.ndarray, languages: list[str], k: int = 3) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def pair_table(D: np.ndarray, languages: list[str], pairs) -> pd.DataFrame:
-    """How close chosen pairs are: a, b, distance, percentile (share of all pairs that are
-    closer, 0 = the closest pair of the run), rank_of_b_for_a (1 = b is a's nearest
-    language), rank_of_a_for_b. Pairs with a language not in ``languages`` are skipped."""
-    D = np.asarray(D, dtype=float)
-    n = len(languages)
-    allpairs = D[np.triu_indices(n, 1)]
-    rows = []
-    for a, b in pairs:
-        if a not in languages or b not in languages:
-            continue
-        i, j = languages.index(a), languages.index(b)
-        d = D[i, j]
-
-        def rank(x, y):
-            others = np.delete(D[x], x)
-            return int((others < D[x, y]).sum()) + 1
-
-        rows.append({"a": a, "b": b, "distance": float(d), "percentile": float((allpairs < d).mean()),
-                     "rank_of_b_for_a": rank(i, j), "rank_of_a_for_b": rank(j, i)})
-    return pd.DataFrame(rows, columns=["a", "b", "distance", "percentile", "rank_of_b_for_a", "rank_of_a_for_b"])
-
-
 def different(labels) -> np.ndarray:
     """[n, n] 0/1 matrix: 1 where two items have different labels (e.g. scripts, families)."""
     labels = np.asarray(labels)
     return (labels[:, None] != labels[None, :]).astype(float)
-
-
-def contrast_table(M: np.ndarray, families, scripts) -> pd.DataFrame:
-    """A pairwise matrix M [n, n] (distance or similarity) summarised by (same family?, same script?):
-    same_family, same_script, pairs, mean, median over the pairs i < j (empty groups left out)."""
-    M = np.asarray(M, dtype=float)
-    n = len(M)
-    iu = np.triu_indices(n, 1)
-    sf = (1 - different(families))[iu].astype(bool)
-    ss = (1 - different(scripts))[iu].astype(bool)
-    d = M[iu]
-    rows = []
-    for f in (True, False):
-        for s in (True, False):
-            m = (sf == f) & (ss == s)
-            if m.any():
-                rows.append({"same_family": f, "same_script": s, "pairs": int(m.sum()),
-                             "mean": float(d[m].mean()), "median": float(np.median(d[m]))})
-    return pd.DataFrame(rows, columns=["same_family", "same_script", "pairs", "mean", "median"])
 
 
 # ---------------------------------------------------------------------------- clustering
@@ -435,46 +395,6 @@ def flat_clusters(Z: np.ndarray, n_clusters: int) -> np.ndarray:
     return hierarchy.fcluster(Z, t=n_clusters, criterion="maxclust")
 
 
-def adjusted_rand_index(a, b) -> float:
-    """Adjusted Rand index (Hubert and Arabie 1985) of two labelings of the same n items.
-
-    1 = identical partitions, about 0 = chance agreement, negative = below chance. When both
-    labelings put everything in one cluster (or each item alone), the index is 1.0.
-    """
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError("two labelings of the same items are needed")
-    _, ia = np.unique(a, return_inverse=True)
-    _, ib = np.unique(b, return_inverse=True)
-    table = np.zeros((ia.max() + 1, ib.max() + 1), dtype=np.int64)
-    np.add.at(table, (ia, ib), 1)
-
-    def comb2(x):
-        x = np.asarray(x, dtype=np.float64)
-        return (x * (x - 1) / 2).sum()
-
-    n = len(a)
-    index = comb2(table)
-    sa, sb = comb2(table.sum(axis=1)), comb2(table.sum(axis=0))
-    expected = sa * sb / comb2([n]) if n > 1 else 0.0
-    maximum = (sa + sb) / 2
-    if maximum == expected:
-        return 1.0
-    return float((index - expected) / (maximum - expected))
-
-
-def ari_permutation_p(a, b, permutations: int = 999, seed: int = 0) -> float:
-    """One-sided permutation p-value of the ARI of labelings a and b (b's labels shuffled):
-    (1 + #{ARI_perm >= ARI}) / (1 + permutations)."""
-    a = np.asarray(a)
-    b = np.asarray(b)
-    observed = adjusted_rand_index(a, b)
-    rng = np.random.default_rng(seed)
-    hits = sum(adjusted_rand_index(a, rng.permutation(b)) >= observed - 1e-12 for _ in range(permutations))
-    return (1 + hits) / (1 + permutations)
-
-
 def dendrogram_segments(Z: np.ndarray, labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coordinates to draw a dendrogram without matplotlib (scipy ``no_plot=True``).
 
@@ -490,31 +410,6 @@ def dendrogram_segments(Z: np.ndarray, labels: list[str]) -> tuple[pd.DataFrame,
     leaves = pd.DataFrame({"label": d["ivl"], "position": np.arange(len(d["ivl"])),
                            "y": np.arange(len(d["ivl"]), dtype=float)})
     return pd.DataFrame(rows), leaves
-
-
-def tree_layout(graph, root: str = "Glottolog") -> pd.DataFrame:
-    """A layered drawing of a rooted tree (networkx DiGraph, edges parent -> child).
-
-    Leaves get y = 0, 1, ... in depth-first order (children sorted by name); an inner node
-    sits at the mean y of its children; x = depth (edges from the root). Returns one row
-    per node: node, kind (node attribute, if any), depth, y, parent (None for the root).
-    """
-    rows = {}
-
-    def visit(node, depth, parent, counter):
-        children = sorted(graph.successors(node), key=str)
-        if children:
-            ys = [visit(c, depth + 1, node, counter) for c in children]
-            y = float(np.mean(ys))
-        else:
-            y = float(counter[0])
-            counter[0] += 1
-        rows[node] = {"node": node, "kind": graph.nodes[node].get("kind"), "depth": depth, "y": y,
-                      "parent": parent}
-        return y
-
-    visit(root, 0, None, [0])
-    return pd.DataFrame(list(rows.values()))
 
 
 # ---------------------------------------------------------------------------- tests

@@ -262,62 +262,6 @@ def test_partial_mantel_separates_confounds():
         A.mantel(D, np.ones((n, n)), 9)
 
 
-def test_adjusted_rand_index():
-    a = [0, 0, 1, 1, 2, 2]
-    assert A.adjusted_rand_index(a, a) == pytest.approx(1.0)
-    assert A.adjusted_rand_index(a, [5, 5, 7, 7, 9, 9]) == pytest.approx(1.0)  # label names do not matter
-    # textbook value (Hubert and Arabie): computed by hand from the contingency table
-    x = [0, 0, 0, 1, 1, 1]
-    y = [0, 0, 1, 1, 2, 2]
-    # pairs together: x 6, y 3, both 2; total 15 -> (2 - 6*3/15) / ((6+3)/2 - 6*3/15)
-    assert A.adjusted_rand_index(x, y) == pytest.approx((2 - 18 / 15) / (4.5 - 18 / 15))
-    rng = np.random.default_rng(0)
-    scores = [A.adjusted_rand_index(rng.integers(0, 4, 200), rng.integers(0, 4, 200)) for _ in range(30)]
-    assert abs(np.mean(scores)) < 0.02
-    assert A.adjusted_rand_index([1, 1, 1], [2, 2, 2]) == 1.0
-
-
-def test_clustering_recovers_groups():
-    D, tree, labels = tree_structured()
-    Z = A.cluster(D)
-    assert A.adjusted_rand_index(A.flat_clusters(Z, 4), labels) == pytest.approx(1.0)
-    assert A.cophenetic_correlation(Z, D) > 0.9
-    C = A.cophenetic_matrix(Z)
-    assert C.shape == D.shape and np.allclose(C, C.T)
-    segments, leaves = A.dendrogram_segments(Z, [f"x{i}" for i in range(len(D))])
-    assert len(segments) == 3 * (len(D) - 1)
-    assert sorted(leaves.label) == sorted(f"x{i}" for i in range(len(D)))
-    assert segments[["y", "y2"]].min().min() >= 0 and segments[["y", "y2"]].max().max() <= len(D) - 1
-    assert segments[["x", "x2"]].max().max() == pytest.approx(Z[:, 2].max())
-
-
-def test_pair_table_and_contrast():
-    D = np.array([[0, 1, 4, 5], [1, 0, 3, 6], [4, 3, 0, 2], [5, 6, 2, 0.0]])
-    langs = ["hin", "urd", "arb", "eng"]
-    t = A.pair_table(D, langs, [("hin", "urd"), ("urd", "arb"), ("hin", "xxx")])
-    assert len(t) == 2
-    hu = t.iloc[0]
-    assert hu.percentile == 0 and hu.rank_of_b_for_a == 1 and hu.rank_of_a_for_b == 1
-    ua = t.iloc[1]
-    assert ua.rank_of_b_for_a == 2 and ua.rank_of_a_for_b == 2
-    c = A.contrast_table(D, ["ie", "ie", "aa", "ie"], ["deva", "arab", "arab", "latn"])
-    assert c.pairs.sum() == 6
-    row = c[(~c.same_family) & c.same_script]
-    assert row["mean"].item() == 3
-    nn = A.nearest_neighbours(D, langs, k=1)
-    assert list(nn.neighbour) == ["urd", "hin", "eng", "arb"]
-
-
-def test_tree_layout():
-    import networkx as nx
-
-    g = nx.DiGraph([("root", "A"), ("A", "a1"), ("A", "a2"), ("root", "b")])
-    lay = A.tree_layout(g, "root").set_index("node")
-    assert lay.loc["a1", "y"] == 0 and lay.loc["a2", "y"] == 1 and lay.loc["b", "y"] == 2
-    assert lay.loc["A", "y"] == 0.5 and lay.loc["root", "depth"] == 0 and lay.loc["a1", "depth"] == 2
-
-
-# ---------------------------------------------------------------------------- relative depth
 def test_resample_depth():
     grid = A.depth_grid(4)
     np.testing.assert_allclose(A.resample_depth(np.arange(4.0), grid), np.arange(4.0))
@@ -344,27 +288,6 @@ def test_shared_by_subset_size_shrinks():
     means = t.groupby("size")["shared"].mean()
     assert means.is_monotonic_decreasing and means.loc[10] >= 1
     assert (t["size"] == 10).sum() == 1
-
-
-def test_ari_permutation_and_tables():
-    labels = np.repeat([0, 1, 2], 6)
-    assert A.ari_permutation_p(labels, labels, 199) == pytest.approx(1 / 200)
-    rng = np.random.default_rng(1)
-    assert A.ari_permutation_p(labels, rng.permutation(labels), 199, seed=2) > 0.01
-    D, tree, _ = tree_structured()
-    scr = A.different(np.arange(len(D)) % 2)
-    t = A.mantel_table({"tree": (D, tree), "given": (D, tree, scr), "flat": (D, np.ones_like(D))}, permutations=49)
-    assert list(t.test) == ["tree", "given", "flat"]
-    assert t.p_value.iloc[0] == pytest.approx(1 / 50)
-    assert np.isnan(t.r.iloc[2]) and "constant" in t.note.iloc[2]
-    assert "significant" in A.evidence(0.01) and "weak" in A.evidence(0.2)
-    assert A.evidence(float("nan")) == "not testable on these data"
-    assert A.evidence(0.0001).startswith("p < 0.001")
-    assert A.report(0.41234, 0.01) == "r = +0.412 (moderate correlation; p = 0.01, significant at 0.05)"
-    assert A.report(0.05, 0.001, "ARI") == "ARI = +0.050 (p = 0.001, significant at 0.05)"
-    assert A.report(-0.05) == "r = -0.050 (negligible correlation)"
-    assert [A.effect_size(x) for x in (0.05, -0.2, 0.4, 0.9)] == ["negligible", "weak", "moderate", "strong"]
-    assert A.report(float("nan"), 0.5, symbol="rho") == "rho not testable on these data"
 
 
 def test_depth_agreement():
