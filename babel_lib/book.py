@@ -59,6 +59,7 @@ PROFILES: dict[str, dict] = {
         "seed": 0,
         "n_resamples": 50,
         "permutations": 99,
+        "bible_passages": 2,
         "max_tokens_per_language": 256,
         "batch_size": 4,
         "max_length": 64,
