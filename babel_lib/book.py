@@ -65,11 +65,17 @@ PROFILES: dict[str, dict] = {
         "max_length": 64,
         "dtype": "float32",
         "device": "cpu",
+        # chapter 07: two tuning steps, one example a task and language pair, short answers
+        "tune_steps": 2,
+        "loss_examples": 1,
+        "answer_examples": 1,
+        "max_new_tokens": 8,
         # the application chapters' grids (08-10), shrunk to one point each
+        "min_tokens": 64,
         "rates": [0.3],
         "random_seeds": [0, 1],
         "matrix_rate": 0.3,
-        "eval_max_tokens": 32,
+        "matrix_languages": ["eng", "fra"],
         "keep_fractions": [0.5],
         "timing_batch": 1,
         "timing_rounds": 1,

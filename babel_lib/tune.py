@@ -41,6 +41,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +51,18 @@ import torch
 
 from .adapters import backbone, ffn_layers, ffn_spec
 from .cache import atomic_folder, cache_key, cache_root
-from .hooks import torch_threads
-from .hooks import pad_id
-from .instructions import PLAIN_CHAT_TEMPLATE, collate, dataset_hash, encode_all, has_chat_template, response_logits
+from .errors import ModelFolderError
+from .hooks import pad_id, torch_threads
+from .instructions import (
+    PLAIN_CHAT_TEMPLATE,
+    collate,
+    dataset_hash,
+    encode_all,
+    has_chat_template,
+    response_logits,
+)
 from .models import LoadedModel, load_model, model_fingerprint
+from .validate import verify_model_folder
 
 TUNED_KIND = "tuned"
 META_FILE = "babel_tuning.json"
@@ -250,7 +259,10 @@ def instruction_tune(
     key = tuned_key(lm, dataset, config)
     target = tuned_folder(key)
     if (target / META_FILE).exists() and not force:
-        return load_tuned(target, dtype=lm.dtype, device=str(lm.device), tokenizer=lm.tokenizer)
+        problem = verify_model_folder(target)
+        if problem is None:
+            return load_tuned(target, dtype=lm.dtype, device=str(lm.device), tokenizer=lm.tokenizer)
+        warnings.warn(f"the cached tuned model {target} is damaged ({problem}); tuning it again", stacklevel=2)
 
     with _threads(threads):
         return _train(lm, dataset, config, key, target, progress)
@@ -370,6 +382,10 @@ def load_tuned(path, dtype="bfloat16", device: str | None = "auto", tokenizer=No
         path = tuned_folder(str(path))
     if not (path / META_FILE).exists():
         raise FileNotFoundError(f"{path} is not a tuned model folder (no {META_FILE})")
+    problem = verify_model_folder(path)
+    if problem is not None:
+        raise ModelFolderError(f"the tuned model folder {path} is damaged: {problem}. Tune it again "
+                               "(instruction_tune with force=True, or delete the folder: it is a cache entry).")
     meta = json.loads((path / META_FILE).read_text())
     log = pd.read_csv(path / LOG_FILE)
     has_tokenizer = any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))

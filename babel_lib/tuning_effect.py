@@ -36,8 +36,10 @@ its measures):
     H(base_i on B, base_j on B)) / 2.
 
 - **Intervals**: a bootstrap over passage pairs (passage 2m of A with passage 2m + 1 of B, one
-  unit; the same resample for every language, both halves and both models), 95% BCa (distances
-  are biased upward by noise; BCa corrects the bias).
+  unit; the same resample for every language, both halves and both models), 95% centred percentile
+  intervals (:func:`babel_lib.distances.centred_interval`: resampling repeats passages, which
+  inflates every distance as a whole; the interval keeps the spread and drops that shift). The
+  robustness views (other partition seeds, the neuron view) report point estimates and the test.
 - **Tests** over languages (the unit): a paired sign-flip permutation test of the mean over
   languages of (tuning shift - same-language reference), one-sided (shift larger), and of (new
   language - tuning shift) (shift smaller than a change of language); all 2^n sign patterns when
@@ -57,12 +59,13 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from . import analysis, answers, compare, corpus, instructions, stats, tune
+from . import analysis, answers, compare, corpus, distances, instructions, stats, tune
 from .analysis import DEPTH_THIRDS, depth_third
 from .corpus import language_labels
 
@@ -155,12 +158,13 @@ def _number(x) -> float:
 
 def make_pair(base_model: str = "gemma-3-270m", tuned_model: str | None = None, languages="paper",
               tasks=instructions.TASKS, steps: int | None = None, batch_size: int | None = None,
-              learning_rate: float | None = None, train: str | None = None, seed: int = 0,
+              learning_rate: float | None = None, train: str | None = None, max_length: int | None = None,
+              seed: int = 0,
               dtype: str = "float32", device: str = "auto", progress: bool = False) -> Pair:
     """Load ``base_model`` and make its tuned version: fine-tune it on the instruction set
     (:func:`babel_lib.instructions.instruction_set` on ``languages``' calibration split, ``tasks``)
     with :class:`babel_lib.tune.TuneConfig`'s recipe (``steps``, ``batch_size``, ``learning_rate``,
-    ``train``: None keeps the recipe's default), cached; or, with ``tuned_model``, load that
+    ``train``, ``max_length``: None keeps the recipe's default), cached; or, with ``tuned_model``, load that
     release (same architecture and FFN shape). Both models in ``dtype`` on ``device``."""
     from .pipeline import get_model
 
@@ -172,7 +176,7 @@ def make_pair(base_model: str = "gemma-3-270m", tuned_model: str | None = None, 
         train_set = instructions.instruction_set(langs, "calibration", tasks=tasks, tokenizer=base.tokenizer,
                                                  seed=seed)
         chosen = {k: v for k, v in dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                                        train=train).items() if v is not None}
+                                        train=train, max_length=max_length).items() if v is not None}
         run = tune.instruction_tune(base, train_set, tune.TuneConfig(seed=seed, **chosen), progress=progress)
         return Pair(base, run.lm, base_model, None, dtype, device, run, base.tokenizer, train_set[0]["template"],
                     langs, tasks, time.perf_counter() - started)
@@ -311,7 +315,7 @@ def answer_checks(pair: Pair, dataset, examples: int = 3, max_new_tokens: int = 
 
     Returns ``answers`` (one row per prompt and model: model, task, lang, language, the checks, chrf,
     answer), ``rates`` (one row per check and chrF: check, name, then :func:`paired_summary`'s
-    columns: rates, chrF 0-100), ``by_task`` (long: task name, model, check name, rate),
+    columns: rates, chrF 0-100), ``by_task`` (task name, model, the checks' rates, chrf),
     ``by_language`` (model, language, name, the checks and chrf), ``prompts`` (the prompts' table)
     and ``facts`` (with the language identifier's accuracy on the held-out references)."""
     chosen = answers.sample_prompts(dataset, examples, seed + 1)
@@ -338,10 +342,12 @@ def answer_checks(pair: Pair, dataset, examples: int = 3, max_new_tokens: int = 
                      **paired_summary(units, base[check].astype(float), tuned[check].astype(float),
                                       n_resamples=n_resamples, seed=seed)})
     rates = pd.DataFrame(rows)
-    by_task = (scored.groupby(["model", "task"])[list(CHECKS)].mean().reset_index()
-               .melt(["model", "task"], var_name="check", value_name="rate"))
+    shown = rates[rates["check"] != "chrf"]
+    rates_long = pd.concat([pd.DataFrame({"name": shown["name"], "model": m, "rate": shown[m],
+                                          "low": shown[f"{m}_low"], "high": shown[f"{m}_high"]})
+                            for m in ("base", "tuned")], ignore_index=True)
+    by_task = scored.groupby(["task", "model"], as_index=False, sort=False)[list(CHECKS) + ["chrf"]].mean()
     by_task["task"] = by_task["task"].map(lambda k: TASK_NAMES.get(k, k))
-    by_task["check"] = by_task["check"].map(CHECKS)
     by_language = scored.groupby(["model", "language", "name"], as_index=False)[list(CHECKS) + ["chrf"]].mean()
     chrf_task = scored.groupby(["task", "model"])["chrf"].mean().unstack()
     r = rates.set_index("check")
@@ -351,8 +357,8 @@ def answer_checks(pair: Pair, dataset, examples: int = 3, max_new_tokens: int = 
              **{f"{c}_difference": _triple(r.loc[c], "") for c in list(CHECKS) + ["chrf"]},
              "chrf_by_task": {TASK_NAMES.get(k, k): (float(v["base"]), float(v["tuned"]))
                               for k, v in chrf_task.iterrows()}}
-    return {"answers": scored, "rates": rates, "by_task": by_task, "by_language": by_language, "prompts": prompts,
-            "facts": facts}
+    return {"answers": scored, "rates": rates, "rates_long": rates_long, "by_task": by_task,
+            "by_language": by_language, "prompts": prompts, "facts": facts}
 
 
 def answer_examples(checks: dict, language: str | None = None, width: int = 240) -> pd.DataFrame:
@@ -391,6 +397,7 @@ class PairProfiles:
 
     study: object
     tuned: list
+    dropped: tuple = ()
 
     @property
     def views(self) -> dict:
@@ -403,7 +410,9 @@ class PairProfiles:
 
     def describe(self) -> str:
         halves = self.study.profile.n_passages // 2
-        return (self.study.describe() + f" The tuned model is counted on the same windows with the same "
+        lacking = (f" The profiled corpus has no text for {', '.join(language_labels(self.dropped).values())}: "
+                   "not profiled (it is still tuned and measured on the UDHR)." if self.dropped else "")
+        return (self.study.describe() + lacking + f" The tuned model is counted on the same windows with the same "
                 f"{len(self.tuned)} views (the base model's partitions). Halves: {halves} passages each "
                 "(interleaved)." + (" The last passage has no partner and is left out of the halves."
                                     if self.study.profile.n_passages % 2 else ""))
@@ -418,12 +427,15 @@ def profile_pair(pair: Pair, languages="paper", corpus_name: str = "udhr", max_p
     """Profile the base model (:func:`babel_lib.pipeline.study` on the evaluation split: partitions
     of every seed, the neuron view) and the tuned model on the same held-out passages with the base
     model's partitions (``allow_other_model``: tuning keeps the neurons, so the same partition
-    applies). Cached like every profile."""
+    applies). Languages the corpus lacks are left out (``dropped``; e.g. Urdu on the Bible).
+    Cached like every profile."""
+    from .corpus import resolve_languages
     from .moefy import Partition
     from .pipeline import study as make_study
     from .profile import profile_passages
 
-    st = make_study(model=pair.base_spec, languages=languages, corpus_name=corpus_name, split="evaluation",
+    chosen = resolve_languages(languages, corpus_name, missing="drop")
+    st = make_study(model=pair.base_spec, languages=list(chosen), corpus_name=corpus_name, split="evaluation",
                     max_passages=max_passages, expert_size=expert_size, top_k_fraction=top_k_fraction, seeds=seeds,
                     neurons=neurons, max_length=max_length, batch_size=batch_size, dtype=pair.dtype,
                     device=pair.device, progress=progress)
@@ -432,7 +444,7 @@ def profile_pair(pair: Pair, languages="paper", corpus_name: str = "udhr", max_p
     views = list(st.partitions) + ([Partition.neurons(pair.base)] if neurons else [])
     tuned = profile_passages(pair.tuned, views, st.passages, definitions=st.definitions, max_length=max_length,
                              batch_size=batch_size, allow_other_model=True, progress=progress)
-    return PairProfiles(st, list(tuned))
+    return PairProfiles(st, list(tuned), tuple(chosen.dropped))
 
 
 # ============================================================================ distances
@@ -451,22 +463,16 @@ def aligned_distance(fa: np.ndarray, fb: np.ndarray, per_layer: bool = False) ->
     fa, fb = np.asarray(fa, dtype=float), np.asarray(fb, dtype=float)
     if fa.shape != fb.shape or fa.ndim < 3:
         raise ValueError(f"two profiles [..., n, L, E] of one shape are needed, got {fa.shape} and {fb.shape}")
-    bc = (_roots(fa, per_layer) * _roots(fb, per_layer)).sum(axis=-1 if per_layer else (-2, -1))
-    return np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))
+    # 1 - sum sqrt(p q) = sum (sqrt p - sqrt q)^2 / 2 for distributions: exact for nearby profiles
+    gap = (_roots(fa, per_layer) - _roots(fb, per_layer)) ** 2
+    return np.sqrt(np.clip(gap.sum(axis=-1 if per_layer else (-2, -1)) / 2, 0.0, 1.0))
 
 
 def language_distances(freq: np.ndarray, per_layer: bool = False) -> np.ndarray:
-    """Hellinger distances between the languages of one profile: [..., n, L, E] -> [..., n, n] or,
-    per layer, [..., L, n, n] (zero diagonal)."""
-    R = _roots(freq, per_layer)
-    if per_layer:
-        R = np.swapaxes(R, -3, -2)  # [..., L, n, E]
-    else:
-        R = R.reshape(R.shape[:-2] + (-1,))  # [..., n, L*E]
-    D = np.sqrt(np.clip(1.0 - R @ np.swapaxes(R, -1, -2), 0.0, 1.0))
-    n = D.shape[-1]
-    D[..., np.arange(n), np.arange(n)] = 0.0
-    return D
+    """Hellinger distances between the languages of one profile (:mod:`babel_lib.distances`):
+    [..., n, L, E] -> [..., n, n] or, per layer, [..., L, n, n] (zero diagonal)."""
+    freq = np.asarray(freq, dtype=float)
+    return distances.layer_distances(freq) if per_layer else distances.profile_distances(freq)
 
 
 def _mean_other(D: np.ndarray) -> np.ndarray:
@@ -526,7 +532,9 @@ def shift_statistics(freq: np.ndarray, threshold: float) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ratio_resample"] = out["mean_shift"] / out["mean_resample"]
         out["ratio_language"] = out["mean_shift"] / out["mean_language"]
-    out["by_third"] = by_third(out["by_layer_shift"])
+    with warnings.catch_warnings():  # a model of fewer than 3 layers leaves a third empty (NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["by_third"] = analysis.by_third(out["by_layer_shift"])
     shares = []
     for b, t in ((bA, tA), (bB, tB)):
         change = t - b
@@ -539,13 +547,6 @@ def shift_statistics(freq: np.ndarray, threshold: float) -> dict:
     out["retention_tuning"] = (retention_fractions(bA, tA, threshold) + retention_fractions(bB, tB, threshold)) / 2
     out["retention_reference"] = (retention_fractions(bA, bB, threshold) + retention_fractions(bB, bA, threshold)) / 2
     return out
-
-
-def by_third(values: np.ndarray) -> np.ndarray:
-    """Mean of per-layer values [..., L] within the early, middle and late thirds: [..., 3]."""
-    values = np.asarray(values, dtype=float)
-    thirds = depth_third(values.shape[-1])
-    return np.stack([values[..., thirds == t].mean(axis=-1) for t in DEPTH_THIRDS], axis=-1)
 
 
 def half_counts(base, tuned) -> tuple[np.ndarray, np.ndarray]:
@@ -582,11 +583,28 @@ def _unflatten(vector: np.ndarray, layout: list) -> dict:
     return out
 
 
+def point_statistics(base, tuned, hf_ratio: float = analysis.HF_RATIO) -> dict:
+    """:func:`shift_statistics` of one view (base and tuned :class:`~babel_lib.profile.Profile` on the
+    same passages) on the full data, without intervals."""
+    counts, tokens = half_counts(base, tuned)
+    n, L, E = len(base.languages), base.n_layers, base.n_experts
+    freq = counts.sum(axis=1) / tokens.sum(axis=1)[:, None, None]
+    return shift_statistics(freq.reshape(4, n, L, E), float(hf_ratio * analysis.base_rate(base)))
+
+
 def view_statistics(base, tuned, hf_ratio: float = analysis.HF_RATIO, n_resamples: int = 1000, seed: int = 0,
                     level: float = 0.95) -> dict:
-    """:func:`shift_statistics` of one view (base and tuned :class:`~babel_lib.profile.Profile` on the
-    same passages) with 95% BCa intervals from a bootstrap over passage pairs (:func:`half_counts`):
-    {'estimate': {...}, 'low': {...}, 'high': {...}} (dicts of :func:`shift_statistics`' names)."""
+    """:func:`shift_statistics` of one view with 95% intervals from a bootstrap over passage pairs
+    (:func:`half_counts`; the same resample for every language, half and model):
+    {'estimate': {...}, 'low': {...}, 'high': {...}, 'inflation': {...}} (dicts of
+    :func:`shift_statistics`' names).
+
+    The intervals are centred percentile intervals (:func:`babel_lib.distances.centred_interval`):
+    a resample repeats some passages, so every resampled half holds less distinct text and every
+    distance is larger; with a few passage pairs that shift is large, BCa then fails (the
+    estimate lies below almost every sample) and a plain percentile interval misses the estimate.
+    The centred interval keeps the spread and drops the shift (``inflation``: median of the
+    resamples - estimate)."""
     counts, tokens = half_counts(base, tuned)
     n, L, E = len(base.languages), base.n_layers, base.n_experts
     threshold = float(hf_ratio * analysis.base_rate(base))
@@ -598,9 +616,13 @@ def view_statistics(base, tuned, hf_ratio: float = analysis.HF_RATIO, n_resample
         layout[:] = lay
         return vec
 
-    res = stats.bootstrap(statistic, counts, tokens, n_resamples, seed, method="bca", level=level, batched=True)
+    with warnings.catch_warnings():  # a statistic without a value (e.g. no shared expert) stays NaN
+        warnings.filterwarnings("ignore", r"(Mean of empty slice|All-NaN slice)", RuntimeWarning)
+        res = stats.bootstrap(statistic, counts, tokens, n_resamples, seed, method="percentile", level=level,
+                              batched=True)
+        low, high, inflation = distances.centred_interval(res, level)
     return {k: _unflatten(np.atleast_1d(np.asarray(v, dtype=float)), layout)
-            for k, v in (("estimate", res.estimate), ("low", res.low), ("high", res.high))}
+            for k, v in (("estimate", res.estimate), ("low", low), ("high", high), ("inflation", inflation))}
 
 
 # ============================================================================ tests over languages
@@ -662,15 +684,17 @@ def shift_results(views: dict, n_resamples: int = 1000, permutations: int = stat
       p_bh (sign-flip over languages, Benjamini-Hochberg over layers), moves (p_bh < 0.05);
     - ``by_language_layer``: language, name, layer, shift with interval;
     - ``tests``: the two headline sign-flip tests with Holm's correction;
-    - ``retention``: kind, tuning, reference, each with interval;
-    - ``robustness``: one row per view;
+    - ``retention``: kind, tuning, reference, each with interval (and as text: tuning_text,
+      reference_text), below_reference (the tuning's interval below the reference's);
+    - ``robustness``: one row per view (point estimates; the sign-flip test; ``above``: languages
+      whose shift exceeds the same-language reference);
     - ``facts``: the scalars the findings quote.
     """
     names = list(views)
-    per_view = {name: view_statistics(b, t, hf_ratio, n_resamples, seed) for name, (b, t) in views.items()}
-    base, _ = views[names[0]]
-    main = per_view[names[0]]
+    base, tuned = views[names[0]]
+    main = view_statistics(base, tuned, hf_ratio, n_resamples, seed)
     est, low, high = main["estimate"], main["low"], main["high"]
+    per_view = {names[0]: est, **{name: point_statistics(b, t, hf_ratio) for name, (b, t) in list(views.items())[1:]}}
     labels = language_labels(base.languages)
     n, L = len(base.languages), base.n_layers
 
@@ -730,6 +754,9 @@ def shift_results(views: dict, n_resamples: int = 1000, permutations: int = stat
         "reference": est["retention_reference"], "reference_low": low["retention_reference"],
         "reference_high": high["retention_reference"]})
     retention["below_reference"] = retention["tuning_high"] < retention["reference_low"]
+    for col in ("tuning", "reference"):
+        retention[f"{col}_text"] = [stats.interval_text(e, lo, hi) for e, lo, hi in
+                                    zip(retention[col], retention[f"{col}_low"], retention[f"{col}_high"])]
 
     robustness = pd.DataFrame([_robust_row(name, per_view[name], views[name][0], est["shift"], permutations, seed)
                                for name in names])
@@ -767,6 +794,12 @@ def shift_results(views: dict, n_resamples: int = 1000, permutations: int = stat
     facts["robust_third"] = bool((robustness["largest_third"] == facts["largest_third"]).all())
     facts["robust_retention"] = bool((robustness["hf_kept"] < robustness["hf_kept_reference"]).all())
     facts["min_spearman"] = float(robustness["spearman_with_main"].min())
+    facts["view_ratio_range"] = (float(robustness["ratio_resample"].min()), float(robustness["ratio_resample"].max()))
+    facts["view_language_ratio_range"] = (float(robustness["ratio_language"].min()),
+                                          float(robustness["ratio_language"].max()))
+    facts["view_p_max"] = float(robustness["p_value"].max())
+    facts["view_above_min"] = int(robustness["above"].min())
+    facts["language_holds"] = bool(facts["p_language_holm"] < 0.05)
     return {"by_language": by_language, "by_language_long": by_language_long, "by_layer": by_layer,
             "by_layer_long": by_layer_long, "by_language_layer": by_language_layer, "tests": tests,
             "retention": retention, "robustness": robustness, "facts": facts}
@@ -782,12 +815,11 @@ def _pick(frame: pd.DataFrame, column: str, fn) -> tuple:
     return r["name"], float(r[column]), float(r[f"{column}_low"]), float(r[f"{column}_high"])
 
 
-def _robust_row(name: str, view: dict, base, main_shift: np.ndarray, permutations: int, seed: int) -> dict:
-    est, low = view["estimate"], view["low"]
+def _robust_row(name: str, est: dict, base, main_shift: np.ndarray, permutations: int, seed: int) -> dict:
     _, p, _ = sign_flip_p(est["shift"] - est["resample"], permutations, seed, "greater")
-    return {"view": name, "mean_shift": est["mean_shift"], "mean_resample": est["mean_resample"],
-            "mean_language": est["mean_language"], "ratio_resample": est["ratio_resample"],
-            "ratio_language": est["ratio_language"], "beyond_noise": int((low["excess"] > 0).sum()),
+    return {"view": name, "mean_shift": float(est["mean_shift"]), "mean_resample": float(est["mean_resample"]),
+            "mean_language": float(est["mean_language"]), "ratio_resample": float(est["ratio_resample"]),
+            "ratio_language": float(est["ratio_language"]), "above": int((est["excess"] > 0).sum()),
             "languages": len(base.languages), "p_value": p,
             "largest_third": DEPTH_THIRDS[int(np.nanargmax(est["by_third"]))],
             "top_layer": int(np.nanargmax(est["by_layer_shift"])),
@@ -796,12 +828,11 @@ def _robust_row(name: str, view: dict, base, main_shift: np.ndarray, permutation
 
 
 def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
+    """Spearman correlation; NaN when either side is constant."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    return float(spearmanr(a, b).statistic)
+    return stats.spearman(a, b)
 
 
 # ============================================================================ maps and weights
@@ -809,7 +840,7 @@ def difference_map(base, tuned) -> pd.DataFrame:
     """Tuned minus base frequency of every expert on all held-out passages (one row per language,
     layer, expert: language, name, layer, expert, rank (position in its layer by the base's mean
     frequency over the languages), base, tuned, difference)."""
-    from .patterns import rank_within_layer
+    from .heatmaps import rank_within_layer
 
     frame = compare.difference_frame(base, tuned)
     rank = rank_within_layer(base.frequencies().mean(axis=0))

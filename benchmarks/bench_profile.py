@@ -29,7 +29,9 @@ import sys
 import time
 
 import torch
-from _common import make_batch, sync
+from _common import sync
+
+from babel_lib.applications import make_batch
 
 
 class StoreThenCount:

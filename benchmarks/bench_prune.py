@@ -26,7 +26,8 @@ import sys
 import time
 
 import torch
-from _common import make_batch
+
+from babel_lib.applications import make_batch
 
 
 def main(argv=None) -> int:

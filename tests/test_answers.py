@@ -105,6 +105,17 @@ def test_left_padded_batches_give_the_unbatched_answers(model_type, eval_set):
     pd.testing.assert_frame_equal(loss, answers.response_loss(lm, rows, max_length=512, cache=False))
 
 
+def test_greedy_decode_runs_the_output_layer_on_the_last_position_only(eval_set):
+    lm = tiny_model("gemma3_text")
+    widths = []
+    handle = lm.model.register_forward_hook(lambda m, args, out: widths.append(out.logits.shape[1]))
+    try:
+        answers.generate_answers(lm, eval_set.select(range(2)), max_new_tokens=3, batch_size=2, cache=False)
+    finally:
+        handle.remove()
+    assert widths and set(widths) == {1}
+
+
 def test_greedy_decode_stops_when_every_row_stopped():
     lm = tiny_model("llama")
     ids = torch.tensor([[1, 40, 50], [0, 1, 60]])

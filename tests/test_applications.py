@@ -5,6 +5,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -248,5 +249,118 @@ def test_importance_needed_for_agnostic_methods(exp):
     bare = app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, None, exp.store)
     with pytest.raises(ValueError, match="importance"):
         bare.plan("wanda", 0.25)
-    with pytest.raises(ValueError, match="1,000"):
-        app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, None, exp.store, n_resamples=100)
+    # fewer resamples than the design's minimum: a test run (the smoke profile), said in the protocol
+    quick = app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, None, exp.store, n_resamples=100)
+    assert quick.test_run and not exp.test_run
+    assert "Test run" in quick.describe() and "Test run" not in exp.describe()
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match="n_resamples"):
+            app.Experiment(exp.lm, exp.partition, exp.profile, exp.evalset, None, exp.store, n_resamples=bad)
+
+
+# ------------------------------------------------------------------------------ additions for the chapters
+def test_comparison_cells_match_the_tests_over_languages(exp, grid):
+    comparisons = (("language", "best agnostic"), ("language", "random"))
+    cells = app.comparison_cells(exp, grid, comparisons)
+    tests = app.language_tests(exp, grid, comparisons, permutations=99)
+    assert len(cells) == 2 * 2 * len(LANGS)
+    assert ((cells.low <= cells.ratio + 1e-12) & (cells.ratio <= cells.high + 1e-12)).all()
+    assert set(cells.decision) <= {"beats best agnostic", "worse than best agnostic", "beats random",
+                                   "worse than random", "indistinguishable"}
+    for t in tests.itertuples():
+        c = cells[(cells.against == t.against) & (cells.rate == t.rate)]
+        assert (c.against_method == t.against_method).all()
+        # the test's effect is the geometric mean of the per-language ratios
+        assert t.ratio == pytest.approx(float(np.exp(np.log(c.ratio).mean())))
+        assert t.wins_beyond_noise == int(c.decision.str.startswith("beats").sum())
+        assert t.losses_beyond_noise == int(c.decision.str.startswith("worse").sum())
+    # random: against the geometric mean of the seeds, as in the grid's baseline columns
+    g = grid[(grid.method == "language") & (grid.allocation == "uniform")].set_index(["rate", "language"])
+    r = cells[cells.against == "random"].set_index(["rate", "language"])
+    np.testing.assert_allclose(r.ratio, g.loc[r.index, "baseline_ratio"])
+
+
+def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
+    from babel_lib import verdicts
+
+    comparisons = (("language", "best agnostic"), ("language", "random"), ("language", "multilingual"))
+    tests = app.language_tests(exp, grid, comparisons, permutations=99)
+    cells = app.comparison_cells(exp, grid, comparisons)
+    cells_m, summary = app.cross_language_matrix(exp, 0.5)
+    f = app.findings_pruning(grid, tests, summary, cells=cells)
+    assert all(_plain(v) for v in f.values())
+    assert f["n_tests"] == 6 and f["random_seeds"] == 2 and f["udhr_languages"] == ", ".join(LANGS)
+    assert "tests_multilingual" in f and f["tests_multilingual_rates"] == 2
+    assert f["vs_best_agnostic_cells"] == 6 and f["vs_random_cells"] == 6
+    assert f["vs_random_better"] == int(cells[cells.against == "random"].decision.str.startswith("beats").sum())
+    assert f["best_cell"].startswith(tuple(LANGS)) and f["matrix_names"] == ", ".join(LANGS)
+    rows = app.verdicts_pruning(f)
+    assert [r["claim"] for r in rows] == [verdicts.table([verdicts.row(c, "", "", "reproduced")]).claim[0]
+                                          for c in ("beats_random", "beats_dense")]
+    assert all(r["verdict"] in verdicts.VERDICTS for r in rows)
+    assert f["tests_random"] in rows[0]["result"]
+
+    ac, at = app.allocation_comparison(exp, grid, methods=("language", "multilingual"), permutations=99)
+    f9 = app.findings_layerwise(at, ac, app.layer_rates(exp, [0.25, 0.5]))
+    assert f9["methods"] == ["language", "multilingual"] and f9["rules"] == ["layerwise", "entropy"]
+    assert f9["rates"] == [0.25, 0.5] and "entropy_range" in f9 and "layerwise_language_cells_text" in f9
+    (row9,) = app.verdicts_layerwise(f9)
+    assert row9["verdict"] == f9["verdict_layerwise"] and f9["entropy_language_text"] in row9["result"]
+
+    sp = app.sparse_activation(exp, keep_fractions=(0.75, 0.5), oracle=True)
+    st = app.sparse_tests(sp, n_resamples=1000)
+    assert len(st) == 2 * 3 and set(st.against) == {"dense", "static"}
+    np.testing.assert_allclose(st.p_adjusted, stats.holm(st.p_value))
+    router = sp[(sp.selector == "router") & (sp.keep == 0.5)]
+    row = st[(st.selector == "router") & (st.keep == 0.5)].iloc[0]
+    assert row.ratio == pytest.approx(float(np.exp(np.log(router.vs_static_ratio).mean())))
+    assert (st.p_value >= 0.25 - 1e-12).all()  # 3 languages: the exact test cannot go below 2 / 8
+    speed, times = app.speed_table(exp, keep_fractions=(0.75, 0.5), batch=1, length=8, rounds=1, warmup=0,
+                                   whole_model=True)
+    assert {"dense | model", "keep 0.5 | model"} <= set(times.name)
+    assert speed.model_speedup.notna().all() and (speed.dense_tokens_per_second > 0).all()
+    q = app.quality_vs_speed(sp, speed, n_resamples=1000)
+    assert q[q.selector == "static"].model_speedup.notna().all()
+    recall = app.recall_summary(app.router_recall(exp, keep_fractions=(0.75, 0.5)))
+    assert set(recall.selector) == {"centroid router", "static 0.75", "static 0.5"}
+    assert ((recall.lowest_layer <= recall.recall + 1e-12) & (recall.recall <= recall.highest_layer + 1e-12)).all()
+    f10 = app.findings_sparse(q, sp, speed, tests=st, recall=recall)
+    assert all(_plain(v) for v in f10.values())
+    assert f10["keeps"] == [0.75, 0.5] and f10["n_tests"] == 6 and "whole model" in f10["speed_0.5"]
+    assert "test_router_static_0.5" in f10 and "recall_router_0.25" in f10 and "recall_static_0.5_0.5" in f10
+    (row10,) = app.verdicts_sparse(f10)
+    assert row10["verdict"] == f10["verdict_sparse_activation"] and "target-language pruning" in row10["result"]
+
+
+def test_sparse_verdict_rule():
+    def quality(ratio, high, model_low):
+        return pd.DataFrame([{"selector": "static", "keep": 0.9, "experts": 58, "languages": 9, "ratio": ratio,
+                              "low": ratio * 0.98, "high": high, "best": ratio, "worst": ratio,
+                              "worse_than_dense": 0, "beats_dense": 0, "ffn_speedup": 1.1, "ffn_low": 1.05,
+                              "ffn_high": 1.2, "backbone_speedup": 1.05, "backbone_low": 1.01,
+                              "backbone_high": 1.1, "model_speedup": 1.02, "model_low": model_low,
+                              "model_high": 1.04, "noisy": False}])
+
+    assert app.findings_sparse(quality(1.02, 1.04, 1.01))["verdict_sparse_activation"] == "reproduced"
+    assert app.findings_sparse(quality(1.04, 1.07, 1.01))["verdict_sparse_activation"] == "partly reproduced"
+    assert app.findings_sparse(quality(1.24, 1.3, 1.01))["verdict_sparse_activation"] == "not reproduced"
+    # not measurably faster (a round in which the whole sliced model was slower): not reproduced
+    f = app.findings_sparse(quality(1.02, 1.04, 0.99))
+    assert f["verdict_sparse_activation"] == "not reproduced" and f["faster_keeps"] == 0
+
+
+def test_readable_tables_and_numbers(exp, grid):
+    rows = app.labelled(grid[grid.method != "dense"])
+    assert set(rows.ranking) == {app.METHOD_LABELS[m] for m in app.METHODS}
+    assert (rows.name == rows.language).all()  # the tiny languages have no names: their keys stay
+    assert set(rows[rows.method == "random"].seed_name) == {"seed 0", "seed 1"}
+    assert (rows[rows.method != "random"].seed_name == "").all()
+    cells = app.labelled(app.comparison_cells(exp, grid, (("language", "best agnostic"), ("language", "random"))))
+    best = cells[cells.against == "best agnostic"]
+    assert (best.against_label == "best agnostic (" + best.against_name + ")").all()
+    assert (cells[cells.against == "random"].against_label == "random").all()
+    text = exp.text_table()
+    assert list(text.language) == LANGS and {"name", "corpus", "text", "tokens"} <= set(text.columns)
+    assert app._num(1.04321) == "1.04" and app._num(0.00153) == "0.00153" and app._num(4031.2) == "4,031"
+    assert app._num(12.345) == "12.3" and app._num(float("nan")) == "n/a"
+    assert app._fmt_ratio(0.5, 0.25, 1.5) == "x0.500 [0.250, 1.50]"

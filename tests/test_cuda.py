@@ -68,11 +68,11 @@ def test_moe_view_and_pruning_on_cuda(model_type, tmp_path):
 
 def test_tuning_on_cuda_lowers_loss(tmp_path, monkeypatch):
     pytest.importorskip("datasets")  # the instruction set is a datasets.Dataset
-    from babel_lib import tune
+    from babel_lib import instructions, tune
 
     monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
     lm = on(tiny_model("gemma3_text"), DEVICE)
-    full = tune.instruction_set(["eng", "fra"], "calibration", seed=0)
+    full = instructions.instruction_set(["eng", "fra"], "calibration", seed=0)
     sizes = [len((p + r).encode()) for p, r in zip(full["prompt"], full["response"])]
     data = full.select(sorted(np.argsort(sizes, kind="stable")[:16].tolist()))  # the byte tokenizer: short ones
     cfg = tune.TuneConfig(steps=10, batch_size=4, max_length=512, learning_rate=3e-3, warmup_fraction=0.0)

@@ -69,7 +69,6 @@ def test_bad_method_and_missing_coactivation(tmp_path):
 @pytest.mark.parametrize("model_type", TINY_TYPES)
 def test_moe_view_with_all_experts_equals_dense(model_type, tmp_path):
     lm = tiny_model(model_type)
-    n = lm.model.config.to_dict().get("intermediate_size") or 0
     part = build_partition(lm, expert_size=16, method="kmeans", store=Store(tmp_path))
     ids = torch.randint(4, 260, (2, 10))
     with torch.no_grad():

@@ -26,10 +26,13 @@ TABLES = {
                     "distance_by_clades", "family_tests", "family_by_layer", "robustness"],
     "06_model_families": ["text", "statistics_by_depth", "depth_agreement", "distances_two_models", "tests",
                           "holds_in", "tokens_per_character", "robustness"],
-    "07_instruction_tuning": ["training_curve"],
-    "08_pruning": [],
-    "09_layerwise_pruning": [],
-    "10_sparse_activation": [],
+    "07_instruction_tuning": ["training_curve", "text", "heldout_loss_by_task", "answer_rates_by_task", "tests",
+                              "expert_retention", "robustness"],
+    "08_pruning": ["calibration_text", "evaluation_text", "ratio_to_dense", "target_vs_agnostic",
+                   "tests_over_languages", "cross_language_matrix"],
+    "09_layerwise_pruning": ["evaluation_text", "layer_rates", "rule_vs_uniform", "tests_over_languages"],
+    "10_sparse_activation": ["selectors_by_language", "router_recall", "speed", "quality_vs_speed",
+                             "tests_over_languages"],
     "11_language_or_text": ["text", "by_language", "distance_ladder", "cross_corpus_distances", "pair_distances",
                             "high_frequency_by_layer", "high_frequency_by_language", "summary", "variance", "tests",
                             "robustness"],
@@ -89,17 +92,31 @@ def test_tuning_chapter_tunes_and_measures(smoke_book):
 
 def test_pruning_tables_are_consistent(smoke_book):
     executed, results = smoke_book("08_pruning")
-    curves = table(results, "perplexity_vs_rate")
+    ratios = table(results, "ratio_to_dense")
     langs = book.PROFILES["smoke"]["languages"]
-    assert set(curves.language) == set(langs)
-    dense = curves[curves.method == "dense"]
+    assert set(ratios.language) == set(langs)
+    dense = ratios[ratios.method == "dense"]
     assert len(dense) == len(langs) and (dense.ratio == 1).all()
-    # every condition of a language was evaluated on the same tokens and characters
-    assert curves.groupby("language")[["tokens", "characters"]].nunique().eq(1).all().all()
-    assert set(curves.method) == {"dense", "target language", "multilingual", "random"}
-    assert len(table(results, "cross_language_matrix")) == len(langs) ** 2
+    # every condition of a language was evaluated on the same tokens
+    assert ratios.groupby("language")["tokens"].nunique().eq(1).all()
+    assert set(ratios.method) == {"dense", "language", "multilingual", "magnitude", "wanda", "random"}
+    pruned = ratios[ratios.method != "dense"]
+    assert ((pruned.low <= pruned.ratio) & (pruned.ratio <= pruned.high)).all()
+    matrix = table(results, "cross_language_matrix")
+    assert len(matrix) == len(book.PROFILES["smoke"]["matrix_languages"]) ** 2
+    assert (matrix[matrix.own].ratio_own == 1).all()
     text = book.markdown_outputs(executed)
     assert "**Protocol.** Perplexity of" in text and "windows of at most" in text  # the protocol is stated
+
+
+def test_layerwise_rules_keep_the_budget(smoke_book):
+    _, results = smoke_book("09_layerwise_pruning")
+    rates = table(results, "layer_rates")
+    assert rates.layer_rate.between(0, 1).all()
+    # every rule drops the same share of experts as the uniform plan at the same rate
+    sparsity = rates.groupby(["rate", "rule"]).measured_sparsity.first().unstack()
+    assert sparsity.sub(sparsity["uniform"], axis=0).abs().max().max() < 1e-9
+    assert set(table(results, "rule_vs_uniform").rule) == {"layerwise", "entropy"}
 
 
 def test_sparse_activation_reports_recall_and_speed(smoke_book):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from babel_lib import answers, instructions, tune
+from babel_lib.errors import ModelFolderError
 from babel_lib.testing import tiny_model
 
 LANGS = ["eng", "fra", "cmn_hans"]
@@ -82,6 +83,21 @@ def test_tuning_lowers_loss_reloads_and_caches(train_set, eval_set):
     assert tune.load_tuned(tuned.meta["key"], dtype="float32", device="cpu", tokenizer=lm.tokenizer).path == tuned.path
     # no temporary folders left behind
     assert not [p for p in tuned.path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_damaged_tuned_folder_is_retrained_or_named(train_set):
+    lm = tiny_model("llama")
+    data = small_set(train_set, 4)
+    cfg = tune.TuneConfig(steps=2, batch_size=2, max_length=512, learning_rate=3e-3, warmup_fraction=0.0)
+    tuned = tune.instruction_tune(lm, data, cfg, progress=False)
+    weights = next(tuned.path.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-16])  # truncated, as by a full disk
+    with pytest.raises(ModelFolderError, match="damaged"):
+        tune.load_tuned(tuned.path, dtype="float32", device="cpu", tokenizer=lm.tokenizer)
+    with pytest.warns(UserWarning, match="damaged"):
+        again = tune.instruction_tune(lm, data, cfg, progress=False)
+    assert not again.cached and tune.load_tuned(again.path, dtype="float32", device="cpu",
+                                                tokenizer=lm.tokenizer).path == tuned.path
 
 
 def test_bf16_tuning_keeps_fp32_masters(train_set):
