@@ -464,6 +464,19 @@ def best_agnostic(grid_table: pd.DataFrame, rate: float, allocation: str = "unif
     return str(rows.assign(lr=np.log(rows["ratio"])).groupby("method")["lr"].mean().idxmin())
 
 
+def _compared_sides(exp: Experiment, grid_table: pd.DataFrame, comparisons, allocation: str, rates):
+    """For every (method, against) pair and rate (default: the grid's pruned rates): (method,
+    against, resolved against, rate, method's evaluations, against's evaluations), each {language:
+    results}; 'best agnostic' is resolved per rate, and skipped where the grid has none."""
+    rates = sorted(set(grid_table.loc[grid_table["method"] != "dense", "rate"])) if rates is None else list(rates)
+    for (method, against), rate in itertools.product(comparisons, rates):
+        resolved = best_agnostic(grid_table, rate, allocation) if against == "best agnostic" else against
+        if resolved is None:
+            continue
+        yield (method, against, resolved, rate, _side(exp, grid_table, method, rate, allocation, None),
+               _side(exp, grid_table, resolved, rate, allocation, None))
+
+
 def language_tests(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("language", "best agnostic"),
                                                                           ("language", "random")),
                    allocation: str = "uniform", rates=None, permutations: int = stats.HEADLINE_PERMUTATIONS,
@@ -480,13 +493,7 @@ def language_tests(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("lan
     first when a chapter has several, then :func:`babel_lib.stats.correct`).
     """
     rows = []
-    rates = sorted(set(grid_table.loc[grid_table["method"] != "dense", "rate"])) if rates is None else list(rates)
-    for (method, against), rate in itertools.product(comparisons, rates):
-        resolved = best_agnostic(grid_table, rate, allocation) if against == "best agnostic" else against
-        if resolved is None:
-            continue
-        a = _side(exp, grid_table, method, rate, allocation, None)
-        b = _side(exp, grid_table, resolved, rate, allocation, None)
+    for method, against, resolved, rate, a, b in _compared_sides(exp, grid_table, comparisons, allocation, rates):
         langs = [l for l in exp.languages if l in a and l in b]
         if len(langs) < 2:
             continue
@@ -518,13 +525,7 @@ def comparison_cells(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("l
     decision. Evaluations come from the cache (the grid has run them).
     """
     rows = []
-    rates = sorted(set(grid_table.loc[grid_table["method"] != "dense", "rate"])) if rates is None else list(rates)
-    for (method, against), rate in itertools.product(comparisons, rates):
-        resolved = best_agnostic(grid_table, rate, allocation) if against == "best agnostic" else against
-        if resolved is None:
-            continue
-        a = _side(exp, grid_table, method, rate, allocation, None)
-        b = _side(exp, grid_table, resolved, rate, allocation, None)
+    for method, against, resolved, rate, a, b in _compared_sides(exp, grid_table, comparisons, allocation, rates):
         for l in [l for l in exp.languages if l in a and l in b]:
             c = exp.compare(b[l], a[l], (resolved, method))
             rows.append({"method": method, "against": against, "against_method": resolved, "rate": rate,

@@ -5,3 +5,23 @@ import os
 # Set before transformers/huggingface_hub are imported by any test module.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A fresh, empty BABEL_CACHE for one test."""
+    monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run many tiny ops: one torch thread avoids OpenMP barrier stalls on a busy machine
+    (measured: 10 tuning steps 85 s with 2 threads under load, 2.4 s with 1)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

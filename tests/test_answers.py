@@ -10,21 +10,9 @@ import torch
 from babel_lib import answers, instructions
 from babel_lib.testing import tiny_model
 
+pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
+
 LANGS = ["eng", "fra", "cmn_hans"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run many tiny ops: one thread avoids OpenMP barrier stalls on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,9 @@ from babel_lib import answers, instructions, tune
 from babel_lib.errors import ModelFolderError
 from babel_lib.testing import tiny_model
 
+pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
+
 LANGS = ["eng", "fra", "cmn_hans"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run many tiny ops: one thread avoids OpenMP barrier stalls on a busy machine
-    (measured: 10 tuning steps 85 s with 2 threads under load, 2.4 s with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

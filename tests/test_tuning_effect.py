@@ -14,21 +14,10 @@ from babel_lib.definitions import Definitions
 from babel_lib.profile import Profile
 from babel_lib.testing import tiny_model
 
+pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
+
 LANGS = ["eng", "fra", "cmn_hans"]
 KEYS = ["eng", "fra", "spa", "rus", "hin", "arb"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def profile(counts: np.ndarray, tokens: np.ndarray, languages=None) -> Profile:
