@@ -356,12 +356,14 @@ def _swap_dir(new: Path, old: Path, trash: Path) -> None:
 
 
 def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
-            notebooks_dir=NOTEBOOKS_DIR, names=None, only_stale=False) -> list[Path]:
+            notebooks_dir=NOTEBOOKS_DIR, names=None, only_stale=False, dry_run=False) -> list[Path]:
     """Run every chapter (or those in *names*; with *only_stale* those of them that
     :func:`stale_chapters` names) in order, then regenerate the toc.
 
     A failing chapter does not stop the others; a :class:`ChapterError` naming all
-    failures is raised at the end.
+    failures is raised at the end. *dry_run*: resolve and check everything (chapters, parameters,
+    languages), print each chapter's parameters and return the paths the run would write, without
+    starting a kernel.
     """
     sources = [find_chapter(n, notebooks_dir) for n in names] if names else chapters(notebooks_dir)
     if only_stale:
@@ -372,8 +374,11 @@ def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
         unused = sorted(set(overrides) - declared)
         if unused:
             raise ValueError(f"no chapter declares {', '.join(unused)}")
-    for source in sources:  # every chapter's parameters are checked before the first one runs
-        resolve_parameters(source, profile, overrides)
+    resolved = [resolve_parameters(source, profile, overrides) for source in sources]  # all checked first
+    if dry_run:
+        for source, params in zip(sources, resolved):
+            print(f"{source.stem} ({profile} profile): {json.dumps(params)}", file=sys.stderr)
+        return [_resolve(output_dir) / source.name for source in sources]
     done, failures = [], []
     for i, source in enumerate(sources, 1):
         print(f"[{i}/{len(sources)}] {source.stem} ({profile} profile)", file=sys.stderr, flush=True)
