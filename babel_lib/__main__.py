@@ -102,13 +102,16 @@ def add_run(subparsers):
     p.add_argument("--stale", action="store_true",
                    help="only chapters whose executed copy is missing or stale (source, parameters or library "
                         "changed); none on a fresh clone")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the chapters and parameters and print what would run, without running it")
 
     def handler(args):
         from babel_lib import book
 
         overrides = {k: parse_value(v) for k, v in args.parameter}
         output = args.output or book.default_output(args.profile, overrides)
-        paths = book.run_all(args.profile, overrides, output, names=args.chapters or None, only_stale=args.stale)
+        paths = book.run_all(args.profile, overrides, output, names=args.chapters or None, only_stale=args.stale,
+                             dry_run=args.dry_run)
         for path in paths:
             print(path)
         if not paths:

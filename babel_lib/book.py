@@ -60,7 +60,6 @@ PROFILES: dict[str, dict] = {
         "n_resamples": 50,
         "permutations": 99,
         "bible_passages": 2,
-        "max_tokens_per_language": 256,
         "batch_size": 4,
         "max_length": 64,
         "dtype": "float32",
@@ -104,7 +103,13 @@ PROFILES: dict[str, dict] = {
         "top_k_fraction": 0.2,
         "n_resamples": 2000,
         "permutations": 9999,
-        "max_tokens_per_language": 100_000,
+        # chapters 08-10: long evaluation, more rates, seeds and keep fractions, the full matrix
+        "min_tokens": 50_000,
+        "rates": [0.1, 0.2, 0.3, 0.5],
+        "random_seeds": [0, 1, 2, 3, 4],
+        "matrix_languages": ["eng", "fra", "spa", "por_pt", "ben", "urd", "hin", "arb", "cmn_hans"],
+        "keep_fractions": [0.9, 0.8, 0.7, 0.5],
+        "timing_rounds": 11,
         "batch_size": 16,
         "max_length": 512,
         "seed": 0,
@@ -356,12 +361,14 @@ def _swap_dir(new: Path, old: Path, trash: Path) -> None:
 
 
 def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
-            notebooks_dir=NOTEBOOKS_DIR, names=None, only_stale=False) -> list[Path]:
+            notebooks_dir=NOTEBOOKS_DIR, names=None, only_stale=False, dry_run=False) -> list[Path]:
     """Run every chapter (or those in *names*; with *only_stale* those of them that
     :func:`stale_chapters` names) in order, then regenerate the toc.
 
     A failing chapter does not stop the others; a :class:`ChapterError` naming all
-    failures is raised at the end.
+    failures is raised at the end. *dry_run*: resolve and check everything (chapters, parameters,
+    languages), print each chapter's parameters and return the paths the run would write, without
+    starting a kernel.
     """
     sources = [find_chapter(n, notebooks_dir) for n in names] if names else chapters(notebooks_dir)
     if only_stale:
@@ -372,8 +379,11 @@ def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
         unused = sorted(set(overrides) - declared)
         if unused:
             raise ValueError(f"no chapter declares {', '.join(unused)}")
-    for source in sources:  # every chapter's parameters are checked before the first one runs
-        resolve_parameters(source, profile, overrides)
+    resolved = [resolve_parameters(source, profile, overrides) for source in sources]  # all checked first
+    if dry_run:
+        for source, params in zip(sources, resolved):
+            print(f"{source.stem} ({profile} profile): {json.dumps(params)}", file=sys.stderr)
+        return [_resolve(output_dir) / source.name for source in sources]
     done, failures = [], []
     for i, source in enumerate(sources, 1):
         print(f"[{i}/{len(sources)}] {source.stem} ({profile} profile)", file=sys.stderr, flush=True)

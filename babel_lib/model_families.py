@@ -355,7 +355,7 @@ def model_verdicts(facts: dict) -> list[dict]:
     f = facts
     a, b = f["models"][:2]
     it = stats.interval_text
-    sizes = row("model_families",
+    sizes = row("model_sizes",
                 "model sizes and variants: not compared (no size series and no base/instruct pair of one model "
                 "is available offline)",
                 "two small models of different families only; the paper profile of the book runner reruns this "

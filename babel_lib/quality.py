@@ -224,6 +224,21 @@ def mass_comparison(by_unit: dict, baseline: str = "random", n_resamples: int = 
     return pd.DataFrame(rows)
 
 
+def mass_texts(mass: pd.DataFrame) -> dict:
+    """Prose for :func:`mass_comparison`'s table: {partition: {'mass': "0.43 [0.42, 0.44]",
+    'difference': "0.10 [0.09, 0.11]: more than random beyond noise"}} (the difference's words say
+    whether its interval excludes 0)."""
+    from .stats import interval_text
+
+    out = {}
+    for _, r in mass.iterrows():
+        verdict = ("more than random beyond noise" if r["diff_low"] > 0 else
+                   "less than random beyond noise" if r["diff_high"] < 0 else "not distinguishable from random")
+        out[r["partition"]] = {"mass": interval_text(r["mass_captured"], r["low"], r["high"]),
+                               "difference": f"{interval_text(r['difference'], r['diff_low'], r['diff_high'])}: {verdict}"}
+    return out
+
+
 def moefication_verdicts(mass: pd.DataFrame, agreement: pd.DataFrame, main: str, top_k_fraction: float) -> list[dict]:
     """Chapter 1's verdict rows: the conversion is exact with every expert on (agreement row with
     top_k_fraction 1.0), and the main partition's activated experts carry more of the activation

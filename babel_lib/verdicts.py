@@ -61,6 +61,10 @@ CLAIMS: dict[str, Claim] = {
         "Through comprehensive experiments on different model families, different model sizes, and different "
         "variants", EMNLP,
         "the patterns found in one model (depth profile, language distances) hold in a model of another family"),
+    "model_sizes": Claim(
+        "Through comprehensive experiments on different model families, different model sizes, and different "
+        "variants", EMNLP,
+        "the patterns hold across sizes of one model family and across variants of one model"),
     "instruction_tuning": Claim(
         "the impact of instruction tuning on activation patterns", EMNLP,
         "instruction tuning changes a language's activation profile beyond sampling noise"),

@@ -31,7 +31,7 @@ import time
 import torch
 from _common import sync
 
-from babel_lib.applications import make_batch
+from babel_lib.timing import make_batch
 
 
 class StoreThenCount:

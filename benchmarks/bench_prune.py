@@ -27,7 +27,8 @@ import time
 
 import torch
 
-from babel_lib.applications import make_batch
+from babel_lib import timing
+from babel_lib.timing import make_batch
 
 
 def main(argv=None) -> int:
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         print("pruned model does not match the masked dense model", file=sys.stderr)
         return 1
 
-    inputs = prune.ffn_inputs(lm, ids)
+    inputs = timing.ffn_inputs(lm, ids)
     body_dense, body_small = backbone(lm.model), backbone(small.model)
 
     def fwd(body):
@@ -82,16 +83,16 @@ def main(argv=None) -> int:
             body(input_ids=ids, use_cache=False)
         return run
 
-    times = prune.time_interleaved({
-        "dense_ffn": prune.mlp_callable(lm, inputs), "pruned_ffn": prune.mlp_callable(small, inputs),
+    times = timing.time_interleaved({
+        "dense_ffn": timing.mlp_callable(lm, inputs), "pruned_ffn": timing.mlp_callable(small, inputs),
         "dense_backbone": fwd(body_dense), "pruned_backbone": fwd(body_small),
     }, rounds=args.rounds, warmup=args.warmup)
     table = times.pivot(index="round", columns="name", values="seconds")
     table["ffn_ratio"] = table["dense_ffn"] / table["pruned_ffn"]
     table["backbone_ratio"] = table["dense_backbone"] / table["pruned_backbone"]
     print(table.round(4).to_string())
-    ffn = prune.speedup(times, "dense_ffn", "pruned_ffn")
-    body = prune.speedup(times, "dense_backbone", "pruned_backbone")
+    ffn = timing.speedup(times, "dense_ffn", "pruned_ffn")
+    body = timing.speedup(times, "dense_backbone", "pruned_backbone")
     tokens = args.batch * args.length
     print(f"median seconds: dense FFN {table.dense_ffn.median():.3f}, pruned FFN {table.pruned_ffn.median():.3f}, "
           f"dense backbone {table.dense_backbone.median():.3f} ({tokens / table.dense_backbone.median():.0f} tok/s), "

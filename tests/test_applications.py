@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from babel_lib import applications as app
-from babel_lib import corpus, evaluate, prune, stats
+from babel_lib import application_findings as findings
+from babel_lib import corpus, evaluate, prune, sparse, stats, timing
 from babel_lib.cache import Store
 from babel_lib.moefy import build_partition
 from babel_lib.profile import Definitions, profile_passages
@@ -147,8 +148,8 @@ def test_grid_results_are_cached_across_experiments(exp, grid, monkeypatch):
     table = app.run_grid(again, GRID)
     np.testing.assert_allclose(table.perplexity, grid.perplexity)
     # a language's static set at keep 1 - p is its target-language plan at rate p: the same cache entry
-    assert app.static_plan(again, "aaa", 0.5).key == again.plan("language", 0.5, language="aaa").key
-    again.results(again.condition(app.static_plan(again, "aaa", 0.75)), ["aaa"])
+    assert sparse.static_plan(again, "aaa", 0.5).key == again.plan("language", 0.5, language="aaa").key
+    again.results(again.condition(sparse.static_plan(again, "aaa", 0.75)), ["aaa"])
 
 
 def test_language_tests(exp, grid):
@@ -194,7 +195,7 @@ def test_allocation_comparison_and_layer_rates(exp, grid):
 
 
 def test_sparse_activation_at_equal_compute(exp):
-    sp = app.sparse_activation(exp, keep_fractions=(1.0, 0.5), oracle=True)
+    sp = sparse.sparse_activation(exp, keep_fractions=(1.0, 0.5), oracle=True)
     E = exp.partition.n_experts
     assert set(sp.selector) == {"static", "router", "oracle"}
     full = sp[sp.keep == 1.0]
@@ -209,10 +210,10 @@ def test_sparse_activation_at_equal_compute(exp):
 
 
 def test_make_batch_and_speed_table(exp):
-    ids = app.make_batch(exp.lm, 3, 17)
+    ids = timing.make_batch(exp.lm, 3, 17)
     assert ids.shape == (3, 17) and (ids[:, 0] == exp.lm.tokenizer.bos_token_id).all()
     assert ids.device == exp.lm.device and ids.dtype == torch.long
-    speed, times = app.speed_table(exp, keep_fractions=(0.5,), batch=2, length=16, rounds=1, warmup=0)
+    speed, times = sparse.speed_table(exp, keep_fractions=(0.5,), batch=2, length=16, rounds=1, warmup=0)
     row = speed.iloc[0]
     assert row.experts == exp.partition.n_experts // 2 and row.computed == 0.5
     assert row.ffn_low <= row.ffn_speedup <= row.ffn_high and row.backbone_speedup > 0
@@ -230,17 +231,17 @@ def _plain(value):
 def test_findings_are_plain_values(exp, grid):
     tests = app.language_tests(exp, grid, permutations=99)
     _, summary = app.cross_language_matrix(exp, 0.5)
-    f = app.findings_pruning(grid, tests, summary)
+    f = findings.findings_pruning(grid, tests, summary)
     assert all(_plain(v) for v in f.values())
     assert f["languages"] == 3 and f["cells_language"] == 6
     assert f["verdict_beats_random"] in ("reproduced", "partly reproduced", "not reproduced")
     cells, t = app.allocation_comparison(exp, grid, permutations=99)
-    f9 = app.findings_layerwise(t, cells, app.layer_rates(exp, [0.25, 0.5]))
+    f9 = findings.findings_layerwise(t, cells, app.layer_rates(exp, [0.25, 0.5]))
     assert all(_plain(v) for v in f9.values()) and f9["sparsity_gap"] == 0.0
-    sp = app.sparse_activation(exp, keep_fractions=(0.5,))
-    speed, _ = app.speed_table(exp, keep_fractions=(0.5,), batch=1, length=8, rounds=1, warmup=0)
-    q = app.quality_vs_speed(sp, speed, n_resamples=1000)
-    f10 = app.findings_sparse(q, sp, speed)
+    sp = sparse.sparse_activation(exp, keep_fractions=(0.5,))
+    speed, _ = sparse.speed_table(exp, keep_fractions=(0.5,), batch=1, length=8, rounds=1, warmup=0)
+    q = sparse.quality_vs_speed(sp, speed, n_resamples=1000)
+    f10 = findings.findings_sparse(q, sp, speed)
     assert all(_plain(v) for v in f10.values())
     assert "static_0.5" in f10 and "speed_0.5" in f10 and f10["languages"] == 3
 
@@ -287,48 +288,48 @@ def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
     tests = app.language_tests(exp, grid, comparisons, permutations=99)
     cells = app.comparison_cells(exp, grid, comparisons)
     cells_m, summary = app.cross_language_matrix(exp, 0.5)
-    f = app.findings_pruning(grid, tests, summary, cells=cells)
+    f = findings.findings_pruning(grid, tests, summary, cells=cells)
     assert all(_plain(v) for v in f.values())
     assert f["n_tests"] == 6 and f["random_seeds"] == 2 and f["udhr_languages"] == ", ".join(LANGS)
     assert "tests_multilingual" in f and f["tests_multilingual_rates"] == 2
     assert f["vs_best_agnostic_cells"] == 6 and f["vs_random_cells"] == 6
     assert f["vs_random_better"] == int(cells[cells.against == "random"].decision.str.startswith("beats").sum())
     assert f["best_cell"].startswith(tuple(LANGS)) and f["matrix_names"] == ", ".join(LANGS)
-    rows = app.verdicts_pruning(f)
+    rows = findings.verdicts_pruning(f)
     assert [r["claim"] for r in rows] == [verdicts.table([verdicts.row(c, "", "", "reproduced")]).claim[0]
                                           for c in ("beats_random", "beats_dense")]
     assert all(r["verdict"] in verdicts.VERDICTS for r in rows)
     assert f["tests_random"] in rows[0]["result"]
 
     ac, at = app.allocation_comparison(exp, grid, methods=("language", "multilingual"), permutations=99)
-    f9 = app.findings_layerwise(at, ac, app.layer_rates(exp, [0.25, 0.5]))
+    f9 = findings.findings_layerwise(at, ac, app.layer_rates(exp, [0.25, 0.5]))
     assert f9["methods"] == ["language", "multilingual"] and f9["rules"] == ["layerwise", "entropy"]
     assert f9["rates"] == [0.25, 0.5] and "entropy_range" in f9 and "layerwise_language_cells_text" in f9
-    (row9,) = app.verdicts_layerwise(f9)
+    (row9,) = findings.verdicts_layerwise(f9)
     assert row9["verdict"] == f9["verdict_layerwise"] and f9["entropy_language_text"] in row9["result"]
 
-    sp = app.sparse_activation(exp, keep_fractions=(0.75, 0.5), oracle=True)
-    st = app.sparse_tests(sp, n_resamples=1000)
+    sp = sparse.sparse_activation(exp, keep_fractions=(0.75, 0.5), oracle=True)
+    st = sparse.sparse_tests(sp, n_resamples=1000)
     assert len(st) == 2 * 3 and set(st.against) == {"dense", "static"}
     np.testing.assert_allclose(st.p_adjusted, stats.holm(st.p_value))
     router = sp[(sp.selector == "router") & (sp.keep == 0.5)]
     row = st[(st.selector == "router") & (st.keep == 0.5)].iloc[0]
     assert row.ratio == pytest.approx(float(np.exp(np.log(router.vs_static_ratio).mean())))
     assert (st.p_value >= 0.25 - 1e-12).all()  # 3 languages: the exact test cannot go below 2 / 8
-    speed, times = app.speed_table(exp, keep_fractions=(0.75, 0.5), batch=1, length=8, rounds=1, warmup=0,
+    speed, times = sparse.speed_table(exp, keep_fractions=(0.75, 0.5), batch=1, length=8, rounds=1, warmup=0,
                                    whole_model=True)
     assert {"dense | model", "keep 0.5 | model"} <= set(times.name)
     assert speed.model_speedup.notna().all() and (speed.dense_tokens_per_second > 0).all()
-    q = app.quality_vs_speed(sp, speed, n_resamples=1000)
+    q = sparse.quality_vs_speed(sp, speed, n_resamples=1000)
     assert q[q.selector == "static"].model_speedup.notna().all()
-    recall = app.recall_summary(app.router_recall(exp, keep_fractions=(0.75, 0.5)))
+    recall = findings.recall_summary(sparse.router_recall(exp, keep_fractions=(0.75, 0.5)))
     assert set(recall.selector) == {"centroid router", "static 0.75", "static 0.5"}
     assert ((recall.lowest_layer <= recall.recall + 1e-12) & (recall.recall <= recall.highest_layer + 1e-12)).all()
-    f10 = app.findings_sparse(q, sp, speed, tests=st, recall=recall)
+    f10 = findings.findings_sparse(q, sp, speed, tests=st, recall=recall)
     assert all(_plain(v) for v in f10.values())
     assert f10["keeps"] == [0.75, 0.5] and f10["n_tests"] == 6 and "whole model" in f10["speed_0.5"]
     assert "test_router_static_0.5" in f10 and "recall_router_0.25" in f10 and "recall_static_0.5_0.5" in f10
-    (row10,) = app.verdicts_sparse(f10)
+    (row10,) = findings.verdicts_sparse(f10)
     assert row10["verdict"] == f10["verdict_sparse_activation"] and "target-language pruning" in row10["result"]
 
 
@@ -341,26 +342,26 @@ def test_sparse_verdict_rule():
                               "backbone_high": 1.1, "model_speedup": 1.02, "model_low": model_low,
                               "model_high": 1.04, "noisy": False}])
 
-    assert app.findings_sparse(quality(1.02, 1.04, 1.01))["verdict_sparse_activation"] == "reproduced"
-    assert app.findings_sparse(quality(1.04, 1.07, 1.01))["verdict_sparse_activation"] == "partly reproduced"
-    assert app.findings_sparse(quality(1.24, 1.3, 1.01))["verdict_sparse_activation"] == "not reproduced"
+    assert findings.findings_sparse(quality(1.02, 1.04, 1.01))["verdict_sparse_activation"] == "reproduced"
+    assert findings.findings_sparse(quality(1.04, 1.07, 1.01))["verdict_sparse_activation"] == "partly reproduced"
+    assert findings.findings_sparse(quality(1.24, 1.3, 1.01))["verdict_sparse_activation"] == "not reproduced"
     # not measurably faster (a round in which the whole sliced model was slower): not reproduced
-    f = app.findings_sparse(quality(1.02, 1.04, 0.99))
+    f = findings.findings_sparse(quality(1.02, 1.04, 0.99))
     assert f["verdict_sparse_activation"] == "not reproduced" and f["faster_keeps"] == 0
 
 
 def test_readable_tables_and_numbers(exp, grid):
-    rows = app.labelled(grid[grid.method != "dense"])
+    rows = findings.labelled(grid[grid.method != "dense"])
     assert set(rows.ranking) == {app.METHOD_LABELS[m] for m in app.METHODS}
     assert (rows.name == rows.language).all()  # the tiny languages have no names: their keys stay
     assert set(rows[rows.method == "random"].seed_name) == {"seed 0", "seed 1"}
     assert (rows[rows.method != "random"].seed_name == "").all()
-    cells = app.labelled(app.comparison_cells(exp, grid, (("language", "best agnostic"), ("language", "random"))))
+    cells = findings.labelled(app.comparison_cells(exp, grid, (("language", "best agnostic"), ("language", "random"))))
     best = cells[cells.against == "best agnostic"]
     assert (best.against_label == "best agnostic (" + best.against_name + ")").all()
     assert (cells[cells.against == "random"].against_label == "random").all()
     text = exp.text_table()
     assert list(text.language) == LANGS and {"name", "corpus", "text", "tokens"} <= set(text.columns)
-    assert app._num(1.04321) == "1.04" and app._num(0.00153) == "0.00153" and app._num(4031.2) == "4,031"
-    assert app._num(12.345) == "12.3" and app._num(float("nan")) == "n/a"
-    assert app._fmt_ratio(0.5, 0.25, 1.5) == "x0.500 [0.250, 1.50]"
+    assert findings._num(1.04321) == "1.04" and findings._num(0.00153) == "0.00153" and findings._num(4031.2) == "4,031"
+    assert findings._num(12.345) == "12.3" and findings._num(float("nan")) == "n/a"
+    assert findings._fmt_ratio(0.5, 0.25, 1.5) == "x0.500 [0.250, 1.50]"

@@ -60,11 +60,11 @@ def test_profiles_are_well_formed():
         json.dumps(params)  # plain values papermill can inject
     assert book.PROFILES["default"]["model"] == "gemma-3-270m"
     assert 2 <= len(book.PROFILES["smoke"]["languages"]) <= 3
-    assert book.PROFILES["smoke"]["max_tokens_per_language"] <= 1024
+    assert book.PROFILES["smoke"]["max_passages"] <= 4 and book.PROFILES["smoke"]["min_tokens"] <= 128
     from babel_lib import corpus
 
     assert len(corpus.resolve_languages(book.PROFILES["paper"]["languages"])) == 9
-    assert book.PROFILES["paper"]["max_tokens_per_language"] > book.PROFILES["smoke"]["max_tokens_per_language"]
+    assert book.PROFILES["paper"]["min_tokens"] > book.PROFILES["smoke"]["min_tokens"]
 
 
 def test_paper_languages_are_in_the_corpus_metadata():

@@ -404,3 +404,14 @@ def test_study_keywords_fit_the_pipeline(tmp_path, monkeypatch):
     assert main(["profile", "--languages", "eng", "--seed", "3", "--output", str(tmp_path / "p.csv")]) == 0
     bound = signature.bind(**seen[0]).arguments
     assert bound["languages"] == ["eng"] and bound["seeds"] == (3,)
+
+
+def test_run_dry_run_checks_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "02", "-p", "languages", '["eng","deu"]', "--output", str(out), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out / "02_heatmaps.ipynb")
+    assert '"languages": ["eng", "deu"]' in captured.err
+    assert not out.exists()
+    assert main(["run", "02", "-p", "expert_size", '"abc"', "--output", str(out), "--dry-run"]) == 1
+    assert "expert_size must be an integer" in capsys.readouterr().err

@@ -196,3 +196,9 @@ def test_mass_comparison_is_paired_and_finds_the_better_partition():
     assert row["better_layers"] == L
     base = table.set_index("partition").loc["random"]
     assert base["difference"] == 0 and base["better_layers"] == 0
+    from babel_lib.quality import mass_texts
+
+    texts = mass_texts(table)
+    assert texts["k-means"]["difference"].endswith("more than random beyond noise")
+    assert texts["random"]["difference"].endswith("not distinguishable from random")
+    assert texts["k-means"]["mass"].startswith(f"{row['mass_captured']:.3g}"[:4])

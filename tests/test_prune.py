@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from babel_lib import corpus, evaluate, prune
+from babel_lib import corpus, evaluate, prune, routing, timing
 from babel_lib.adapters import ffn_layers
 from babel_lib.cache import Store
 from babel_lib.errors import BabelError
@@ -338,12 +338,12 @@ def test_rate_zero_and_conditions_share_the_protocol(tmp_path):
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "phi3", "gpt2"])
 def test_router_recall_is_one_with_all_experts(model_type, tmp_path):
     lm, part, prof, _ = setup(model_type, tmp_path)
-    router = prune.CentroidRouter.build(lm.model, part)
+    router = routing.CentroidRouter.build(lm.model, part)
     seqs = evaluate.make_windows(lm.tokenizer, TEXTS["aaa"], max_length=32).input_ids
-    full = prune.router_recall(lm, part, router, seqs, top_k_fraction=1.0, batch_size=2)
+    full = routing.router_recall(lm, part, router, seqs, top_k_fraction=1.0, batch_size=2)
     assert (full["recall"] == 1.0).all() and (full["k"] == part.n_experts).all()
     static = prune.high_frequency_plan(prof, "aaa", 0.5)
-    some = prune.router_recall(lm, part, router, seqs, top_k_fraction=[0.25, 1.0], batch_size=2,
+    some = routing.router_recall(lm, part, router, seqs, top_k_fraction=[0.25, 1.0], batch_size=2,
                                static={"static 50%": static})
     assert some["recall"].between(0, 1).all()
     assert set(some["selector"]) == {"centroid router", "static 50%"}
@@ -352,20 +352,20 @@ def test_router_recall_is_one_with_all_experts(model_type, tmp_path):
     assert (everything.loc[everything.selector == "centroid router", "recall"] == 1.0).all()
     # a static half of the experts holds exactly half of all experts
     assert np.allclose(everything.loc[everything.selector == "static 50%", "recall"], 0.5)
-    alone = prune.router_recall(lm, part, router, seqs, top_k_fraction=0.25, batch_size=2)
+    alone = routing.router_recall(lm, part, router, seqs, top_k_fraction=0.25, batch_size=2)
     np.testing.assert_allclose(some[(some.top_k_fraction == 0.25) & (some.selector == "centroid router")]["recall"],
                                alone["recall"])
 
 
 def test_routed_view_all_experts_equals_dense(tmp_path):
     lm, part, _, _ = setup("llama", tmp_path)
-    router = prune.CentroidRouter.build(lm.model, part)
+    router = routing.CentroidRouter.build(lm.model, part)
     ids = ids_batch()
     with torch.no_grad():
         dense = lm.model(input_ids=ids).logits
-        with prune.routed_view(lm.model, part, router, 1.0):
+        with routing.routed_view(lm.model, part, router, 1.0):
             same = lm.model(input_ids=ids).logits
-        with prune.routed_view(lm.model, part, router, 0.25):
+        with routing.routed_view(lm.model, part, router, 0.25):
             routed = lm.model(input_ids=ids).logits
     torch.testing.assert_close(same, dense)
     assert not torch.allclose(routed, dense, atol=1e-3)
@@ -374,7 +374,7 @@ def test_routed_view_all_experts_equals_dense(tmp_path):
 
 def test_centroid_is_mean_of_normalised_rows(tmp_path):
     lm, part, _, _ = setup("llama", tmp_path)
-    router = prune.CentroidRouter.build(lm.model, part)
+    router = routing.CentroidRouter.build(lm.model, part)
     rows = torch.nn.functional.normalize(ffn_layers(lm.model)[1].input_rows("gate"), dim=1)
     torch.testing.assert_close(router.centroids[1][3], rows[part.members(1, 3)].mean(0))
 
@@ -386,7 +386,7 @@ def test_gathered_ffn_equals_masked_ffn(tmp_path):
     experts = torch.stack([torch.randperm(part.n_experts)[:3] for _ in range(10)])
     with experts_contiguous(lm.model, part), torch.no_grad():
         layer = ffn_layers(lm.model)[0]
-        got = prune.gathered_ffn(layer, part, x, experts)
+        got = timing.gathered_ffn(layer, part, x, experts)
         mlp = layer.mlp
         a = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
         keep = torch.zeros(10, part.n_experts).scatter_(1, experts, 1.0)
@@ -396,10 +396,10 @@ def test_gathered_ffn_equals_masked_ffn(tmp_path):
 
 def test_timing_helpers():
     calls = []
-    times = prune.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3)
+    times = timing.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and len(times) == 6  # warm-up, then alternating order
-    assert prune.speedup(times, "a", "b") > 0
-    median, low, high = prune.speedup(times, "a", "b", spread=True)
+    assert timing.speedup(times, "a", "b") > 0
+    median, low, high = timing.speedup(times, "a", "b", spread=True)
     assert low <= median <= high
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from babel_lib import compare, families, instructions, tuning_effect as te
+from babel_lib import tuning_pair as tp
 from babel_lib.definitions import Definitions
 from babel_lib.profile import Profile
 from babel_lib.testing import tiny_model
@@ -177,25 +178,25 @@ def test_paired_summary_means_and_units():
     units = np.array([0, 0, 1, 1, 2, 2, 3, 3])
     base = np.array([1.0, 3, 2, 2, 4, 0, 1, 1])
     tuned = base + 1
-    s = te.paired_summary(units, base, tuned, n_resamples=200)
+    s = tp.paired_summary(units, base, tuned, n_resamples=200)
     assert s["base"] == pytest.approx(base.mean()) and s["tuned"] == pytest.approx(tuned.mean())
     # a constant paired difference has a degenerate interval: the same resample for both models
     assert s["difference"] == pytest.approx(1) and s["low"] == pytest.approx(1) and s["high"] == pytest.approx(1)
     assert s["units"] == 4 and s["examples"] == 8
     assert s["base_low"] <= s["base"] <= s["base_high"]
     # ratio of sums (loss per token)
-    w = te.paired_summary(units, base, tuned, np.full(8, 2.0), np.full(8, 4.0), n_resamples=50)
+    w = tp.paired_summary(units, base, tuned, np.full(8, 2.0), np.full(8, 4.0), n_resamples=50)
     assert w["base"] == pytest.approx(base.sum() / 16) and w["tuned"] == pytest.approx(tuned.sum() / 32)
     with pytest.raises(ValueError, match="2 units"):
-        te.paired_summary(np.zeros(3), np.ones(3), np.ones(3))
+        tp.paired_summary(np.zeros(3), np.ones(3), np.ones(3))
 
 
 def test_example_language_and_paragraph_units():
     frame = pd.DataFrame({"task": ["translate", "to_english", "repeat", "repeat"], "lang": ["fra", "eng", "eng", "fra"],
                           "source_lang": ["eng", "fra", "eng", "fra"], "article": [3, 3, 3, 6],
                           "paragraph": [0, 0, 1, 0]})
-    assert te.example_language(frame).tolist() == ["fra", "fra", "eng", "fra"]
-    assert te.paragraph_units(frame).tolist() == [0, 0, 1, 2]
+    assert tp.example_language(frame).tolist() == ["fra", "fra", "eng", "fra"]
+    assert tp.paragraph_units(frame).tolist() == [0, 0, 1, 2]
 
 
 # ---------------------------------------------------------------------------- the chapter's results
@@ -228,7 +229,7 @@ def test_shift_results_find_a_shift_beyond_noise():
 
 
 # ---------------------------------------------------------------------------- the whole chain on tiny models
-def tiny_pair(seed=1) -> te.Pair:
+def tiny_pair(seed=1) -> tp.Pair:
     """A tiny base model and a 'tuned' copy whose FFN weights moved."""
     base = tiny_model("gemma3_text")
     tuned = tiny_model("gemma3_text")
@@ -239,7 +240,7 @@ def tiny_pair(seed=1) -> te.Pair:
     from babel_lib.models import model_fingerprint
 
     tuned.fingerprint = model_fingerprint(tuned.model)
-    return te.Pair(base, tuned, "tiny", "tiny-tuned", "float32", "cpu", None, base.tokenizer, "plain", LANGS,
+    return tp.Pair(base, tuned, "tiny", "tiny-tuned", "float32", "cpu", None, base.tokenizer, "plain", LANGS,
                    list(instructions.TASKS), 0.0)
 
 
@@ -248,23 +249,23 @@ def test_make_pair_tunes_and_caches(monkeypatch):
 
     lm = tiny_model("gemma3_text")
     monkeypatch.setattr(pipeline, "get_model", lambda spec, dtype="float32", device="auto", device_map=None: lm)
-    pair = te.make_pair("tiny", languages=LANGS, tasks=["repeat"], steps=2, max_length=512, dtype="float32",
+    pair = tp.make_pair("tiny", languages=LANGS, tasks=["repeat"], steps=2, max_length=512, dtype="float32",
                         device="cpu")
     assert pair.made_here and not pair.run.cached and pair.run.meta["hyperparameters"]["steps"] == 2
     assert pair.template == "plain" and pair.tasks == ["repeat"]
     assert len(pair.training_curve()) == 2 and "Trained in this run" in pair.describe()
     assert pair.facts()["steps"] == 2
-    again = te.make_pair("tiny", languages=LANGS, tasks=["repeat"], steps=2, max_length=512)
+    again = tp.make_pair("tiny", languages=LANGS, tasks=["repeat"], steps=2, max_length=512)
     assert again.run.cached and "Loaded from the cache" in again.describe()
-    given = te.make_pair("tiny", tuned_model="other")
+    given = tp.make_pair("tiny", tuned_model="other")
     assert not given.made_here and given.training_curve() is None and given.template == "auto"
 
 
 def test_heldout_loss_and_answers_on_tiny_models():
     pair = tiny_pair()
-    held = te.heldout_set(pair, tasks=["repeat", "to_english"])
+    held = tp.heldout_set(pair, tasks=["repeat", "to_english"])
     assert set(held["split"]) == {"evaluation"}
-    loss = te.heldout_loss(pair, held, examples=2, max_length=512, batch_size=4, n_resamples=50)
+    loss = tp.heldout_loss(pair, held, examples=2, max_length=512, batch_size=4, n_resamples=50)
     table = loss["table"]
     assert table.iloc[0]["kind"] == "all" and set(table["kind"]) == {"all", "task", "language"}
     assert set(loss["by_task"]["model"]) == {"base", "tuned"}
@@ -273,11 +274,11 @@ def test_heldout_loss_and_answers_on_tiny_models():
     assert loss["facts"]["examples"] == len(ex)
     # every source language gets translation-into-English prompts
     assert set(ex[ex["task"] == "to_english"]["language"]) == {"fra", "cmn_hans"}
-    checks = te.answer_checks(pair, held, examples=1, max_new_tokens=4, batch_size=4, n_resamples=50)
+    checks = tp.answer_checks(pair, held, examples=1, max_new_tokens=4, batch_size=4, n_resamples=50)
     rates = checks["rates"].set_index("check")
-    assert set(rates.index) == set(te.CHECKS) | {"chrf"} and rates["base"].between(0, 100).all()
+    assert set(rates.index) == set(tp.CHECKS) | {"chrf"} and rates["base"].between(0, 100).all()
     assert checks["facts"]["prompts"] == len(checks["answers"]) // 2
-    side = te.answer_examples(checks)
+    side = tp.answer_examples(checks)
     assert len(side) == 2 and {"base", "tuned", "reference"} <= set(side.columns)
 
 

@@ -1,0 +1,217 @@
+"""Chapter 10: a language's static expert set (target-language pruning at inference), the centroid router at equal compute, the per-token oracle, their quality with paired intervals, measured speed and router recall."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import evaluate, prune, stats
+from .definitions import active_count
+from . import routing, timing
+from .applications import Experiment, over_languages, sign_flip_test
+from .timing import make_batch
+
+# ------------------------------------------------------------------------------ sparse activation
+def static_plan(exp: Experiment, language: str, keep: float) -> prune.PrunePlan:
+    """A language's static expert set at keep fraction ``keep``: its top experts per layer by its
+    own frequency, i.e. target-language pruning at rate 1 - keep, uniform (the same plan, so the
+    same cached evaluation as chapter 08's grid)."""
+    if isinstance(keep, bool) or not 0 < float(keep) <= 1:
+        raise prune.PruneRateError(f"keep fraction must be in (0, 1], got {keep!r}")
+    return exp.plan("language", 1.0 - float(keep), "uniform", language=language)
+
+
+def sparse_activation(exp: Experiment, keep_fractions=(0.75, 0.5), router_features: str = "gate",
+                      oracle: bool = False, languages: list[str] | None = None) -> pd.DataFrame:
+    """Static high-frequency sets vs the centroid router at equal compute, per keep fraction.
+
+    For each keep fraction f and language: 'static' (:func:`static_plan`, m = the experts it keeps
+    per layer) and 'router' (per token the centroid router's top m experts of each layer,
+    :func:`babel_lib.routing.routed_condition`: the same number of experts per token and layer;
+    masked, so it shows quality, not speed), optionally 'oracle' (each token's top m experts by
+    sum|a|: needs every neuron computed, an upper bound). Rows: selector, keep, experts (m),
+    experts_per_layer (E), language, corpus, perplexity, bits_per_char, ratio / low / high /
+    decision against dense, and for the router and oracle vs_static_ratio / _low / _high /
+    _decision (router / static: 'beats static' when the router is better beyond noise).
+    """
+    langs = [l for l in (exp.targets if languages is None else languages) if l in exp.profile.languages]
+    dense = exp.dense(langs)
+    router = routing.CentroidRouter.build(exp.lm.model, exp.partition, features=router_features)
+    E = exp.partition.n_experts
+    rows = []
+    for keep in keep_fractions:
+        plans = {l: static_plan(exp, l, keep) for l in langs}
+        m = int(E - plans[langs[0]].dropped_per_layer[0])
+        fraction = m / E
+        if active_count(fraction, E) != m:
+            raise AssertionError("equal compute: the router's k must equal the static set's size")
+        static = {l: exp.results(exp.condition(plans[l]), [l])[l] for l in langs}
+        per_token = {"router": exp.results(routing.routed_condition(exp.lm, exp.partition, router, fraction,
+                                                                  f"router {m}/{E}"), langs)}
+        if oracle:
+            per_token["oracle"] = exp.results(routing.oracle_condition(exp.lm, exp.partition, fraction,
+                                                                     f"oracle {m}/{E}"), langs)
+        for l in langs:
+            for selector, r in [("static", static[l])] + [(k, v[l]) for k, v in per_token.items()]:
+                s = evaluate.summarize(r, selector, l, exp.lm)
+                c = exp.compare(dense[l], r, ("dense", selector))
+                row = {"selector": selector, "keep": float(keep), "experts": m, "experts_per_layer": E,
+                       "language": l, "corpus": exp.evalset.source[l], "perplexity": s["perplexity"],
+                       "bits_per_char": s["bits_per_char"], "ratio": c["ratio"], "low": c["low"], "high": c["high"],
+                       "decision": c["decision"], "vs_static_ratio": np.nan, "vs_static_low": np.nan,
+                       "vs_static_high": np.nan, "vs_static_decision": ""}
+                if selector != "static":
+                    v = exp.compare(static[l], r, ("static", selector))
+                    row.update(vs_static_ratio=v["ratio"], vs_static_low=v["low"], vs_static_high=v["high"],
+                               vs_static_decision=v["decision"])
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def speed_table(exp: Experiment, keep_fractions=(0.75, 0.5), batch: int = 2, length: int | None = None,
+                rounds: int = 5, warmup: int = 1, language: str | None = None,
+                whole_model: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measured speed-up of physically sliced models over the dense one, per keep fraction.
+
+    The static set of ``language`` (default: the first target language; under the uniform plan
+    every language's sliced model has the same shapes) is sliced into a copy sharing every other
+    tensor (:func:`babel_lib.prune.prune_model` with share=True). Timed interleaved
+    (:func:`babel_lib.timing.time_interleaved`) on one batch of real text (:func:`make_batch`):
+    every layer's MLP alone on its recorded input ('FFN'), the backbone forward, and with
+    ``whole_model`` the whole model (backbone and LM head on every position: the cost profile of
+    generating a token, whose head the pruning does not touch). Returns (speed, times): speed rows
+    keep, experts, computed (fraction of FFN neurons kept), ffn_speedup / ffn_low / ffn_high,
+    backbone_speedup / _low / _high and model_speedup / _low / _high (median and range over rounds
+    of dense time / sliced time; NaN without ``whole_model``), noisy (a backbone speed-up above the
+    FFN-only one, a whole-model speed-up above the backbone one, or a round in which the sliced FFN
+    was slower: the machine's noise exceeds the effect), dense_tokens_per_second (the dense
+    backbone); times: the raw timings.
+    """
+    from .adapters import backbone
+
+    lang = language or exp.targets[0]
+    length = length or exp.evalset.max_length
+    ids = make_batch(exp.lm, batch, length)
+    inputs = timing.ffn_inputs(exp.lm, ids)
+    variants = {"dense": exp.lm}
+    plans = {}
+    for keep in keep_fractions:
+        plans[keep] = static_plan(exp, lang, keep)
+        variants[f"keep {keep:g}"] = prune.prune_model(exp.lm, exp.partition, plans[keep], share=True)
+
+    def body_fn(m):
+        net = backbone(m.model)
+
+        @torch.inference_mode()
+        def run():
+            net(input_ids=ids, use_cache=False)
+        return run
+
+    def model_fn(m):
+        @torch.inference_mode()
+        def run():
+            m.model(input_ids=ids, use_cache=False)
+        return run
+
+    fns = {}
+    for name, m in variants.items():
+        fns[f"{name} | FFN"] = timing.mlp_callable(m, inputs)
+        fns[f"{name} | backbone"] = body_fn(m)
+        if whole_model:
+            fns[f"{name} | model"] = model_fn(m)
+    times = timing.time_interleaved(fns, rounds=rounds, warmup=warmup)
+    dense_backbone = float(times[times["name"] == "dense | backbone"]["seconds"].median())
+    rows = []
+    for keep in keep_fractions:
+        name = f"keep {keep:g}"
+        f, fl, fh = timing.speedup(times, "dense | FFN", f"{name} | FFN", spread=True)
+        b, bl, bh = timing.speedup(times, "dense | backbone", f"{name} | backbone", spread=True)
+        w, wl, wh = (timing.speedup(times, "dense | model", f"{name} | model", spread=True) if whole_model
+                     else (np.nan, np.nan, np.nan))
+        rows.append({"keep": float(keep), "experts": int(exp.partition.n_experts - plans[keep].dropped_per_layer[0]),
+                     "computed": 1 - plans[keep].sparsity, "ffn_speedup": f, "ffn_low": fl, "ffn_high": fh,
+                     "backbone_speedup": b, "backbone_low": bl, "backbone_high": bh,
+                     "model_speedup": w, "model_low": wl, "model_high": wh,
+                     "noisy": bool(b > f * 1.02 or fl < 1 or (whole_model and w > b * 1.02)),
+                     "batch": int(ids.shape[0]), "length": int(ids.shape[1]), "rounds": rounds,
+                     "dense_tokens_per_second": float(ids.numel() / dense_backbone)})
+    return pd.DataFrame(rows), times
+
+
+def quality_vs_speed(sparse: pd.DataFrame, speed: pd.DataFrame, n_resamples: int = 10000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Per keep fraction and selector: the geometric-mean perplexity ratio to dense over languages
+    with a bootstrap interval over languages, the range of per-language ratios, how many
+    languages are worse than dense beyond noise, and the measured speed-ups of the static set's
+    sliced model (the router's masked evaluation has no speed-up of its own)."""
+    rows = []
+    for (selector, keep), g in sparse.groupby(["selector", "keep"], sort=False):
+        d = np.log(g["ratio"].to_numpy())
+        gm, lo, hi = over_languages(d, n_resamples, seed) if len(d) >= 2 else (float(np.exp(d[0])), np.nan, np.nan)
+        row = {"selector": selector, "keep": keep, "experts": int(g["experts"].iloc[0]), "languages": len(g),
+               "ratio": gm, "low": lo, "high": hi, "best": float(g["ratio"].min()), "worst": float(g["ratio"].max()),
+               "worse_than_dense": int((g["decision"] == "worse than dense").sum()),
+               "beats_dense": int((g["decision"] == "beats dense").sum())}
+        sp = speed[np.isclose(speed["keep"], keep)]
+        if selector == "static" and not sp.empty:
+            s = sp.iloc[0]
+            row.update({k: s[k] for k in ("ffn_speedup", "ffn_low", "ffn_high", "backbone_speedup", "backbone_low",
+                                          "backbone_high", "model_speedup", "model_low", "model_high", "noisy")
+                        if k in s.index})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sparse_tests(sparse: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
+                 permutations: int = stats.HEADLINE_PERMUTATIONS, correction: str = "holm") -> pd.DataFrame:
+    """Tests over languages of :func:`sparse_activation`'s rows, per keep fraction: the static set
+    against dense (is it worse?), and every per-token selector (router, oracle) against the static
+    set at equal compute. Per row: the per-language log ratios d (from the paired comparisons),
+    the geometric-mean ratio exp(mean d) with a bootstrap interval over languages, a two-sided
+    sign-flip test (:func:`sign_flip_test`: exact up to 16 languages), how many languages the
+    paired passage intervals decide each way, and ``p_adjusted`` (``correction`` over the rows of
+    this table: one family per chapter).
+
+    Rows: keep, experts, selector, against ('dense' or 'static'), languages, ratio, low, high,
+    better_beyond_noise, worse_beyond_noise, p_value, test, p_adjusted.
+    """
+    rows = []
+    for keep, g in sparse.groupby("keep", sort=False):
+        sides = [("static", "dense", g[g["selector"] == "static"], "ratio", "decision")]
+        sides += [(sel, "static", g[g["selector"] == sel], "vs_static_ratio", "vs_static_decision")
+                  for sel in dict.fromkeys(g["selector"]) if sel != "static"]
+        for selector, against, rows_, col, dec in sides:
+            d = np.log(rows_[col].to_numpy(dtype=float))
+            d = d[np.isfinite(d)]
+            if len(d) < 2:
+                continue
+            test = sign_flip_test(d, permutations, seed)
+            gm, lo, hi = over_languages(d, n_resamples, seed)
+            rows.append({"keep": float(keep), "experts": int(rows_["experts"].iloc[0]), "selector": selector,
+                         "against": against, "languages": len(d), "ratio": gm, "low": lo, "high": hi,
+                         "better_beyond_noise": int(rows_[dec].str.startswith("beats").sum()),
+                         "worse_beyond_noise": int(rows_[dec].str.startswith("worse").sum()),
+                         "p_value": test.p_value, "test": test.method})
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = stats.correct(table, "p_value", correction, "p_adjusted")
+    return table
+
+
+def router_recall(exp: Experiment, keep_fractions=(0.75, 0.5), top_k_fraction: float | None = None,
+                  router_features: str = "gate", languages: list[str] | None = None) -> pd.DataFrame:
+    """Recall of each token's oracle top-k experts by the centroid router and by the language's
+    static sets (:func:`babel_lib.routing.router_recall` on each language's evaluation windows;
+    one dense pass per language). Adds a language column."""
+    langs = [l for l in (exp.targets if languages is None else languages) if l in exp.profile.languages]
+    router = routing.CentroidRouter.build(exp.lm.model, exp.partition, features=router_features)
+    k = top_k_fraction or exp.profile.definitions.get("top_k_fraction", 0.2)
+    frames = []
+    for l in langs:
+        static = {f"static {q:g}": static_plan(exp, l, q) for q in keep_fractions}
+        r = routing.router_recall(exp.lm, exp.partition, router, exp.windows()[l].input_ids,
+                                sorted({float(k), *[float(q) for q in keep_fractions]}), exp.batch_size, static=static)
+        frames.append(r.assign(language=l))
+    return pd.concat(frames, ignore_index=True)
