@@ -477,7 +477,10 @@ def default_output(profile="default", overrides=None) -> Path:
 
 # ---------------------------------------------------------------------------- reproduction check
 #: Columns reported but never compared by :func:`verify_chapter` (they measure this machine).
-UNCOMPARED = re.compile(r"seconds|time|speed|per_second|tok_s|elapsed|memory|rss", re.IGNORECASE)
+UNCOMPARED = re.compile(r"seconds|time|speed|per_second|tok_s|elapsed|memory|rss"
+                        r"|^(ffn|backbone|model)_(low|high)$|^noisy$", re.IGNORECASE)  # chapter 10's speed-up intervals
+#: Text columns that quote measured timings, per chapter and table: reported, not compared.
+TIMED_TEXT = {"10_sparse_activation": {"verdicts.csv": ("result", "evidence")}}
 #: Relative tolerance of float columns whose values come through a model's float arithmetic
 #: (perplexities, losses): a forward pass on another CPU kind rounds differently.
 MODEL_FLOAT = re.compile(r"perplexity|bits_per|nll|loss|logit|ratio|ppl", re.IGNORECASE)
@@ -490,7 +493,8 @@ def compare_tables(committed: Path, fresh: Path) -> "pd.DataFrame":
 
     Rules: integer and text columns must be equal; float columns equal within
     :data:`FLOAT_RTOL` relative (:data:`MODEL_FLOAT_RTOL` for model-arithmetic columns such as
-    perplexities); timing and memory columns (:data:`UNCOMPARED`) are reported, not compared.
+    perplexities); timing and memory columns (:data:`UNCOMPARED`, and text quoting timings:
+    :data:`TIMED_TEXT`) are reported, not compared.
     Status per row: 'equal', 'within tolerance', 'differs', 'not compared', 'missing', 'extra',
     'shape differs'.
     """
@@ -498,6 +502,7 @@ def compare_tables(committed: Path, fresh: Path) -> "pd.DataFrame":
     import pandas as pd
 
     rows = []
+    timed = TIMED_TEXT.get(Path(committed).name, {})
     old = {p.name: p for p in Path(committed).glob("*.csv")}
     new = {p.name: p for p in Path(fresh).glob("*.csv")}
     for name in sorted(set(old) | set(new)):
@@ -536,8 +541,9 @@ def compare_tables(committed: Path, fresh: Path) -> "pd.DataFrame":
                 else:
                     row["status"] = "differs"
             else:
-                same = bool((x.astype(str).to_numpy() == y.astype(str).to_numpy()).all())
-                row["status"] = "equal" if same else ("not compared" if UNCOMPARED.search(col) else "differs")
+                same = bool(((x.astype(str) == y.astype(str)) | (x.isna() & y.isna())).all())  # empty == empty
+                uncompared = UNCOMPARED.search(col) or col in timed.get(name, ())
+                row["status"] = "equal" if same else ("not compared" if uncompared else "differs")
             rows.append(row)
     return pd.DataFrame(rows, columns=["table", "column", "status", "max_abs_diff", "max_rel_diff", "tolerance"])
 
