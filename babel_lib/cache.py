@@ -33,7 +33,7 @@ import numpy as np
 CODE_VERSION = "1"
 
 #: Every kind of result the project stores; ``Store.clear`` touches nothing else.
-KINDS = ("partition", "counts", "perplexity", "agreement", "tune_eval", "tuned", "models")
+KINDS = ("partition", "counts", "importance", "perplexity", "agreement", "tune_eval", "tuned", "models")
 #: Kinds stored as model folders (``<kind>/<name>/config.json, ...``) rather than ``.npz`` files.
 FOLDER_KINDS = ("models", "tuned")
 _PLAIN_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
