@@ -99,12 +99,14 @@ def current_chapter() -> str:
 
 # ---------------------------------------------------------------------------- files
 def book_dir() -> Path:
-    """The book folder: $BABEL_BOOK_DIR (set by the runner) or the repository's book/."""
-    return Path(os.environ.get("BABEL_BOOK_DIR") or book.BOOK_DIR)
+    """The folder results are written under: $BABEL_BOOK_DIR (set by the runner), else
+    ``runs/interactive/`` (a notebook run by hand, in JupyterLab or by plain papermill, never writes
+    into the committed book)."""
+    return Path(os.environ.get("BABEL_BOOK_DIR") or book.RUNS_DIR / "interactive")
 
 
 def results_dir(chapter: str | None = None) -> Path:
-    """``book/results/<chapter>/`` (created): the data and figures beside a chapter."""
+    """``<book_dir()>/results/<chapter>/`` (created): the data and figures beside a chapter."""
     path = book_dir() / "results" / _safe(chapter or current_chapter())
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -155,11 +155,14 @@ def _title(notebook: Path) -> str:
 
 def scorecard(book_dir) -> pd.DataFrame:
     """Every chapter's verdicts (``results/<chapter>/verdicts.csv``), in chapter order, with the
-    chapter's name and title."""
+    chapter's name and title. Only chapters of the book count: a results folder without an
+    executed ``NN_topic.ipynb`` beside it is ignored."""
     book_dir = Path(book_dir)
     frames = []
     for path in sorted((book_dir / "results").glob("*/verdicts.csv")):
         chapter = path.parent.name
+        if not re.match(r"^\d\d_", chapter) or not (book_dir / f"{chapter}.ipynb").exists():
+            continue
         frame = pd.read_csv(path, keep_default_na=False)
         frame.insert(0, "chapter", chapter)
         frame.insert(1, "title", f"{int(chapter[:2])}. {_title(book_dir / f'{chapter}.ipynb')}"

@@ -276,3 +276,31 @@ def test_save_table_is_atomic_and_linkable(plots_env, tmp_path):
     assert path == tmp_path / "results" / "01_test" / "tiny_table.csv"
     assert path.read_text().splitlines()[0] == "layer,expert,frequency"
     assert 'href="results/01_test/tiny_table.csv"' in plots.download_link(path).data
+
+
+def test_a_notebook_run_by_hand_never_writes_into_the_book(tmp_path, monkeypatch):
+    from babel_lib import plots
+
+    monkeypatch.delenv("BABEL_BOOK_DIR", raising=False)
+    monkeypatch.delenv("BABEL_CHAPTER", raising=False)
+    monkeypatch.setattr(book, "RUNS_DIR", tmp_path / "runs")
+    plots.setup(None)
+    path = plots.save_table(_frame(2, 2), None, "t")
+    assert path == tmp_path / "runs" / "interactive" / "results" / "scratch" / "t.csv" and path.exists()
+
+
+def test_scorecard_gathers_the_chapters_verdicts_only(tmp_path):
+    import pandas as pd
+
+    from babel_lib import verdicts
+
+    rows = [verdicts.row("heatmaps", "a result", "some evidence", "reproduced")]
+    for folder in ("02_heatmaps", "scratch", "03_orphan"):  # only 02 has an executed chapter beside it
+        (tmp_path / "results" / folder).mkdir(parents=True)
+        verdicts.table(rows).to_csv(tmp_path / "results" / folder / "verdicts.csv", index=False)
+    write_notebook(tmp_path / "02_heatmaps.ipynb")
+    card = verdicts.scorecard(tmp_path)
+    assert card["chapter"].tolist() == ["02_heatmaps"] and card["title"].tolist() == ["2. 02_heatmaps"]
+    text = verdicts.write_scorecard(tmp_path).read_text()
+    assert "1 verdicts from 1 chapters: 1 reproduced." in text and "scratch" not in text
+    assert isinstance(card, pd.DataFrame)

@@ -123,6 +123,7 @@ def test_papermill_commands_run(line, tmp_path):
     extra = ["-y", json.dumps(small)] if small else []  # JSON is YAML
     out = tmp_path / Path(words[2]).name
     res = subprocess.run([str(Path(sys.executable).parent / "papermill"), str(notebook), str(out), *words[3:], *extra,
-                          "--cwd", str(ROOT), "--no-progress-bar"], capture_output=True, text=True, timeout=900)
+                          "--cwd", str(ROOT), "--no-progress-bar"], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "BABEL_BOOK_DIR": str(tmp_path)})  # its tables: here, not in runs/
     assert res.returncode == 0, res.stderr[-3000:]
     assert out.exists()
