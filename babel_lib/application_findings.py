@@ -309,11 +309,11 @@ def findings_sparse(quality: pd.DataFrame, sparse: pd.DataFrame | None = None, s
             whole = getattr(r, "model_speedup", np.nan)
             timed = whole is not None and np.isfinite(whole)
             out[f"speed_{r.keep:g}"] = (
-                f"FFN x{r.ffn_speedup:.2f} ({r.ffn_low:.2f}-{r.ffn_high:.2f}), backbone x{r.backbone_speedup:.2f} "
-                f"({r.backbone_low:.2f}-{r.backbone_high:.2f})"
-                + (f", whole model x{r.model_speedup:.2f} ({r.model_low:.2f}-{r.model_high:.2f})" if timed else ""))
+                f"FFN x{r.ffn_speedup:.2f} ({r.ffn_speedup_low:.2f}-{r.ffn_speedup_high:.2f}), backbone x{r.backbone_speedup:.2f} "
+                f"({r.backbone_speedup_low:.2f}-{r.backbone_speedup_high:.2f})"
+                + (f", whole model x{r.model_speedup:.2f} ({r.model_speedup_low:.2f}-{r.model_speedup_high:.2f})" if timed else ""))
             out[f"model_speedup_{r.keep:g}"] = float(whole) if timed else float("nan")
-            faster = (r.model_low if timed else r.backbone_low) > 1
+            faster = (r.model_speedup_low if timed else r.backbone_speedup_low) > 1
             out["faster_keeps"] = out.get("faster_keeps", 0) + int(faster)
             if faster and r.high <= comparable:
                 word = "reproduced"
@@ -341,7 +341,7 @@ def findings_sparse(quality: pd.DataFrame, sparse: pd.DataFrame | None = None, s
             out[f"recall_{who}_{r.top_k_fraction:g}"] = (f"{r.recall:.2f} (layers {r.lowest_layer:.2f}-"
                                                          f"{r.highest_layer:.2f}; chance {r.chance:.2f})")
     if speed is not None and len(speed):
-        out["noisy_timings"] = int(speed["noisy"].sum())
+        out["noisy_timings"] = int(speed["speed_noisy"].sum())
         out["dense_tokens_per_second"] = float(speed["dense_tokens_per_second"].iloc[0]) \
             if "dense_tokens_per_second" in speed.columns else float("nan")
     return out

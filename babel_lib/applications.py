@@ -28,7 +28,7 @@ passage resample for both conditions; ``n_resamples`` >= 1,000, seeded) and a de
 interval ('beats X' when it lies wholly below 1, 'worse than X' wholly above, else
 'indistinguishable'). Claims over languages are tested over languages, never over cells: per
 rate (not pooled over rates), a sign-flip permutation test of the per-language log ratios (exact
-over all 2^n sign patterns up to 16 languages), with the geometric-mean ratio and a bootstrap
+over all 2^n sign patterns when 2^n <= permutations + 1), with the geometric-mean ratio and a bootstrap
 interval over languages as the effect size, Holm-corrected within the table. Random pruning
 with several seeds enters as the geometric mean of its seeds' perplexities; the seed-to-seed
 spread is reported, not folded into the passage interval.
@@ -69,7 +69,6 @@ RULE_LABELS = {"uniform": "uniform", "layerwise": "layer-wise (by share)", "entr
 SELECTOR_LABELS = {"static": "static set (target-language pruning)", "router": "centroid router (per token)",
                    "oracle": "oracle top-k (upper bound)"}
 #: Sign-flip tests enumerate every sign pattern up to this many languages (exact p-values).
-EXACT_SIGN_FLIP = 16
 #: The fewest bootstrap resamples of a reported interval (the design's conventions); fewer only in a test run.
 MIN_RESAMPLES = 1000
 
@@ -388,41 +387,6 @@ def run_grid(exp: Experiment, grid: Grid) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ tests over languages
-def sign_flip_test(d, permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0,
-                   alternative: str = "two-sided") -> stats.PermutationResult:
-    """Paired test over languages: is the mean of the per-language differences ``d`` (e.g. log
-    perplexity ratios) zero? Under the null each sign is equally likely, so the null
-    distribution of the mean comes from flipping signs: over all 2^n patterns (exact) for n <=
-    16 languages, else ``permutations`` random patterns (p = (1 + hits) / (1 + permutations)).
-    Two-sided by default ('less': the mean is below 0). NaN differences are left out."""
-    d = np.asarray(d, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    n = len(d)
-    if n < 2:
-        raise ValueError("a test over languages needs at least 2 languages")
-    obs = float(d.mean())
-    if n <= EXACT_SIGN_FLIP:
-        signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1)
-        null = signs @ d / n
-        tol = 1e-12 * max(1.0, np.abs(d).max())
-        if alternative == "two-sided":
-            hits = np.abs(null) >= abs(obs) - tol
-        elif alternative == "less":
-            hits = null <= obs + tol
-        elif alternative == "greater":
-            hits = null >= obs - tol
-        else:
-            raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}")
-        return stats.PermutationResult(obs, float(hits.mean()), int(2 ** n), n, "sign-flip (exact)", alternative,
-                                       "signs of the per-language differences flipped, all patterns")
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1.0, 1.0], size=(permutations, n))
-    null = signs @ d / n
-    p = stats.permutation_p(obs, null, alternative, permutations)
-    return stats.PermutationResult(obs, p, int(permutations), n, "sign-flip (random)", alternative,
-                                   "signs of the per-language differences flipped at random")
-
-
 def over_languages(d: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float, float]:
     """Geometric-mean ratio exp(mean d) with a percentile bootstrap interval over languages."""
     res = stats.bootstrap_units(lambda W: np.exp((W @ d) / W.sum(axis=1)), len(d), max(n_resamples, 1000), seed,
@@ -485,7 +449,7 @@ def language_tests(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("lan
     (:func:`best_agnostic`, resolved per rate). Per (comparison, rate): the per-language log
     ratio d = log ppl(method) - log ppl(against) (random: geometric mean over seeds) over the
     languages both sides have; effect = geometric-mean ratio exp(mean d) with a bootstrap
-    interval over languages; a two-sided sign-flip test (:func:`sign_flip_test`); and how many
+    interval over languages; a two-sided sign-flip test (:func:`babel_lib.stats.sign_flip_test`); and how many
     languages the paired passage intervals decide each way. ``p_adjusted``: ``correction``
     ('holm' or 'bh') over the rows of this table (one family per chapter: concatenate tables
     first when a chapter has several, then :func:`babel_lib.stats.correct`).
@@ -497,7 +461,7 @@ def language_tests(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("lan
             continue
         d = np.array([_log_ppl(a[l]) - _log_ppl(b[l]) for l in langs])
         per = [exp.compare(b[l], a[l], (resolved, method)) for l in langs]
-        test = sign_flip_test(d, permutations, exp.seed)
+        test = stats.sign_flip_test(d, permutations, exp.seed)
         gm, lo, hi = over_languages(d, exp.n_resamples, exp.seed)
         rows.append({"method": method, "against": against, "against_method": resolved, "rate": rate,
                      "allocation": allocation, "languages": len(langs), "ratio": gm, "low": lo, "high": hi,
@@ -622,7 +586,7 @@ def allocation_comparison(exp: Experiment, grid_table: pd.DataFrame, rules=("lay
                           "ratio": c["ratio"], "low": c["low"], "high": c["high"], "decision": c["decision"]})
         if len(langs) >= 2:
             d = np.array(d)
-            test = sign_flip_test(d, permutations, exp.seed)
+            test = stats.sign_flip_test(d, permutations, exp.seed)
             gm, lo, hi = over_languages(d, exp.n_resamples, exp.seed)
             tests.append({"method": method, "rule": rule, "rate": rate, "languages": len(langs), "ratio": gm,
                           "low": lo, "high": hi, "wins": int((d < 0).sum()),

@@ -477,8 +477,7 @@ def default_output(profile="default", overrides=None) -> Path:
 
 # ---------------------------------------------------------------------------- reproduction check
 #: Columns reported but never compared by :func:`verify_chapter` (they measure this machine).
-UNCOMPARED = re.compile(r"seconds|time|speed|per_second|tok_s|elapsed|memory|rss"
-                        r"|^(ffn|backbone|model)_(low|high)$|^noisy$", re.IGNORECASE)  # chapter 10's speed-up intervals
+UNCOMPARED = re.compile(r"seconds|time|speed|per_second|tok_s|elapsed|memory|rss", re.IGNORECASE)
 #: Text columns that quote measured timings, per chapter and table: reported, not compared.
 TIMED_TEXT = {"10_sparse_activation": {"verdicts.csv": ("result", "evidence")}}
 #: Relative tolerance of float columns whose values come through a model's float arithmetic

@@ -346,6 +346,61 @@ def permutation_p(observed: float, null: np.ndarray, alternative: str, permutati
     return (1 + int(hits.sum())) / (1 + permutations)
 
 
+def sign_flip(differences, permutations: int = HEADLINE_PERMUTATIONS, seed: int = 0,
+              alternative: str = "two-sided") -> tuple:
+    """Paired sign-flip permutation test over languages (the rows): is the mean of the per-language
+    differences zero? differences [n] or [n, k] (k tests, e.g. layers, sharing the sign patterns).
+
+    Under the null each sign is equally likely. Exact (all 2^n patterns, the identity included;
+    p = share of patterns at least as extreme) when 2^n <= permutations + 1, else ``permutations``
+    random patterns (p = (1 + hits) / (1 + permutations)). alternative: 'two-sided', 'greater'
+    (differences above 0) or 'less'. A NaN difference counts as 0 in its column and the mean is over
+    the finite ones. Returns (statistic, p, patterns used): floats for [n], arrays [k] for [n, k]."""
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    d = np.asarray(differences, dtype=float)
+    single = d.ndim == 1
+    d = d[:, None] if single else d
+    n = d.shape[0]
+    if n < 1:
+        raise ValueError("a sign-flip test needs at least one language")
+    exact = 2 ** n <= permutations + 1
+    if exact:
+        signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1)
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(permutations, n))
+    finite = np.isfinite(d)
+    z = np.where(finite, d, 0.0)
+    m = np.maximum(finite.sum(axis=0), 1)
+    obs = z.sum(axis=0) / m
+    null = signs @ z / m  # [patterns, k]
+    tol = 1e-12 * np.maximum(1.0, np.abs(z).max(axis=0))
+    if alternative == "greater":
+        hits = (null >= obs - tol).sum(axis=0)
+    elif alternative == "less":
+        hits = (null <= obs + tol).sum(axis=0)
+    else:
+        hits = (np.abs(null) >= np.abs(obs) - tol).sum(axis=0)
+    p = hits / len(signs) if exact else (1 + hits) / (1 + permutations)
+    p = np.where(finite.any(axis=0), p, np.nan)
+    return (float(obs[0]), float(p[0]), len(signs)) if single else (obs, p, len(signs))
+
+
+def sign_flip_test(d, permutations: int = HEADLINE_PERMUTATIONS, seed: int = 0,
+                   alternative: str = "two-sided") -> PermutationResult:
+    """:func:`sign_flip` of one set of per-language differences (e.g. log perplexity ratios), NaN
+    languages left out, as a :class:`PermutationResult`."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        raise ValueError("a test over languages needs at least 2 languages")
+    statistic, p, used = sign_flip(d, permutations, seed, alternative)
+    exact = 2 ** len(d) <= permutations + 1
+    return PermutationResult(statistic, p, int(used), len(d), f"sign-flip ({'exact' if exact else 'random'})",
+                             alternative, "signs of the per-language differences flipped, "
+                             + ("all patterns" if exact else "at random"))
+
+
 def _paired_finite(x, y):
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)

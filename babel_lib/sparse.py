@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
 
-from . import evaluate, prune, stats
+from . import evaluate, prune, routing, stats, timing
+from .applications import Experiment, over_languages
 from .definitions import active_count
-from . import routing, timing
-from .applications import Experiment, over_languages, sign_flip_test
 from .timing import make_batch
+
 
 # ------------------------------------------------------------------------------ sparse activation
 def static_plan(exp: Experiment, language: str, keep: float) -> prune.PrunePlan:
@@ -82,9 +81,9 @@ def speed_table(exp: Experiment, keep_fractions=(0.75, 0.5), batch: int = 2, len
     every layer's MLP alone on its recorded input ('FFN'), the backbone forward, and with
     ``whole_model`` the whole model (backbone and LM head on every position: the cost profile of
     generating a token, whose head the pruning does not touch). Returns (speed, times): speed rows
-    keep, experts, computed (fraction of FFN neurons kept), ffn_speedup / ffn_low / ffn_high,
+    keep, experts, computed (fraction of FFN neurons kept), ffn_speedup / ffn_speedup_low / ffn_speedup_high,
     backbone_speedup / _low / _high and model_speedup / _low / _high (median and range over rounds
-    of dense time / sliced time; NaN without ``whole_model``), noisy (a backbone speed-up above the
+    of dense time / sliced time; NaN without ``whole_model``), speed_noisy (a backbone speed-up above the
     FFN-only one, a whole-model speed-up above the backbone one, or a round in which the sliced FFN
     was slower: the machine's noise exceeds the effect), dense_tokens_per_second (the dense
     backbone); times: the raw timings.
@@ -131,10 +130,11 @@ def speed_table(exp: Experiment, keep_fractions=(0.75, 0.5), batch: int = 2, len
         w, wl, wh = (timing.speedup(times, "dense | model", f"{name} | model", spread=True) if whole_model
                      else (np.nan, np.nan, np.nan))
         rows.append({"keep": float(keep), "experts": int(exp.partition.n_experts - plans[keep].dropped_per_layer[0]),
-                     "computed": 1 - plans[keep].sparsity, "ffn_speedup": f, "ffn_low": fl, "ffn_high": fh,
-                     "backbone_speedup": b, "backbone_low": bl, "backbone_high": bh,
-                     "model_speedup": w, "model_low": wl, "model_high": wh,
-                     "noisy": bool(b > f * 1.02 or fl < 1 or (whole_model and w > b * 1.02)),
+                     "computed": 1 - plans[keep].sparsity,
+                     "ffn_speedup": f, "ffn_speedup_low": fl, "ffn_speedup_high": fh,
+                     "backbone_speedup": b, "backbone_speedup_low": bl, "backbone_speedup_high": bh,
+                     "model_speedup": w, "model_speedup_low": wl, "model_speedup_high": wh,
+                     "speed_noisy": bool(b > f * 1.02 or fl < 1 or (whole_model and w > b * 1.02)),
                      "batch": int(ids.shape[0]), "length": int(ids.shape[1]), "rounds": rounds,
                      "dense_tokens_per_second": float(ids.numel() / dense_backbone)})
     return pd.DataFrame(rows), times
@@ -157,8 +157,9 @@ def quality_vs_speed(sparse: pd.DataFrame, speed: pd.DataFrame, n_resamples: int
         sp = speed[np.isclose(speed["keep"], keep)]
         if selector == "static" and not sp.empty:
             s = sp.iloc[0]
-            row.update({k: s[k] for k in ("ffn_speedup", "ffn_low", "ffn_high", "backbone_speedup", "backbone_low",
-                                          "backbone_high", "model_speedup", "model_low", "model_high", "noisy")
+            row.update({k: s[k] for k in ("ffn_speedup", "ffn_speedup_low", "ffn_speedup_high", "backbone_speedup",
+                                          "backbone_speedup_low", "backbone_speedup_high", "model_speedup",
+                                          "model_speedup_low", "model_speedup_high", "speed_noisy")
                         if k in s.index})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -170,7 +171,7 @@ def sparse_tests(sparse: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
     against dense (is it worse?), and every per-token selector (router, oracle) against the static
     set at equal compute. Per row: the per-language log ratios d (from the paired comparisons),
     the geometric-mean ratio exp(mean d) with a bootstrap interval over languages, a two-sided
-    sign-flip test (:func:`sign_flip_test`: exact up to 16 languages), how many languages the
+    sign-flip test (:func:`babel_lib.stats.sign_flip_test`), how many languages the
     paired passage intervals decide each way, and ``p_adjusted`` (``correction`` over the rows of
     this table: one family per chapter).
 
@@ -187,7 +188,7 @@ def sparse_tests(sparse: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
             d = d[np.isfinite(d)]
             if len(d) < 2:
                 continue
-            test = sign_flip_test(d, permutations, seed)
+            test = stats.sign_flip_test(d, permutations, seed)
             gm, lo, hi = over_languages(d, n_resamples, seed)
             rows.append({"keep": float(keep), "experts": int(rows_["experts"].iloc[0]), "selector": selector,
                          "against": against, "languages": len(d), "ratio": gm, "low": lo, "high": hi,

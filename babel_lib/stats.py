@@ -41,8 +41,8 @@ from .permutation import (HEADLINE_PERMUTATIONS, STRATUM_CLASSES, MantelResult, 
                           PermutationResult, StratifiedResult, mantel, mantel_table,  # the chapters' statistics)
                           orthonormal_basis, pair_auc, partial_correlation, partial_mantel,
                           partial_mantel_covariates, permutation_p, permutation_rows,
-                          permutation_test_over_languages, same_label, stratified_permutation_test,
-                          within_strata_permutations)
+                          permutation_test_over_languages, same_label, sign_flip, sign_flip_test,
+                          stratified_permutation_test, within_strata_permutations)
 #: Default number of bootstrap resamples (the design's minimum for an interval).
 DEFAULT_RESAMPLES = 1000
 #: Budget for the intermediate arrays of one chunk of resamples (float64 elements, 64 MiB).
@@ -436,9 +436,11 @@ def _squeeze_scalar(a):
 
 # ---------------------------------------------------------------------------- rank correlation
 def spearman(a, b) -> float:
+    """Spearman correlation of two 1-d sequences; NaN with fewer than 3 values or a constant side."""
     from scipy.stats import spearmanr
 
-    if len(a) < 3:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)
 

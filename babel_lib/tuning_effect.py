@@ -313,48 +313,6 @@ def view_statistics(base, tuned, hf_ratio: float = analysis.HF_RATIO, n_resample
             for k, v in (("estimate", res.estimate), ("low", low), ("high", high), ("inflation", inflation))}
 
 
-# ============================================================================ tests over languages
-def sign_flip_p(differences: np.ndarray, permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0,
-                alternative: str = "greater") -> tuple[np.ndarray, np.ndarray, int]:
-    """Paired sign-flip permutation test over languages (the rows): differences [n] or [n, k] (k
-    tests, e.g. layers, with the same sign patterns). Statistic: the mean difference.
-
-    Exact (all 2^n sign patterns, the identity included; p = share of patterns at least as extreme)
-    when 2^n <= permutations + 1, else ``permutations`` random patterns (p = (1 + hits) /
-    (1 + permutations)). alternative: 'greater' (differences above 0), 'less', 'two-sided'.
-    Returns (statistic [k or scalar], p [k or scalar], patterns used). Languages with NaN are left
-    out column by column."""
-    d = np.asarray(differences, dtype=float)
-    single = d.ndim == 1
-    d = d[:, None] if single else d
-    n = d.shape[0]
-    if n < 1:
-        raise ValueError("at least one language is needed")
-    exact = 2 ** n <= permutations + 1
-    if exact:
-        signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1)
-    else:
-        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(permutations, n))
-    finite = np.isfinite(d)
-    z = np.where(finite, d, 0.0)
-    m = np.maximum(finite.sum(axis=0), 1)
-    obs = z.sum(axis=0) / m
-    null = signs @ z / m  # [patterns, k]
-    tol = 1e-12 * np.maximum(1.0, np.abs(obs))
-    if alternative == "greater":
-        hits = (null >= obs - tol).sum(axis=0)
-    elif alternative == "less":
-        hits = (null <= obs + tol).sum(axis=0)
-    elif alternative == "two-sided":
-        hits = (np.abs(null) >= np.abs(obs) - tol).sum(axis=0)
-    else:
-        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
-    p = hits / len(signs) if exact else (1 + hits) / (1 + permutations)
-    p = np.where(finite.any(axis=0), p, np.nan)
-    used = len(signs)
-    return (float(obs[0]), float(p[0]), used) if single else (obs, p, used)
-
-
 # ============================================================================ chapter 7 in one call
 def shift_results(views: dict, n_resamples: int = 1000, permutations: int = stats.HEADLINE_PERMUTATIONS,
                   seed: int = 0, hf_ratio: float = analysis.HF_RATIO) -> dict:
@@ -406,7 +364,7 @@ def shift_results(views: dict, n_resamples: int = 1000, permutations: int = stat
         ignore_index=True)
 
     layer_diff = est["shift_layer"] - est["resample_layer"]  # [n, L]
-    _, p_layer, _ = sign_flip_p(layer_diff, permutations, seed, "greater")
+    _, p_layer, _ = stats.sign_flip(layer_diff, permutations, seed, "greater")
     by_layer = pd.DataFrame({
         "layer": np.arange(L), "third": depth_third(L),
         "shift": est["by_layer_shift"], "shift_low": low["by_layer_shift"], "shift_high": high["by_layer_shift"],
@@ -426,8 +384,8 @@ def shift_results(views: dict, n_resamples: int = 1000, permutations: int = stat
         "low": low["shift_layer"].reshape(-1), "high": high["shift_layer"].reshape(-1),
         "resample": est["resample_layer"].reshape(-1)})
 
-    s1, p1, used = sign_flip_p(est["shift"] - est["resample"], permutations, seed, "greater")
-    s2, p2, _ = sign_flip_p(est["language"] - est["shift"], permutations, seed, "greater")
+    s1, p1, used = stats.sign_flip(est["shift"] - est["resample"], permutations, seed, "greater")
+    s2, p2, _ = stats.sign_flip(est["language"] - est["shift"], permutations, seed, "greater")
     tests = pd.DataFrame({
         "test": ["tuning shift larger than a new sample of the same language",
                  "tuning shift smaller than a change of language"],
@@ -504,7 +462,7 @@ def _pick(frame: pd.DataFrame, column: str, fn) -> tuple:
 
 
 def _robust_row(name: str, est: dict, base, main_shift: np.ndarray, permutations: int, seed: int) -> dict:
-    _, p, _ = sign_flip_p(est["shift"] - est["resample"], permutations, seed, "greater")
+    _, p, _ = stats.sign_flip(est["shift"] - est["resample"], permutations, seed, "greater")
     return {"view": name, "mean_shift": float(est["mean_shift"]), "mean_resample": float(est["mean_resample"]),
             "mean_language": float(est["mean_language"]), "ratio_resample": float(est["ratio_resample"]),
             "ratio_language": float(est["ratio_language"]), "above": int((est["excess"] > 0).sum()),
@@ -512,15 +470,7 @@ def _robust_row(name: str, est: dict, base, main_shift: np.ndarray, permutations
             "largest_third": DEPTH_THIRDS[int(np.nanargmax(est["by_third"]))],
             "top_layer": int(np.nanargmax(est["by_layer_shift"])),
             "hf_kept": float(est["retention_tuning"][0]), "hf_kept_reference": float(est["retention_reference"][0]),
-            "spearman_with_main": _spearman(est["shift"], main_shift)}
-
-
-def _spearman(a, b) -> float:
-    """Spearman correlation; NaN when either side is constant."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return stats.spearman(a, b)
+            "spearman_with_main": stats.spearman(est["shift"], main_shift)}
 
 
 # ============================================================================ maps and weights
@@ -554,7 +504,7 @@ def weight_change(pair: Pair, by_layer: pd.DataFrame | None = None) -> dict:
              "attention_top_layer": int(table.loc[table["attention"].idxmax(), "layer"])}
     if by_layer is not None:
         table = table.merge(by_layer[["layer", "shift"]].rename(columns={"shift": "profile_shift"}), on="layer")
-        facts["spearman_ffn_shift"] = _spearman(table["ffn"], table["profile_shift"])
+        facts["spearman_ffn_shift"] = stats.spearman(table["ffn"], table["profile_shift"])
     long["part"] = long["part"].map({"ffn": "feed-forward (gate, up, down)", "attention": "rest of the block"})
     return {"table": table, "long": long, "facts": facts}
 

@@ -25,3 +25,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+#: The languages of the instruction-set fixtures.
+INSTRUCTION_LANGS = ["eng", "fra", "cmn_hans"]
+
+
+@pytest.fixture(scope="session")
+def train_set():
+    """The instruction set's calibration (training) split for INSTRUCTION_LANGS, seed 0."""
+    from babel_lib import instructions
+
+    return instructions.instruction_set(INSTRUCTION_LANGS, "calibration", seed=0)
+
+
+@pytest.fixture(scope="session")
+def eval_set():
+    """The instruction set's held-out evaluation split for INSTRUCTION_LANGS, seed 0."""
+    from babel_lib import instructions
+
+    return instructions.instruction_set(INSTRUCTION_LANGS, "evaluation", seed=0)

@@ -12,12 +12,7 @@ from babel_lib.testing import tiny_model
 
 pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
 
-LANGS = ["eng", "fra", "cmn_hans"]
-
-
-@pytest.fixture(scope="module")
-def eval_set():
-    return instructions.instruction_set(LANGS, "evaluation", seed=0)
+from conftest import INSTRUCTION_LANGS as LANGS  # noqa: E402 (the fixtures' languages)
 
 
 def test_response_loss_is_the_response_cross_entropy(eval_set):

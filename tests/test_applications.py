@@ -66,18 +66,18 @@ def grid(exp):
 # ------------------------------------------------------------------------------ statistics
 def test_sign_flip_test_is_exact_for_few_languages():
     d = np.array([0.3, 0.1, 0.2, 0.05, 0.4])
-    res = app.sign_flip_test(d)
+    res = stats.sign_flip_test(d)
     assert res.p_value == pytest.approx(2 / 32) and res.permutations == 32 and res.method == "sign-flip (exact)"
     brute = np.mean([abs(np.mean(np.array(s) * d)) >= abs(d.mean()) - 1e-12
                      for s in itertools.product([-1, 1], repeat=5)])
     assert res.p_value == pytest.approx(brute)
-    assert app.sign_flip_test(d, alternative="less").p_value == 1.0
-    assert app.sign_flip_test(-d, alternative="less").p_value == pytest.approx(1 / 32)
-    mixed = app.sign_flip_test(np.array([0.3, -0.3, 0.1, -0.1]))
+    assert stats.sign_flip_test(d, alternative="less").p_value == 1.0
+    assert stats.sign_flip_test(-d, alternative="less").p_value == pytest.approx(1 / 32)
+    mixed = stats.sign_flip_test(np.array([0.3, -0.3, 0.1, -0.1]))
     assert mixed.p_value == 1.0
-    many = app.sign_flip_test(np.full(20, 0.1), permutations=999, seed=1)
+    many = stats.sign_flip_test(np.full(20, 0.1), permutations=999, seed=1)
     assert many.method == "sign-flip (random)" and many.p_value == pytest.approx(1 / 1000, abs=3 / 1000)
-    assert app.sign_flip_test(np.full(20, 0.1), permutations=999, seed=1).p_value == many.p_value
+    assert stats.sign_flip_test(np.full(20, 0.1), permutations=999, seed=1).p_value == many.p_value
 
 
 def test_paired_ratio_matches_paired_comparison_and_averages_seeds_geometrically():
@@ -216,7 +216,7 @@ def test_make_batch_and_speed_table(exp):
     speed, times = sparse.speed_table(exp, keep_fractions=(0.5,), batch=2, length=16, rounds=1, warmup=0)
     row = speed.iloc[0]
     assert row.experts == exp.partition.n_experts // 2 and row.computed == 0.5
-    assert row.ffn_low <= row.ffn_speedup <= row.ffn_high and row.backbone_speedup > 0
+    assert row.ffn_speedup_low <= row.ffn_speedup <= row.ffn_speedup_high and row.backbone_speedup > 0
     assert set(times.name) == {"dense | FFN", "dense | backbone", "keep 0.5 | FFN", "keep 0.5 | backbone"}
     # the dense model is intact afterwards
     assert all(l.n_neurons == exp.partition.n_neurons for l in prune.ffn_layers(exp.lm.model))
@@ -334,13 +334,13 @@ def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
 
 
 def test_sparse_verdict_rule():
-    def quality(ratio, high, model_low):
+    def quality(ratio, high, model_speedup_low):
         return pd.DataFrame([{"selector": "static", "keep": 0.9, "experts": 58, "languages": 9, "ratio": ratio,
                               "low": ratio * 0.98, "high": high, "best": ratio, "worst": ratio,
-                              "worse_than_dense": 0, "beats_dense": 0, "ffn_speedup": 1.1, "ffn_low": 1.05,
-                              "ffn_high": 1.2, "backbone_speedup": 1.05, "backbone_low": 1.01,
-                              "backbone_high": 1.1, "model_speedup": 1.02, "model_low": model_low,
-                              "model_high": 1.04, "noisy": False}])
+                              "worse_than_dense": 0, "beats_dense": 0, "ffn_speedup": 1.1, "ffn_speedup_low": 1.05,
+                              "ffn_speedup_high": 1.2, "backbone_speedup": 1.05, "backbone_speedup_low": 1.01,
+                              "backbone_speedup_high": 1.1, "model_speedup": 1.02, "model_speedup_low": model_speedup_low,
+                              "model_speedup_high": 1.04, "speed_noisy": False}])
 
     assert findings.findings_sparse(quality(1.02, 1.04, 1.01))["verdict_sparse_activation"] == "reproduced"
     assert findings.findings_sparse(quality(1.04, 1.07, 1.01))["verdict_sparse_activation"] == "partly reproduced"

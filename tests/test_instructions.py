@@ -9,17 +9,7 @@ import torch
 from babel_lib import instructions
 from babel_lib.testing import ByteTokenizer, tiny_model
 
-LANGS = ["eng", "fra", "cmn_hans"]
-
-
-@pytest.fixture(scope="module")
-def train_set():
-    return instructions.instruction_set(LANGS, "calibration", seed=0)
-
-
-@pytest.fixture(scope="module")
-def eval_set():
-    return instructions.instruction_set(LANGS, "evaluation", seed=0)
+from conftest import INSTRUCTION_LANGS as LANGS  # noqa: E402 (the fixtures' languages)
 
 
 def test_instruction_set_is_deterministic_and_held_out(train_set, eval_set):

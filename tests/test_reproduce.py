@@ -16,12 +16,12 @@ def test_compare_tables_rules(tmp_path):
     new.mkdir()
     frame = pd.DataFrame({"language": ["eng", "fra"], "count": [3, 4], "frequency": [0.25, 0.5],
                           "perplexity": [10.0, 20.0], "seconds": [1.0, 2.0], "note": ["", "rival"],
-                          "ffn_low": [1.1, 1.2]})
+                          "ffn_speedup_low": [1.1, 1.2]})
     frame.to_csv(old / "a.csv", index=False)
-    frame.assign(perplexity=[10.0001, 20.0], seconds=[9.0, 9.0], ffn_low=[1.3, 1.0]).to_csv(new / "a.csv", index=False)
+    frame.assign(perplexity=[10.0001, 20.0], seconds=[9.0, 9.0], ffn_speedup_low=[1.3, 1.0]).to_csv(new / "a.csv", index=False)
     report = book.compare_tables(old, new).set_index("column")
     assert report.loc["note", "status"] == "equal"  # an empty text cell (read back as NaN) equals itself
-    assert report.loc["ffn_low", "status"] == "not compared"  # a measured speed-up's interval
+    assert report.loc["ffn_speedup_low", "status"] == "not compared"  # a measured speed-up's interval
     assert report.loc["count", "status"] == "equal" and report.loc["frequency", "status"] == "equal"
     assert report.loc["perplexity", "status"] == "within tolerance"  # model arithmetic: 1e-3 relative
     assert report.loc["seconds", "status"] == "not compared"

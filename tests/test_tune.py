@@ -8,23 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib import answers, instructions, tune
+from babel_lib import answers, tune
 from babel_lib.errors import ModelFolderError
 from babel_lib.testing import tiny_model
 
 pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
 
-LANGS = ["eng", "fra", "cmn_hans"]
-
-
-@pytest.fixture(scope="module")
-def train_set():
-    return instructions.instruction_set(LANGS, "calibration", seed=0)
-
-
-@pytest.fixture(scope="module")
-def eval_set():
-    return instructions.instruction_set(LANGS, "evaluation", seed=0)
 
 
 def small_set(ds, n=16):

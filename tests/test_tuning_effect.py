@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_lib import compare, families, instructions, tuning_effect as te
+from babel_lib import compare, families, instructions, stats, tuning_effect as te
 from babel_lib import tuning_pair as tp
 from babel_lib.definitions import Definitions
 from babel_lib.profile import Profile
@@ -149,28 +149,28 @@ def test_half_counts_pair_passages():
 # ---------------------------------------------------------------------------- tests over languages
 def test_sign_flip_exact_and_random():
     # all 5 differences positive: only the identity pattern is as extreme: p = 1 / 32
-    stat, p, used = te.sign_flip_p(np.array([1.0, 2, 3, 4, 5]), permutations=999)
+    stat, p, used = stats.sign_flip(np.array([1.0, 2, 3, 4, 5]), permutations=999, alternative="greater")
     assert stat == pytest.approx(3) and p == pytest.approx(1 / 32) and used == 32
-    _, p_less, _ = te.sign_flip_p(np.array([1.0, 2, 3, 4, 5]), permutations=999, alternative="less")
+    _, p_less, _ = stats.sign_flip(np.array([1.0, 2, 3, 4, 5]), permutations=999, alternative="less")
     assert p_less == pytest.approx(1.0)
-    _, p_two, _ = te.sign_flip_p(np.array([1.0, 2, 3, 4, 5]), permutations=999, alternative="two-sided")
+    _, p_two, _ = stats.sign_flip(np.array([1.0, 2, 3, 4, 5]), permutations=999, alternative="two-sided")
     assert p_two == pytest.approx(2 / 32)
     # random flips when 2^n exceeds the permutations: p never below 1 / (permutations + 1)
     d = np.arange(1.0, 13)
-    _, p_random, used = te.sign_flip_p(d, permutations=99, seed=3)
+    _, p_random, used = stats.sign_flip(d, permutations=99, seed=3, alternative="greater")
     assert used == 99 and p_random == pytest.approx(1 / 100)
     # columns share the patterns and equal single calls
     D = np.stack([d[:5], -d[:5], np.array([1.0, -1, 1, -1, 0.5])], axis=1)
-    _, ps, _ = te.sign_flip_p(D, permutations=999)
+    _, ps, _ = stats.sign_flip(D, permutations=999, alternative="greater")
     for j in range(3):
-        assert ps[j] == pytest.approx(te.sign_flip_p(D[:, j], permutations=999)[1])
+        assert ps[j] == pytest.approx(stats.sign_flip(D[:, j], permutations=999, alternative="greater")[1])
     assert ps[1] == pytest.approx(1.0)
     # under the null (symmetric differences) p is roughly uniform
     rng = np.random.default_rng(0)
-    nulls = [te.sign_flip_p(rng.normal(size=8), permutations=999)[1] for _ in range(200)]
+    nulls = [stats.sign_flip(rng.normal(size=8), permutations=999, alternative="greater")[1] for _ in range(200)]
     assert 0.02 < np.mean(np.array(nulls) < 0.1) < 0.2
     with pytest.raises(ValueError, match="alternative"):
-        te.sign_flip_p(d, alternative="bigger")
+        stats.sign_flip(d, alternative="bigger")
 
 
 # ---------------------------------------------------------------------------- paired summaries
