@@ -385,11 +385,6 @@ def cophenetic_correlation(Z: np.ndarray, D: np.ndarray) -> float:
     return float(c)
 
 
-def cophenetic_matrix(Z: np.ndarray) -> np.ndarray:
-    """[n, n] cophenetic distances (the merge height at which two leaves join)."""
-    return squareform(hierarchy.cophenet(Z))
-
-
 def flat_clusters(Z: np.ndarray, n_clusters: int) -> np.ndarray:
     """Cut the dendrogram into at most ``n_clusters`` clusters: int labels [n] (1-based)."""
     return hierarchy.fcluster(Z, t=n_clusters, criterion="maxclust")
