@@ -3,6 +3,7 @@ parameters, stamps and freshness, atomic output, the generated toc, the command 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -304,3 +305,13 @@ def test_scorecard_gathers_the_chapters_verdicts_only(tmp_path):
     text = verdicts.write_scorecard(tmp_path).read_text()
     assert "1 verdicts from 1 chapters: 1 reproduced." in text and "scratch" not in text
     assert isinstance(card, pd.DataFrame)
+
+
+@pytest.mark.parametrize("source", book.chapters(), ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_of_every_chapter(source):
+    """A parameter papermill cannot parse (e.g. a comment it trips on) is silently not declared, and
+    a preset's value for it is then never injected."""
+    nb = nbformat.read(source, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {m.group(1) for m in re.finditer(r"^([A-Za-z_]\w*)\s*=", cell.source, re.MULTILINE)}
+    assert assigned and assigned <= set(book.declared_parameters(source)), assigned - set(book.declared_parameters(source))
