@@ -23,12 +23,13 @@ TORCH_VERSION ?= 2.13.0
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k book -x"
 PYTEST_ARGS ?=
 
-.PHONY: help setup book reproduce book-html test browser-deps lab bench bench-gpu clean
+.PHONY: help setup book reproduce verify book-html test browser-deps lab bench bench-gpu clean
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
 	@echo "make book       re-execute stale chapters only (none on a fresh clone), then build the HTML"
 	@echo "make reproduce  re-execute every chapter ($(PROFILE) profile), then build the HTML"
+	@echo "make verify     re-execute every chapter and check it against the committed results (the contract)"
 	@echo "make book-html  build the HTML from the executed chapters in book/ (seconds)"
 	@echo "make test       run the test suite (installs Chromium for the browser test as root)"
 	@echo "make lab        open JupyterLab on notebooks/"
@@ -94,3 +95,9 @@ clean:
 	rm -rf book/_build _build artifacts/screenshots artifacts/failed .pytest_cache .hypothesis runs/verify
 	rm -rf book/.*.stage
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+# Re-execute every chapter into runs/verify/ and check it against the committed results under the
+# reproduction contract (babel_lib/reproduction.py). Cold: make verify BABEL_CACHE=$(mktemp -d)
+verify: setup
+	@start=$$(date +%s); $(PY) -m babel_lib verify --all; status=$$?; \
+	echo "verify: $$(( $$(date +%s) - start )) s"; exit $$status

@@ -132,9 +132,13 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _resolve(path) -> Path:
-    path = Path(path)
+def resolve_path(path) -> Path:
+    """A path given to the runner: relative paths are relative to the repository root (:data:`ROOT`)."""
+    path = Path(path).expanduser()
     return path if path.is_absolute() else ROOT / path
+
+
+_resolve = resolve_path
 
 
 # ---------------------------------------------------------------------------- chapters
@@ -330,6 +334,7 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
         pm = nb.metadata.get("papermill", {})
         pm["input_path"] = _relative(source)
         pm["output_path"] = _relative(target)
+        reader_view(nb, stage / "results" / source.stem)
         nbformat.write(nb, tmp)
         _readable(tmp)
         _swap_dir(stage / "results" / source.stem, output_dir / "results" / source.stem, stage)
@@ -337,6 +342,45 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return target
+
+
+def reader_view(nb, results_dir) -> None:
+    """What a reader of the book sees of an executed chapter (*nb*, an nbformat notebook, changed in place):
+
+    * papermill's injected-parameters cell is removed from the page (tag ``remove-cell``): the run's
+      parameters are stamped in the metadata, and the chapter's own text reports what it ran on;
+    * the notebook's own parameters cell is folded (``hide-cell``: a "Show code cell" button);
+    * an Answer box (:func:`babel_lib.verdicts.answer_cell_source`) generated from the chapter's
+      ``results_dir/verdicts.csv`` is put right after the first Markdown cell (title and overview), before
+      the method, replacing one an earlier pass put there. No verdicts file: no box.
+    """
+    import nbformat
+
+    def tag(cell, name):
+        tags = list(cell.metadata.get("tags", []))
+        if name not in tags:
+            cell.metadata["tags"] = tags + [name]
+
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            tag(cell, "remove-cell")
+        elif "parameters" in tags:
+            tag(cell, "hide-cell")
+    nb.cells = [c for c in nb.cells if c.metadata.get("babel") != "answer"]
+    path = Path(results_dir) / "verdicts.csv"
+    if not path.exists():
+        return
+    import pandas as pd
+
+    from .verdicts import answer_cell_source
+
+    frame = pd.read_csv(path, keep_default_na=False)
+    if frame.empty:
+        return
+    cell = nbformat.v4.new_markdown_cell(answer_cell_source(frame), metadata={"babel": "answer"})
+    first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first + 1, cell)
 
 
 def markdown_outputs(notebook) -> str:
@@ -476,86 +520,13 @@ def default_output(profile="default", overrides=None) -> Path:
 
 
 # ---------------------------------------------------------------------------- reproduction check
-#: Columns reported but never compared by :func:`verify_chapter` (they measure this machine).
-UNCOMPARED = re.compile(r"seconds|time|speed|per_second|tok_s|elapsed|memory|rss", re.IGNORECASE)
-#: Text columns that quote measured timings, per chapter and table: reported, not compared.
-TIMED_TEXT = {"10_sparse_activation": {"verdicts.csv": ("result", "evidence")}}
-#: Relative tolerance of float columns whose values come through a model's float arithmetic
-#: (perplexities, losses): a forward pass on another CPU kind rounds differently.
-MODEL_FLOAT = re.compile(r"perplexity|bits_per|nll|loss|logit|ratio|ppl", re.IGNORECASE)
-FLOAT_RTOL = 1e-9
-MODEL_FLOAT_RTOL = 1e-3
-
-
-def compare_tables(committed: Path, fresh: Path) -> "pd.DataFrame":
-    """Compare every CSV table of two results folders; one row per (table, column).
-
-    Rules: integer and text columns must be equal; float columns equal within
-    :data:`FLOAT_RTOL` relative (:data:`MODEL_FLOAT_RTOL` for model-arithmetic columns such as
-    perplexities); timing and memory columns (:data:`UNCOMPARED`, and text quoting timings:
-    :data:`TIMED_TEXT`) are reported, not compared.
-    Status per row: 'equal', 'within tolerance', 'differs', 'not compared', 'missing', 'extra',
-    'shape differs'.
-    """
-    import numpy as np
-    import pandas as pd
-
-    rows = []
-    timed = TIMED_TEXT.get(Path(committed).name, {})
-    old = {p.name: p for p in Path(committed).glob("*.csv")}
-    new = {p.name: p for p in Path(fresh).glob("*.csv")}
-    for name in sorted(set(old) | set(new)):
-        if name not in new or name not in old:
-            rows.append({"table": name, "column": "", "status": "missing" if name not in new else "extra",
-                         "max_abs_diff": np.nan, "max_rel_diff": np.nan, "tolerance": np.nan})
-            continue
-        a, b = pd.read_csv(old[name]), pd.read_csv(new[name])
-        if list(a.columns) != list(b.columns) or len(a) != len(b):
-            rows.append({"table": name, "column": "", "status": "shape differs", "max_abs_diff": np.nan,
-                         "max_rel_diff": np.nan, "tolerance": np.nan})
-            continue
-        for col in a.columns:
-            x, y = a[col], b[col]
-            row = {"table": name, "column": col, "max_abs_diff": np.nan, "max_rel_diff": np.nan, "tolerance": 0.0}
-            numeric = pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y)
-            if numeric and not (pd.api.types.is_bool_dtype(x) or pd.api.types.is_bool_dtype(y)):
-                xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
-                both_nan = np.isnan(xv) & np.isnan(yv)
-                diff = np.where(both_nan, 0.0, np.abs(xv - yv))
-                rel = np.where(both_nan, 0.0, diff / np.maximum(np.abs(xv), 1e-300))
-                row["max_abs_diff"] = float(np.nanmax(diff, initial=0.0)) if len(diff) else 0.0
-                row["max_rel_diff"] = float(np.nanmax(np.where(diff == 0, 0.0, rel), initial=0.0)) if len(rel) else 0.0
-                nan_mismatch = bool((np.isnan(xv) != np.isnan(yv)).any())
-                integer = pd.api.types.is_integer_dtype(x) and pd.api.types.is_integer_dtype(y)
-                tol = 0.0 if integer else (MODEL_FLOAT_RTOL if MODEL_FLOAT.search(col) else FLOAT_RTOL)
-                row["tolerance"] = tol
-                if UNCOMPARED.search(col):
-                    row["status"] = "not compared"
-                elif nan_mismatch:
-                    row["status"] = "differs"
-                elif row["max_abs_diff"] == 0:
-                    row["status"] = "equal"
-                elif not integer and np.allclose(xv, yv, rtol=tol, atol=1e-12, equal_nan=True):
-                    row["status"] = "within tolerance"
-                else:
-                    row["status"] = "differs"
-            else:
-                same = bool(((x.astype(str) == y.astype(str)) | (x.isna() & y.isna())).all())  # empty == empty
-                uncompared = UNCOMPARED.search(col) or col in timed.get(name, ())
-                row["status"] = "equal" if same else ("not compared" if uncompared else "differs")
-            rows.append(row)
-    return pd.DataFrame(rows, columns=["table", "column", "status", "max_abs_diff", "max_rel_diff", "tolerance"])
-
-
-VERIFY_FAILING = ("differs", "missing", "extra", "shape differs")
-
-
 def verify_chapter(name_or_path, output_dir=None, *, book_dir=BOOK_DIR, notebooks_dir=NOTEBOOKS_DIR,
                    progress_bar=True) -> "pd.DataFrame":
     """Re-execute a chapter on the default profile into a scratch folder (``runs/verify/``) and
-    compare its result tables with the committed ones in ``book/results/<chapter>/``
-    (:func:`compare_tables`). Returns the comparison; rows with a status in :data:`VERIFY_FAILING`
-    mean the committed numbers were not reproduced."""
+    compare every file of its results with the committed ones in ``book/results/<chapter>/`` under
+    the reproduction contract (:func:`babel_lib.reproduction.compare_results`). Returns the
+    comparison; rows with a status in :data:`babel_lib.reproduction.FAILING` mean the committed
+    results were not reproduced."""
     source = find_chapter(name_or_path, notebooks_dir)
     book_dir = _resolve(book_dir)
     committed = book_dir / "results" / source.stem
@@ -563,7 +534,9 @@ def verify_chapter(name_or_path, output_dir=None, *, book_dir=BOOK_DIR, notebook
         raise FileNotFoundError(f"no committed results for {source.stem} in {committed}")
     output_dir = _resolve(output_dir) if output_dir else RUNS_DIR / "verify"
     run_chapter(source, "default", None, output_dir, notebooks_dir=notebooks_dir, progress_bar=progress_bar)
-    return compare_tables(committed, output_dir / "results" / source.stem)
+    from .reproduction import compare_results
+
+    return compare_results(committed, output_dir / "results" / source.stem, source.stem)
 
 
 # ---------------------------------------------------------------------------- toc and build
@@ -650,6 +623,21 @@ def jupyter_book_command() -> str:
     return found
 
 
+#: The book's stylesheet (charts and tables within the column, verdict tables, the Answer box).
+BOOK_CSS = Path(__file__).resolve().parent / "book.css"
+
+
+def write_css(book_dir=BOOK_DIR) -> Path:
+    """Copy the book's stylesheet to ``book_dir/_static/babel.css`` if it changed (Jupyter Book loads
+    every stylesheet of the source folder's _static/ on every page)."""
+    path = _resolve(book_dir) / "_static" / "babel.css"
+    data = BOOK_CSS.read_bytes()
+    if not path.exists() or path.read_bytes() != data:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, data)
+    return path
+
+
 def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
                notebooks_dir=NOTEBOOKS_DIR) -> Path:
     """Render the executed chapters in *book_dir* to HTML; return the HTML folder.
@@ -667,6 +655,7 @@ def build_book(strict=True, *, book_dir=BOOK_DIR, path_output=None,
     path_output = _resolve(path_output) if path_output else book_dir
     write_toc(book_dir, notebooks_dir)
     write_scorecard(book_dir)
+    write_css(book_dir)
     missing = [p.stem for p in chapters(notebooks_dir) if not (book_dir / p.name).exists()]
     if missing:
         raise ChapterError(f"no executed copy in {book_dir} of: {', '.join(missing)}; "
