@@ -434,6 +434,76 @@ def _squeeze_scalar(a):
     return float(a) if a.ndim == 0 else a
 
 
+# ---------------------------------------------------------------------------- claims over languages
+#: Below this many languages (or groups) a bootstrap over them is unreliable: the jackknife is used.
+MIN_BOOTSTRAP_UNITS = 8
+
+
+def _group_index(n_languages: int, groups) -> tuple[np.ndarray, int]:
+    if groups is None:
+        return np.arange(n_languages), n_languages
+    labels = np.asarray(groups)
+    if labels.shape != (n_languages,):
+        raise ValueError(f"groups must give one label per language ({n_languages}), got shape {labels.shape}")
+    _, owner = np.unique(labels, return_inverse=True)
+    return owner.astype(np.int64), int(owner.max()) + 1
+
+
+def crossed_bootstrap(statistic: Callable, n_languages: int, n_passages: int, n_resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = 0, groups=None, level: float = 0.95, batched: bool = False,
+                      min_units: int = MIN_BOOTSTRAP_UNITS) -> BootstrapResult:
+    """Interval of a statistic over languages, whose value varies with the text and with which
+    languages were sampled: languages (or whole groups of them, e.g. families for a family claim)
+    and passages are resampled together (a crossed, two-way bootstrap; percentile interval).
+
+    ``statistic(lw, pw)`` receives language weights lw float [n_languages] (how often each language
+    was drawn; with ``groups``, every language of a drawn group gets its group's count) and passage
+    weights pw float [n_passages] (the same for every language: the passages are parallel), all
+    ones for the full data, and returns a float. A statistic over pairs of languages weighs pair
+    (i, j), i != j, by lw[i] * lw[j] and skips a language's pairs with its own copies. With
+    ``batched=True`` it receives LW [m, n_languages], PW [m, n_passages] and returns [m].
+
+    With fewer than ``min_units`` languages (groups) the bootstrap over them is unreliable; the
+    interval is then estimate +- t(G-1) * sqrt(jackknife variance over the groups + passage-bootstrap
+    variance) (method 'jackknife+passages'), and ``samples`` holds the passage bootstrap.
+    ``n_units`` is the number of languages (groups) in both cases.
+    """
+    n_languages, n_passages = int(n_languages), int(n_passages)
+    if n_languages < 2 or n_passages < 1:
+        raise ValueError(f"a claim over languages needs at least 2 languages and 1 passage, got {n_languages}, "
+                         f"{n_passages}")
+    if n_resamples < 2:
+        raise ValueError("a bootstrap interval needs at least 2 resamples")
+    _check_method("percentile", level)
+    owner, G = _group_index(n_languages, groups)
+
+    def values_of(LW, PW):
+        if batched:
+            return np.asarray(statistic(LW, PW), dtype=float).reshape(len(LW))
+        return np.array([float(statistic(lw, pw)) for lw, pw in zip(LW, PW)])
+
+    ones_l, ones_p = np.ones((1, n_languages)), np.ones((1, n_passages))
+    estimate = float(values_of(ones_l, ones_p)[0])
+    rng = np.random.default_rng(seed)
+    PW = multiplicities(_draw_rows(rng, n_passages, n_resamples), n_passages)
+    if G >= min_units:
+        GW = multiplicities(_draw_rows(rng, G, n_resamples), G)
+        samples = values_of(GW[:, owner], PW)
+        low, high = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2])
+        return BootstrapResult(estimate, float(low), float(high), samples, "crossed", int(n_resamples),
+                               float(level), G)
+    from scipy.stats import t as student_t
+
+    leave_out = (owner[None, :] != np.arange(G)[:, None]).astype(float)  # [G, L]
+    jack = values_of(leave_out, np.ones((G, n_passages)))
+    var_languages = (G - 1) / G * np.nansum((jack - np.nanmean(jack)) ** 2)
+    samples = values_of(np.ones((n_resamples, n_languages)), PW)
+    var_passages = np.nanvar(samples, ddof=1)
+    half = float(student_t.ppf((1 + level) / 2, G - 1) * np.sqrt(var_languages + var_passages))
+    return BootstrapResult(estimate, estimate - half, estimate + half, samples, "jackknife+passages",
+                           int(n_resamples), float(level), G)
+
+
 # ---------------------------------------------------------------------------- rank correlation
 def spearman(a, b) -> float:
     """Spearman correlation of two 1-d sequences; NaN with fewer than 3 values or a constant side."""
