@@ -15,6 +15,7 @@ these files: the cache may share its folder with other files.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -22,12 +23,15 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from .errors import InputError, OutputPathError
 
 # Bump when a change to the code changes cached numbers: every old entry then misses.
 CODE_VERSION = "1"
@@ -38,6 +42,20 @@ KINDS = ("partition", "counts", "importance", "perplexity", "agreement", "tune_e
 FOLDER_KINDS = ("models", "tuned")
 _PLAIN_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEY_FILE = re.compile(r"^\.?[0-9a-f]{64}\.npz(\..*\.tmp)?$|^[0-9a-f]{64}\.corrupt$")
+
+
+#: Names of the folders the project writes under the folder kinds; ``Store.clear`` removes no other
+#: folder there. models/: the converted offline models (babel_lib.models.OFFLINE_MODELS, named here so
+#: that clearing never imports torch; a test checks they are equal); tuned/: 16 hex digits of a key.
+OFFLINE_MODEL_NAMES = ("gemma-3-270m", "smollm2-135m-instruct")
+_TUNED_NAME = re.compile(r"^[0-9a-f]{16}$")
+#: A temporary file or folder of a write in progress: ``.<owner>.pid<N>.<random>.<tmp|old|stage>`` (the
+#: writing process named, so a leftover of a killed one is told from a live write); older writes had no
+#: pid (``.<owner>-<random>.tmp``, ``.<owner>.<random>.tmp``).
+_TEMPORARY = re.compile(r"^\.(?P<owner>.+?)\.pid(?P<pid>\d+)\.[a-z0-9_]+\.(?:tmp|old|stage)$")
+_TEMPORARY_OLD = re.compile(r"^\.(?P<owner>.+?)[-.][a-z0-9_]{8}\.(?:tmp|old|stage)$")
+#: A temporary without a pid counts as left over once it is this old (seconds).
+STALE_AFTER = 24 * 3600
 
 
 def cache_root() -> Path:
@@ -97,26 +115,124 @@ def _normal_mode(path, mode: int) -> None:
     os.chmod(path, mode & ~umask)
 
 
+def _temporary_prefix(target: Path) -> str:
+    """The name prefix of a temporary sibling of ``target``: hidden, naming this process."""
+    return f".{Path(target).name}.pid{os.getpid()}."
+
+
+def temporary_owner(name: str) -> tuple[str, int | None] | None:
+    """(the name it is written for, the writing process or None) of a temporary file or folder's name;
+    None for any other name."""
+    match = _TEMPORARY.match(name)
+    if match:
+        return match["owner"], int(match["pid"])
+    match = _TEMPORARY_OLD.match(name)
+    return (match["owner"], None) if match else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def is_stale(path: Path) -> bool:
+    """Whether a temporary file or folder is left over from a killed write: its process has ended (or,
+    without a pid, it is older than :data:`STALE_AFTER`). A write in progress is never stale."""
+    owner = temporary_owner(path.name)
+    if owner is None:
+        return False
+    if owner[1] is not None:
+        return owner[1] != os.getpid() and not _running(owner[1])
+    try:
+        return time.time() - path.lstat().st_mtime > STALE_AFTER
+    except FileNotFoundError:
+        return False
+
+
+def _remove(path: Path) -> int:
+    """Delete a file or a folder tree (not following links); the number of files removed."""
+    if path.is_dir() and not path.is_symlink():
+        n = sum(1 for f in path.rglob("*") if f.is_file() or f.is_symlink())
+        shutil.rmtree(path, ignore_errors=True)
+        return n
+    path.unlink(missing_ok=True)
+    return 1
+
+
+def remove_stale_temporaries(folder: Path, owner: str) -> None:
+    """Delete the leftovers of killed writes of ``owner`` in ``folder`` (never a write in progress)."""
+    try:
+        siblings = list(Path(folder).glob(f".{glob.escape(owner)}*"))
+    except OSError:
+        return
+    for path in siblings:
+        found = temporary_owner(path.name)
+        if found and found[0] == owner and is_stale(path):
+            _remove(path)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    remove_stale_temporaries(target.parent, target.name)
+
+
 @contextmanager
-def atomic_folder(target) -> Iterator[Path]:
+def atomic_folder(target, replace: bool | None = None) -> Iterator[Path]:
     """Build a folder atomically: yields a temporary sibling of ``target`` to fill; on success it is
     renamed to ``target``, on any error it is removed and ``target`` is left as it was. Readers never
-    see a half-written folder. An older ``target`` folder is replaced; an existing file is never
-    replaced (FileExistsError). Safe with concurrent writers: when ``target`` did not exist and
-    another process completes it first, that folder is kept and ours is discarded."""
+    see a half-written folder. An existing file is never replaced (FileExistsError).
+
+    replace: None (the cache's rule) replaces a folder that existed when the write began, and keeps
+    one that another process completed meanwhile (ours is discarded: concurrent writers of the same
+    entry); True replaces an existing folder; False never replaces anything: a file or folder that
+    appears at ``target`` meanwhile is kept and :class:`OutputPathError` raised (a user's output
+    without --force)."""
     target = Path(target)
+    if replace is False and (target.exists() or target.is_symlink()):
+        raise _appeared(target)
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} is a file, not a folder: it is never replaced by a folder")
-    replace = target.exists()
+    existed = target.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp"))
+    _remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target), suffix=".tmp"))
     try:
         yield tmp
         _normal_mode(tmp, 0o777)
-        _commit_folder(tmp, target, replace)
+        if replace is False:
+            _commit_new_folder(tmp, target)
+        else:
+            _commit_folder(tmp, target, replace=existed or bool(replace))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _appeared(target: Path) -> OutputPathError:
+    return OutputPathError(f"output {target} appeared while the result was being written; it is kept and nothing "
+                           "was written there. Choose another path, or pass --force to replace it.")
+
+
+def _commit_new_folder(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target`` where nothing is: the name is claimed first with mkdir (atomic), and
+    the rename onto that empty folder fails if anything was put in it meanwhile. Never replaces what
+    another process or the user put there (:class:`OutputPathError`)."""
+    try:
+        target.mkdir()
+    except FileExistsError:
+        raise _appeared(target) from None
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        try:
+            target.rmdir()  # ours, if it is still empty
+        except OSError:
+            pass
+        raise _appeared(target) from exc
 
 
 def _commit_folder(tmp: Path, target: Path, replace: bool) -> None:
@@ -134,7 +250,7 @@ def _commit_folder(tmp: Path, target: Path, replace: bool) -> None:
             if not replace:  # another writer completed the same folder first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
-            old = old or Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-", suffix=".old"))
+            old = old or Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target), suffix=".old"))
             try:
                 os.replace(target, old / f"replaced-{len(os.listdir(old))}")
             except FileNotFoundError:
@@ -145,18 +261,28 @@ def _commit_folder(tmp: Path, target: Path, replace: bool) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename: readers never see a partial file."""
+def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename: readers never see a partial file.
+    replace=False never replaces a file that appeared at ``path`` meanwhile (a hard link, atomic: the
+    file is kept and :class:`OutputPathError` raised)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         _normal_mode(tmp, 0o666)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails when anything is at path
+            except FileExistsError:
+                raise _appeared(path) from None
+            os.unlink(tmp)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -228,7 +354,8 @@ class Store:
     def entries(self) -> list[dict]:
         """One dict per stored result: kind, key, bytes, path, its key parts and ``problem`` (None when
         it reads back; else what is wrong). Model folders (models/, tuned/) are checked with
-        :func:`babel_lib.validate.verify_model_folder`."""
+        :func:`babel_lib.validate.verify_model_folder`; leftovers of killed writes are listed with
+        their problem (``babel cache clear`` removes them)."""
         from .validate import verify_model_folder
 
         out = []
@@ -237,12 +364,20 @@ class Store:
             if not folder.is_dir():
                 continue
             if kind in FOLDER_KINDS:
-                for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                    size = sum(f.stat().st_size for f in sub.rglob("*") if f.is_file())
-                    out.append({"kind": kind, "key": sub.name, "bytes": size, "path": str(sub), "parts": {},
-                                "problem": verify_model_folder(sub)})
+                for sub in sorted(folder.iterdir()):
+                    if _project_folder(kind, sub.name) and sub.is_dir() and not sub.is_symlink():
+                        out.append({"kind": kind, "key": sub.name, "bytes": _size(sub), "path": str(sub),
+                                    "parts": {}, "problem": verify_model_folder(sub)})
+                    elif _project_leftover(kind, sub) and is_stale(sub):
+                        out.append(_leftover_row(kind, sub))
                 continue
-            for path in sorted(folder.glob("*/*.npz")):
+            for path in sorted(folder.glob("*/*")):
+                if _KEY_FILE.match(path.name) and temporary_owner(path.name):
+                    if is_stale(path):
+                        out.append(_leftover_row(kind, path))
+                    continue
+                if not path.name.endswith(".npz") or not path.is_file():
+                    continue
                 row = {"kind": kind, "key": path.stem, "bytes": path.stat().st_size, "path": str(path),
                        "parts": {}, "problem": None}
                 try:
@@ -256,10 +391,10 @@ class Store:
     def _kind_folder(self, kind: str) -> Path:
         """The folder of one known kind, refusing anything that is not one or leads outside the root."""
         if kind not in KINDS:
-            raise ValueError(f"unknown cache kind {kind!r}; kinds: {', '.join(KINDS)}")
+            raise InputError(f"unknown cache kind {kind!r}; kinds: {', '.join(KINDS)}")
         folder = self.root / kind
         if folder.is_symlink() or (folder.exists() and not folder.resolve().is_relative_to(self.root.resolve())):
-            raise ValueError(f"cache kind folder {folder} leads outside the cache {self.root}; refusing to clear it "
+            raise InputError(f"cache kind folder {folder} leads outside the cache {self.root}; refusing to clear it "
                              "(remove the link by hand)")
         return folder
 
@@ -267,8 +402,10 @@ class Store:
         """Delete stored results (all kinds, or one of :data:`KINDS`). Returns the number of files removed.
 
         Only files the project writes are removed: ``<key>.npz``, ``<key>.corrupt`` and their temporary
-        files under each kind, and model folders (holding config.json) under models/ and tuned/. Other
-        files stay, and so do the cache folder itself and any folder still holding them.
+        files under each kind, the converted models under models/ (:data:`OFFLINE_MODEL_NAMES`), the tuned
+        models under tuned/ (named by a key) and the temporary folders of their writes. Other files and
+        folders stay (a model folder of the user's own under models/ too), and so do the cache folder
+        itself and any folder still holding them.
         """
         folders = [self._kind_folder(k) for k in ([kind] if kind is not None else KINDS)]  # check all first
         removed = 0
@@ -303,17 +440,37 @@ def _clear_results(folder: Path) -> int:
     return removed
 
 
+def _project_folder(kind: str, name: str) -> bool:
+    """Whether ``<kind>/<name>`` is a model folder the project writes (a converted or a tuned model)."""
+    return name in OFFLINE_MODEL_NAMES if kind == "models" else bool(_TUNED_NAME.match(name))
+
+
+def _project_leftover(kind: str, path: Path) -> bool:
+    """Whether ``path`` is a temporary file or folder of a write of one of the project's model folders."""
+    owner = temporary_owner(path.name)
+    return owner is not None and _project_folder(kind, owner[0])
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _leftover_row(kind: str, path: Path) -> dict:
+    """A listing row for the leftover of a killed write."""
+    size = _size(path) if path.is_dir() else path.lstat().st_size
+    return {"kind": kind, "key": path.name, "bytes": size, "path": str(path), "parts": {},
+            "problem": "left over by an interrupted write (its process has ended); `babel cache clear` removes it"}
+
+
 def _clear_models(folder: Path) -> int:
-    """Remove the model folders of models/ or tuned/: folders holding config.json, and the hidden
-    temporary folders of interrupted writes (``.<name>-*.tmp``, ``.old``)."""
+    """Remove the project's model folders of models/ or tuned/ (:func:`_project_folder`) and the
+    temporary folders of their writes; any other folder stays (a user's own model included)."""
     removed = 0
     for sub in folder.iterdir():
-        if sub.is_symlink() or not sub.is_dir():
+        if sub.is_symlink():
             continue
-        leftover = sub.name.startswith(".") and sub.name.endswith((".tmp", ".old"))
-        if leftover or (sub / "config.json").is_file():
-            removed += sum(1 for f in sub.rglob("*") if f.is_file())
-            shutil.rmtree(sub)
+        if (_project_folder(folder.name, sub.name) and sub.is_dir()) or _project_leftover(folder.name, sub):
+            removed += _remove(sub)
     return removed
 
 

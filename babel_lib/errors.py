@@ -5,6 +5,10 @@ class BabelError(Exception):
     """Base class of every error babel_lib raises on bad input."""
 
 
+class InputError(BabelError, ValueError):
+    """Bad user input (a number, a name, a parameter): the command line prints its one line, no traceback."""
+
+
 class UnsupportedArchitectureError(BabelError, ValueError):
     """The model's architecture has no row in the FFN adapter table."""
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_folder, cache_root
+from .cache import _temporary_prefix, atomic_folder, cache_root
 from .errors import ModelFolderError, UnknownModelError
 from .validate import check_device, verify_model_folder
 
@@ -156,7 +156,8 @@ def _build_converted(entry: OfflineModel, out: Path) -> None:
     """Write the fp32 safetensors folder of an offline GGUF model into ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{entry.name}-", suffix=".tmp") as tmp:
+    # named like atomic_folder's temporaries: a killed conversion's leftover is listed, cleared and cleaned
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=_temporary_prefix(Path(entry.name)), suffix=".tmp") as tmp:
         tmp = Path(tmp)
         gguf = entry.gguf_path(tmp)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

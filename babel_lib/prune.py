@@ -650,14 +650,20 @@ def _record_widths(config, widths: list[int], original: int, extra: dict) -> Non
         setattr(config, name, int(widths[0]) if len(set(widths)) == 1 else int(original))
 
 
-def save_pruned(lm: LoadedModel, folder: str | Path) -> Path:
+def save_pruned(lm: LoadedModel, folder: str | Path, force: bool = False) -> Path:
     """``save_pretrained`` the (pruned) model and its tokenizer into ``folder`` (atomically: an
-    interrupted save leaves no half-written folder); reload with :func:`load_pruned`."""
+    interrupted save leaves no half-written folder); reload with :func:`load_pruned`. Nothing at
+    ``folder`` is replaced unless ``force``, and then only a model folder or an empty one (checked
+    again just before the swap: :func:`babel_lib.validate.check_output`)."""
+    from .validate import check_output
+
     folder = Path(folder)
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, replace=force) as tmp:
         lm.model.save_pretrained(tmp)
         if hasattr(lm.tokenizer, "save_pretrained"):
             lm.tokenizer.save_pretrained(tmp)
+        if force:
+            check_output(folder, "folder", force=True)
     return folder
 
 

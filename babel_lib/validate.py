@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 from .errors import OutputPathError
@@ -36,31 +37,44 @@ def fraction(name: str, value) -> float:
 
 # ---------------------------------------------------------------------------- outputs
 def check_output(path, kind: str = "file", force: bool = False, *, cwd=None) -> Path:
-    """Check that ``path`` can take a new output of ``kind`` ('file' or 'folder') before any work starts.
+    """Check that ``path`` can take a new output of ``kind`` before any work starts.
 
-    An existing target is refused unless ``force``; a file is never replaced by a folder or the
-    reverse (even with ``force``); the nearest existing parent must be a writable folder (missing
-    folders are created by the writer). A folder holding the current folder (``cwd``) or the home
-    folder is never replaced. Nothing is created, moved or deleted here. Returns the path.
+    kind: 'file' (replaced whole), 'folder' (a model folder, replaced whole) or 'contents' (a folder
+    the command writes its files into, e.g. ``babel run --output``). An existing target is refused
+    unless ``force``; even with ``force`` a file is never replaced by a folder or the reverse, nor is
+    anything but a regular file replaced by a file (a FIFO, a device), nor a folder by a model folder
+    unless it is empty or a model folder itself (it holds config.json). The nearest existing parent
+    must be a writable folder (missing folders are created by the writer). A folder holding the
+    current folder (``cwd``) or the home folder is never replaced. Nothing is created, moved or
+    deleted here. Returns the path.
     """
-    if kind not in ("file", "folder"):
-        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    if kind not in ("file", "folder", "contents"):
+        raise ValueError(f"kind must be 'file', 'folder' or 'contents', got {kind!r}")
     path = Path(path).expanduser()
     if path.exists() or path.is_symlink():
-        if kind == "folder" and not path.is_dir():
+        if kind != "file" and not path.is_dir():
             raise OutputPathError(f"output {path} is a file; a folder is to be written there. Choose another path "
                                   "(--force never replaces a file by a folder).")
         if kind == "file" and path.is_dir():
             raise OutputPathError(f"output {path} is a folder; a file is to be written there. Choose a file path "
                                   "(--force never replaces a folder by a file).")
-        if not force:
-            raise OutputPathError(f"output {path} already exists; pass --force to replace it, or choose another path.")
+        if kind == "contents" and not any(path.iterdir()):
+            pass  # an empty folder: nothing in it can be lost
+        elif not force:
+            what = "pass --force to write into it" if kind == "contents" else "pass --force to replace it"
+            raise OutputPathError(f"output {path} already exists; {what}, or choose another path.")
+        if kind == "file" and path.exists() and not stat.S_ISREG(path.stat().st_mode):
+            raise OutputPathError(f"output {path} is not a regular file (a FIFO, a device or a socket); it is never "
+                                  "replaced, even with --force. Choose a file path.")
         if kind == "folder":
             here = Path(cwd if cwd is not None else os.getcwd()).resolve()
             target = path.resolve()
             if target == here or target in here.parents or target == Path.home().resolve():
                 raise OutputPathError(f"output {path} holds the current folder or is the home folder; it is never "
                                       "replaced. Choose another path.")
+            if any(path.iterdir()) and not (path / "config.json").is_file():
+                raise OutputPathError(f"output {path} is not a model folder (it holds no config.json) and is not "
+                                      "empty; --force replaces only a model folder. Choose another path.")
     parent = Path(os.path.abspath(path)).parent
     while not (parent.exists() or parent.is_symlink()):
         parent = parent.parent

@@ -18,7 +18,7 @@ def _fill(root: Path) -> dict[str, Path]:
             "partition": store.save("partition", {"x": 2}, {"a": np.arange(3)})}
     corrupt = store.save("counts", {"x": 3}, {"a": np.arange(3)})
     made["corrupt"] = corrupt.rename(corrupt.with_suffix(".corrupt"))
-    model = root / "models" / "tiny"
+    model = root / "models" / "gemma-3-270m"
     model.mkdir(parents=True)
     (model / "config.json").write_text('{"model_type": "llama"}')
     (model / "model.safetensors").write_bytes(b"x")
@@ -28,7 +28,8 @@ def _fill(root: Path) -> dict[str, Path]:
     (tuned / "config.json").write_text('{"model_type": "llama"}')
     made["tuned"] = tuned
     user = {"notes": root / "notes.txt", "own": root / "mine" / "data.npz", "in_kind": root / "counts" / "README",
-            "in_models": root / "models" / "keep.txt"}
+            "in_models": root / "models" / "keep.txt", "own_model": root / "models" / "my-finetune" / "config.json",
+            "own_tuned": root / "tuned" / "my-run" / "config.json"}
     for path in user.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("user file")
@@ -119,15 +120,110 @@ def test_entries_flag_unreadable_files(tmp_path):
 
 def test_entries_list_model_folders_and_flag_damaged_ones(tmp_path):
     store = Store(tmp_path)
-    good = tmp_path / "models" / "fine"
+    good = tmp_path / "models" / "smollm2-135m-instruct"
     good.mkdir(parents=True)
     (good / "config.json").write_text('{"model_type": "llama"}')
     broken = tmp_path / "tuned" / "0123456789abcdef"
     broken.mkdir(parents=True)
     (broken / "config.json").write_text("{not json")
     rows = {Path(r["path"]).name: r for r in store.entries()}
-    assert rows["fine"]["kind"] == "models" and rows["fine"]["problem"] is None
+    assert rows["smollm2-135m-instruct"]["kind"] == "models" and rows["smollm2-135m-instruct"]["problem"] is None
     assert "config.json" in rows["0123456789abcdef"]["problem"]
+
+
+def test_clear_models_keeps_a_users_own_model_folder(tmp_path):
+    made, user = _fill(tmp_path)
+    Store(tmp_path).clear("models")
+    assert not made["model"].exists()
+    assert user["own_model"].read_text() == "user file" and user["in_models"].exists()
+
+
+def test_offline_model_names_equal_the_models_table():
+    from babel_lib import models
+    from babel_lib.cache import OFFLINE_MODEL_NAMES
+
+    assert tuple(OFFLINE_MODEL_NAMES) == tuple(models.OFFLINE_MODELS)
+
+
+def _leftovers(root: Path, pid: int) -> dict[str, Path]:
+    """The leftovers of writes killed with kill -9 (process ``pid``): a conversion's folders in models/,
+    a result's temporary file."""
+    made = {"conversion": root / "models" / f".gemma-3-270m.pid{pid}.ab12cd34.tmp",
+            "gguf": root / "models" / f".gemma-3-270m.pid{pid}.zz99yy88.tmp",
+            "result": root / "counts" / "ab" / f".{'ab' * 32}.npz.pid{pid}.k3j4h5g6.tmp"}
+    made["conversion"].mkdir(parents=True)
+    (made["conversion"] / "model.safetensors").write_bytes(b"x" * 1000)
+    made["gguf"].mkdir()
+    (made["gguf"] / "model.gguf").write_bytes(b"x" * 1000)
+    made["result"].parent.mkdir(parents=True)
+    made["result"].write_bytes(b"partial")
+    return made
+
+
+def _ended_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # ended: no such process any more
+
+
+def test_leftovers_of_killed_writes_are_listed_and_cleared(tmp_path):
+    made = _leftovers(tmp_path, _ended_pid())
+    live = tmp_path / "models" / f".smollm2-135m-instruct.pid{os.getpid()}.qwerty12.tmp"  # a write in progress
+    live.mkdir()
+    store = Store(tmp_path)
+    rows = {Path(r["path"]): r for r in store.entries()}
+    assert set(rows) == set(made.values())
+    assert all("interrupted write" in r["problem"] for r in rows.values())
+    store.clear()
+    assert not any(p.exists() for p in made.values())
+
+
+def test_a_later_write_cleans_the_stale_leftovers_it_owns(tmp_path):
+    from babel_lib.cache import atomic_folder
+
+    made = _leftovers(tmp_path, _ended_pid())
+    live = tmp_path / "models" / f".gemma-3-270m.pid{os.getpid()}.qwerty12.tmp"
+    live.mkdir()
+    other = tmp_path / "models" / "gemma-3-270m-notes.tmp"  # not a temporary name: the user's
+    other.write_text("user file")
+    with atomic_folder(tmp_path / "models" / "gemma-3-270m") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert not made["conversion"].exists() and not made["gguf"].exists()
+    assert live.is_dir() and other.exists()  # a write in progress, and a file that is not a leftover, stay
+    Store(tmp_path).save("counts", {"x": 1}, {"a": np.arange(2)})
+    assert made["result"].exists()  # another key's leftover: not this write's
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from([None, *KINDS]),
+       names=st.lists(st.sampled_from(["notes.txt", "README", "my-finetune", "gemma-3-270m-x", "x.npz", "ab",
+                                       "0123456789abcdef0", ".hidden.tmp", "data.corrupt", "tiny"]),
+                      min_size=1, max_size=6),
+       places=st.lists(st.sampled_from(["", "counts", "counts/ab", "models", "tuned", "partition/00"]),
+                       min_size=1, max_size=6))
+def test_clear_never_removes_a_file_the_project_did_not_write(kind, names, places):
+    """Any files and folders of the user's, under any kind, beside the project's entries: clearing any
+    kind removes none of them."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        made, user = _fill(root)
+        for i, (name, place) in enumerate(zip(names, places)):
+            path = root / place / name / f"f{i}.txt" if i % 2 else root / place / f"{name}{i}"
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                continue  # a file of the user's is already there
+            if not path.exists():
+                path.write_text("user file")
+                user[f"extra{i}"] = path
+        before = {p: p.read_bytes() for p in user.values()}
+        Store(root).clear(kind)
+        assert {p: p.read_bytes() for p in user.values()} == before
 
 
 # ------------------------------------------------------------------------------ cache keys

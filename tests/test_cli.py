@@ -323,11 +323,17 @@ def fake_study(monkeypatch):
 
 @pytest.fixture
 def fake_prune(monkeypatch):
-    """A stand-in for babel_lib.prune that records the ranking language and writes the folder atomically."""
+    """A stand-in for babel_lib.prune that records the ranking language; the folder is written by the real
+    save_pruned (atomic, never over what it may not replace)."""
     import types
+    from types import SimpleNamespace
 
     import babel_lib
-    from babel_lib.cache import atomic_folder
+    from babel_lib.prune import save_pruned as real_save_pruned
+
+    class Writer:  # a stand-in model whose save_pretrained writes a config.json
+        def save_pretrained(self, folder):
+            (Path(folder) / "config.json").write_text('{"model_type": "llama"}')
 
     seen = []
     fake = types.ModuleType("babel_lib.prune")
@@ -341,12 +347,8 @@ def fake_prune(monkeypatch):
     fake.prune_plan = lambda ranking, rate, allocation="uniform": Plan()
     fake.prune_model = lambda lm, partition, plan: "small"
 
-    def save_pruned(small, folder):
-        with atomic_folder(folder) as tmp:
-            (tmp / "config.json").write_text('{"model_type": "llama"}')
-        return Path(folder)
-
-    fake.save_pruned = save_pruned
+    fake.save_pruned = lambda small, folder, force=False: real_save_pruned(
+        SimpleNamespace(model=Writer(), tokenizer=None), folder, force=force)
     fake.size_report = lambda lm, small: {"params_dense": 2, "params_pruned": 1, "params_removed": 0.5,
                                           "ffn_params_removed": 0.5}
     monkeypatch.setitem(sys.modules, "babel_lib.prune", fake)
@@ -415,3 +417,92 @@ def test_run_dry_run_checks_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     assert main(["run", "02", "-p", "expert_size", '"abc"', "--output", str(out), "--dry-run"]) == 1
     assert "expert_size must be an integer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ outputs never lost
+def _appearing_study(target, layout):
+    """A pipeline.study during which something appears at ``target`` (another process, the user)."""
+    from types import SimpleNamespace
+
+    def study(**kw):
+        if layout == "file":
+            target.write_text("user data")
+        else:
+            target.mkdir()
+            if layout == "folder":
+                (target / "thesis.tex").write_text("years of work")
+        return SimpleNamespace(profile=FakeProfile(kw["languages"]), lm=SimpleNamespace(description="a model"),
+                               partition=None)
+
+    return study
+
+
+@pytest.mark.parametrize("layout", ["file", "folder", "empty_folder"])
+@pytest.mark.parametrize("command", ["profile", "prune"])
+def test_an_output_that_appears_during_the_run_is_kept(command, layout, tmp_path, monkeypatch, fake_prune, capsys):
+    target = tmp_path / ("out" if command == "prune" else "p.csv")
+    if command == "profile" and layout != "file":
+        pytest.skip("a folder at a file's path is refused at commit as well as at start")
+    _stand_in_pipeline(monkeypatch, _appearing_study(target, layout))
+    extra = ["--rate", "0.5"] if command == "prune" else []
+    assert main([command, "--languages", "eng", *extra, "--output", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "appeared" in err and "--force" in err
+    if layout == "file":
+        assert target.read_text() == "user data"
+    else:
+        assert [p.name for p in target.iterdir()] == (["thesis.tex"] if layout == "folder" else [])
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file or folder left
+
+
+def test_prune_force_replaces_only_a_model_folder(tmp_path, no_study, fake_prune, capsys):
+    out = tmp_path / "documents"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    assert main(["prune", "--rate", "0.5", "--languages", "eng", "--output", str(out), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "not a model folder" in err and not no_study
+    assert (out / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize("node", ["fifo", "device"])
+def test_profile_force_never_replaces_a_special_file(node, tmp_path, no_study, capsys):
+    target = tmp_path / "p.csv"
+    if node == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/null")  # a character device (through a link: a test never touches /dev)
+    assert main(["profile", "--languages", "eng", "--output", str(target), "--force"]) == 1
+    assert "not a regular file" in capsys.readouterr().err and not no_study
+    assert target.is_fifo() if node == "fifo" else target.is_symlink() and target.is_char_device()
+
+
+@pytest.fixture
+def no_chapter(monkeypatch):
+    """book.run_chapter that fails the test when reached."""
+    from babel_lib import book
+
+    calls = []
+
+    def run_chapter(*a, **k):
+        calls.append(a)
+        raise AssertionError("a chapter ran before the output was checked")
+
+    monkeypatch.setattr(book, "run_chapter", run_chapter)
+    return calls
+
+
+def test_run_into_an_existing_output_needs_force(tmp_path, no_chapter, capsys):
+    out = tmp_path / "mine"
+    (out / "results" / "02_heatmaps").mkdir(parents=True)
+    (out / "results" / "02_heatmaps" / "table.csv").write_text("mine")
+    (out / "_toc.yml").write_text("mine")
+    (out / "scorecard.md").write_text("mine")
+    for dry in ([], ["--dry-run"]):
+        assert main(["run", "02", "--output", str(out), *dry]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "already exists; pass --force" in err
+    assert not no_chapter
+    assert all(p.read_text() == "mine" for p in out.rglob("*") if p.is_file())
+    assert main(["run", "02", "--output", str(out), "--dry-run", "--force"]) == 0
+    assert main(["run", "02", "--output", str(tmp_path / "new"), "--dry-run"]) == 0  # a new folder needs none
