@@ -261,6 +261,15 @@ def _kernel_manager_class():
     return HereKernelManager
 
 
+def stage_folder(output_dir: Path, stem: str) -> Path:
+    """A new hidden staging folder for chapter *stem* in *output_dir*, named by this process; the
+    stale ones a killed run of the chapter left there are removed first (never a run in progress)."""
+    from .cache import _temporary_prefix, remove_stale_temporaries
+
+    remove_stale_temporaries(output_dir, stem)
+    return Path(tempfile.mkdtemp(prefix=_temporary_prefix(output_dir / stem), suffix=".stage", dir=output_dir))
+
+
 def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK_DIR,
                 *, notebooks_dir=NOTEBOOKS_DIR, progress_bar=True) -> Path:
     """Execute one chapter with papermill into ``output_dir/NN_topic.ipynb``; return its path.
@@ -292,7 +301,7 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
     # replaces the executed copy and that chapter's results.
     sha = source_sha256(source)
     library = library_sha256()
-    stage = Path(tempfile.mkdtemp(prefix=f".{source.stem}.", suffix=".stage", dir=output_dir))
+    stage = stage_folder(output_dir, source.stem)
     tmp = stage / source.name
     env = {
         "BABEL_BOOK_DIR": stage,

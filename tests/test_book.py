@@ -315,3 +315,22 @@ def test_papermill_reads_every_parameter_of_every_chapter(source):
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assigned = {m.group(1) for m in re.finditer(r"^([A-Za-z_]\w*)\s*=", cell.source, re.MULTILINE)}
     assert assigned and assigned <= set(book.declared_parameters(source)), assigned - set(book.declared_parameters(source))
+
+
+def test_a_killed_chapters_stage_folder_is_cleaned_by_a_later_run(tmp_path):
+    """kill -9 during a chapter leaves its hidden .stage folder; the next run of that chapter removes it, and
+    never a stage of a run in progress or of another chapter."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys; from pathlib import Path; from babel_lib import book; "
+            "s = book.stage_folder(Path(sys.argv[1]), '02_heatmaps'); (s / 'partial.ipynb').write_text('x'); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=120)
+    killed = [p for p in tmp_path.iterdir() if p.name.endswith(".stage")]
+    assert len(killed) == 1 and killed[0].name.startswith(".02_heatmaps.")
+    other = book.stage_folder(tmp_path, "03_high_frequency")  # another chapter's run in progress (this process)
+    mine = book.stage_folder(tmp_path, "02_heatmaps")
+    assert not killed[0].exists() and other.is_dir() and mine.is_dir()
+    again = book.stage_folder(tmp_path, "02_heatmaps")
+    assert mine.is_dir() and again.is_dir()  # a run in progress (a live process) is never cleaned
