@@ -82,8 +82,9 @@ def theme() -> dict:
 
 
 def setup(chapter: str | None = None) -> None:
-    """Register and enable the "babel" renderer and theme; set the chapter whose results
-    folder :func:`show` writes to (default: $BABEL_CHAPTER, set by the runner, else 'scratch')."""
+    """Register and enable the "babel" renderer and theme; name the chapter whose results folder
+    :func:`show` and :func:`table` write to (``plots.setup("02_heatmaps")``). The runner's
+    $BABEL_CHAPTER wins over the argument (the executed copy's results go where the runner looks)."""
     global _chapter
     _chapter = chapter
     alt.renderers.register("babel", render)
@@ -93,11 +94,18 @@ def setup(chapter: str | None = None) -> None:
 
 
 def current_chapter() -> str:
-    """The chapter :func:`show` writes results for."""
-    return _chapter or os.environ.get("BABEL_CHAPTER") or "scratch"
+    """The chapter results are written for: $BABEL_CHAPTER (set by the runner), else the name given to
+    :func:`setup`, else the notebook JupyterLab reports ($JPY_SESSION_NAME), else 'scratch'."""
+    session = os.environ.get("JPY_SESSION_NAME") or ""
+    from_session = Path(session).stem if session.endswith(".ipynb") else ""
+    return os.environ.get("BABEL_CHAPTER") or _chapter or from_session or "scratch"
 
 
 # ---------------------------------------------------------------------------- files
+def _in_book() -> bool:
+    return bool(os.environ.get("BABEL_BOOK_DIR"))
+
+
 def book_dir() -> Path:
     """The folder results are written under: $BABEL_BOOK_DIR (set by the runner), else
     ``runs/interactive/`` (a notebook run by hand, in JupyterLab or by plain papermill, never writes
@@ -106,14 +114,17 @@ def book_dir() -> Path:
 
 
 def results_dir(chapter: str | None = None) -> Path:
-    """``<book_dir()>/results/<chapter>/`` (created): the data and figures beside a chapter."""
-    path = book_dir() / "results" / _safe(chapter or current_chapter())
+    """The folder beside a chapter that holds its data and figures (created): in a book run
+    ``<$BABEL_BOOK_DIR>/results/<chapter>/``; in a notebook run by hand ``runs/interactive/<chapter>/``
+    (one folder a chapter, so chapters never overwrite each other's tables)."""
+    name = _safe(chapter or current_chapter())
+    path = book_dir() / "results" / name if _in_book() else book_dir() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def save_table(df, chapter: str | None, name: str) -> Path:
-    """Write *df* as ``results/<chapter>/<name>.csv`` atomically; return the path."""
+    """Write *df* as ``<results_dir(chapter)>/<name>.csv`` atomically; return the path."""
     path = results_dir(chapter) / f"{_safe(name)}.csv"
     atomic_write_bytes(path, df.to_csv(index=False).encode("utf-8"))
     return path
@@ -125,7 +136,10 @@ def download_link(path, label: str | None = None):
     from IPython.display import HTML
 
     path = Path(path)
-    href = path.resolve().relative_to(book_dir().resolve()).as_posix()
+    if _in_book():  # relative to the book folder: the built site serves results/ beside the pages
+        href = path.resolve().relative_to(book_dir().resolve()).as_posix()
+    else:  # relative to the notebook (JupyterLab's kernel runs in the notebook's folder)
+        href = Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
     size = path.stat().st_size
     text = html.escape(label or path.name)
     return HTML(f'<p class="babel-download">Download: <a href="{html.escape(href)}" download>'
@@ -260,37 +274,123 @@ def md(text: str):
     display(Markdown(text))
 
 
-def _default_format(series) -> str | None:
+#: Column names that hold p-values (shown as '< 0.001' below 0.001).
+P_COLUMN = re.compile(r"(^|_)(p|pvalue|p_value|p_raw|p_adjusted|p_holm|p_bh|holm|bh|fdr|q_value)($|_)", re.IGNORECASE)
+#: Tables with more columns than this and at most :data:`TRANSPOSE_ROWS` rows are shown transposed
+#: (one row per column), so that they fit the text column.
+TRANSPOSE_COLUMNS = 6
+TRANSPOSE_ROWS = 6
+
+
+def p_format(p) -> str:
+    """A p-value for a table: '< 0.001' below 0.001, else 3 significant digits; '–' when missing."""
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        return str(p)
+    if p != p:
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def number_format(x) -> str:
+    """A float for a table: thousands separators from 1,000, else 3 significant digits, never '1e+03';
+    tiny values as '< 0.001'-style scientific only below 1e-4."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if x != x:
+        return "–"
+    if x in (float("inf"), float("-inf")):
+        return "∞" if x > 0 else "−∞"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if x != 0 and abs(x) < 1e-4:
+        return f"{x:.1e}"
+    return f"{x:.3g}"
+
+
+def yes_no(value) -> str:
+    """A boolean for a table, in words."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return "yes" if bool(value) else "no"
+
+
+def _default_format(series, name: str = ""):
     import pandas as pd
 
-    if pd.api.types.is_bool_dtype(series):
-        return None
+    values = series.dropna()
+    if pd.api.types.is_bool_dtype(series) or (len(values) and values.map(lambda v: isinstance(v, bool)).all()):
+        return yes_no
     if pd.api.types.is_integer_dtype(series):
         return "{:,}"
     if pd.api.types.is_float_dtype(series):
-        return "{:.3g}"
+        return p_format if P_COLUMN.search(str(name)) else number_format
     return None
 
 
+def _cell(value, fmt) -> str:
+    if fmt is None:
+        if value is None or (isinstance(value, float) and value != value):
+            return "–"
+        return yes_no(value) if isinstance(value, bool) else str(value)
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    try:
+        return fmt(value) if callable(fmt) else fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def table_html(df, *, columns: dict | None = None, formats: dict | None = None, caption: str | None = None,
+               transpose="auto") -> str:
+    """``df`` as an HTML table that fits the book's column: only ``columns`` (a {column: header} dict, in
+    that order; default all, snake_case turned into words), numbers formatted (``formats`` {column: format
+    string or function}; default: thousands separators for integers, 3 significant digits for floats,
+    p-value columns as '< 0.001', booleans as 'yes'/'no'), no index. ``transpose``: True, False or "auto"
+    (more than :data:`TRANSPOSE_COLUMNS` columns and at most :data:`TRANSPOSE_ROWS` rows: one row per
+    column, the first column's values as headers)."""
+    import pandas as pd
+
+    shown = df[list(columns)] if columns else df
+    headers = columns or {c: str(c).replace("_", " ") for c in shown.columns}
+    fmt = {c: (formats or {}).get(c, _default_format(shown[c], c)) for c in shown.columns}
+    for c in shown.columns:  # p-values always as '< 0.001' (a format string would show 0.0000 or 9.4e-78)
+        if P_COLUMN.search(str(c)) and not callable(fmt[c]) and pd.api.types.is_numeric_dtype(shown[c]):
+            fmt[c] = p_format
+    cells = [[_cell(v, fmt[c]) for c, v in zip(shown.columns, row)] for row in shown.itertuples(index=False)]
+    heads = [headers[c] for c in shown.columns]
+    numeric = [fmt[c] is not None and fmt[c] is not yes_no for c in shown.columns]
+    if transpose == "auto":
+        transpose = len(heads) > TRANSPOSE_COLUMNS and 0 < len(cells) <= TRANSPOSE_ROWS
+    e = html.escape
+    cap = f"<caption>{e(caption)}</caption>" if caption else ""
+    if transpose:
+        top = "<tr><th></th>" + "".join(f'<th class="babel-num">{e(r[0])}</th>' for r in cells) + "</tr>"
+        body = "".join(f'<tr><th scope="row">{e(h)}</th>'
+                       + "".join(f'<td class="babel-num">{e(r[i])}</td>' for r in cells) + "</tr>"
+                       for i, h in enumerate(heads) if i > 0)
+        return (f'<table class="babel-table babel-transposed">{cap}<thead>{top}</thead>'
+                f"<tbody>{body}</tbody></table>")
+    cls = [' class="babel-num"' if n else "" for n in numeric]
+    top = "<tr>" + "".join(f"<th{c}>{e(h)}</th>" for h, c in zip(heads, cls)) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td{c}>{e(v)}</td>" for v, c in zip(r, cls)) + "</tr>" for r in cells)
+    return f'<table class="babel-table">{cap}<thead>{top}</thead><tbody>{body}</tbody></table>'
+
+
 def table(df, name: str | None = None, *, columns: dict | None = None, formats: dict | None = None,
-          max_rows: int = 15, caption: str | None = None):
-    """Display ``df`` as a readable table: only ``columns`` (a {column: header} dict, in that order;
-    default all, snake_case turned into words), numbers formatted (``formats`` {column: format
-    string}; default: thousands separators for integers, 3 significant digits for floats), no
-    index. ``name`` also saves the full table as ``results/<chapter>/<name>.csv`` with a download
-    link; tables longer than ``max_rows`` are folded (click to show)."""
+          max_rows: int = 15, caption: str | None = None, transpose="auto"):
+    """Display ``df`` as a readable table (:func:`table_html`: chosen columns with readable headers,
+    numbers formatted, p-values as '< 0.001', booleans in words, no index, wide short tables transposed).
+    ``name`` also saves the full table as ``<results_dir()>/<name>.csv`` with a download link; tables
+    longer than ``max_rows`` are folded (click to show)."""
     from IPython.display import HTML, display
 
     if name is not None:
         path = save_table(df, None, name)
-    shown = df[list(columns)] if columns else df
-    headers = columns or {c: str(c).replace("_", " ") for c in shown.columns}
-    fmt = {headers[c]: (formats or {}).get(c, _default_format(shown[c])) for c in shown.columns}
-    shown = shown.rename(columns=headers)
-    styler = shown.style.format({k: v for k, v in fmt.items() if v}, na_rep="–").hide(axis="index")
-    if caption:
-        styler = styler.set_caption(html.escape(caption))
-    body = styler.to_html()
+    body = table_html(df, columns=columns, formats=formats, caption=caption, transpose=transpose)
     if len(df) > max_rows:
         body = (f'<details class="babel-table"><summary>{html.escape(caption or "Table")}: {len(df):,} rows '
                 f"(click to show)</summary>{body}</details>")

@@ -9,6 +9,7 @@ and the build, never written by hand.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -31,55 +32,102 @@ class Claim:
     quote: str
     source: str
     tested: str = ""
+    #: the claim in a few words (the scorecard's column)
+    short: str = ""
+    #: the question a chapter answers about it (the first line of the chapter's Answer box)
+    question: str = ""
 
 
 CLAIMS: dict[str, Claim] = {
     "moefication": Claim(
         "We designed a method to convert dense LLMs into fine-grained MoE architectures", EMNLP,
         "the converted model with every expert on is the dense model, and its activated experts carry more of "
-        "the activation than a random grouping of neurons"),
+        "the activation than a random grouping of neurons",
+        short="Dense FFN as fine-grained experts",
+        question="Is the converted model the dense model, with experts that carry the activation?"),
     "heatmaps": Claim(
         "we analyzed the similarities and differences in the internal neuron activation patterns of LLMs "
         "when processing different languages", EMNLP,
         "languages share a common map of frequently used experts and depart from it measurably beyond "
-        "sampling noise"),
+        "sampling noise",
+        short="A common map; languages depart from it",
+        question="Do languages share a map of busy experts and depart from it beyond noise?"),
     "specific_neurons": Claim(
         "We discover the existence of non-language-specific neurons as well as language-specific activation "
-        "neurons.", ARXIV_V1),
+        "neurons.", ARXIV_V1,
+        short="Language-specific and shared neurons",
+        question="Are there language-specific as well as shared neurons?"),
     "high_frequency": Claim(
         "we investigated the distribution of high-frequency activated experts", EMNLP,
-        "high-frequency experts exist and are not spread evenly over the depth of the network"),
+        "high-frequency experts exist and are not spread evenly over the depth of the network",
+        short="High-frequency experts, uneven over depth",
+        question="Do high-frequency experts exist, and are they spread unevenly over the layers?"),
     "shared": Claim(
         "multilingual shared experts", EMNLP,
-        "some experts are high-frequency in every language (shared), beyond what chance overlap gives"),
+        "some experts are high-frequency in every language (shared), beyond what chance overlap gives",
+        short="Experts shared by every language",
+        question="Are some experts high-frequency in every language, beyond chance overlap?"),
     "families": Claim(
         "whether multilingual activation patterns are related to language families", EMNLP,
-        "languages of one family have closer activation profiles than languages of different families"),
+        "languages of one family have closer activation profiles than languages of different families",
+        short="Patterns follow language families",
+        question="Are languages of one family closer in activation than languages of different families?"),
     "families_v1": Claim(
-        "demonstrate the connections of these activation patterns at the level of language families", ARXIV_V1),
+        "demonstrate the connections of these activation patterns at the level of language families", ARXIV_V1,
+        short="Family-level structure",
+        question="Do the activation patterns recover the language families as groups?"),
     "model_families": Claim(
         "Through comprehensive experiments on different model families, different model sizes, and different "
         "variants", EMNLP,
-        "the patterns found in one model (depth profile, language distances) hold in a model of another family"),
+        "the patterns found in one model (depth profile, language distances) hold in a model of another family",
+        short="Holds in another model family",
+        question="Do the patterns of one model hold in a model of another family?"),
     "model_sizes": Claim(
         "Through comprehensive experiments on different model families, different model sizes, and different "
         "variants", EMNLP,
-        "the patterns hold across sizes of one model family and across variants of one model"),
+        "the patterns hold across sizes of one model family and across variants of one model",
+        short="Holds across sizes and variants",
+        question="Do the patterns hold across model sizes and variants?"),
     "instruction_tuning": Claim(
         "the impact of instruction tuning on activation patterns", EMNLP,
-        "instruction tuning changes a language's activation profile beyond sampling noise"),
-    "beats_random": Claim("our method significantly outperformed random expert pruning", EMNLP),
-    "beats_dense": Claim("and even exceeded the performance of unpruned models in some languages", EMNLP),
+        "instruction tuning changes a language's activation profile beyond sampling noise",
+        short="Instruction tuning changes the patterns",
+        question="Does instruction tuning change a language's activation profile beyond noise?"),
+    "beats_random": Claim("our method significantly outperformed random expert pruning", EMNLP,
+        short="Frequency pruning beats random",
+        question="Does pruning by a language's expert frequency beat random pruning?"),
+    "beats_dense": Claim("and even exceeded the performance of unpruned models in some languages", EMNLP,
+        short="Pruned beats unpruned in some languages",
+        question="Does a pruned model beat the unpruned one in some language?"),
     "layerwise": Claim(
         "configuring different pruning rates for different layers based on activation level differences could "
-        "achieve better results", EMNLP),
+        "achieve better results", EMNLP,
+        short="Per-layer pruning rates help",
+        question="Do per-layer pruning rates beat one uniform rate at the same budget?"),
     "sparse_activation": Claim(
         "merely leveraging high-frequency activation neurons can accelerate inference while maintaining "
-        "comparable performance", ARXIV_V1),
+        "comparable performance", ARXIV_V1,
+        short="Only frequent experts: faster, as good",
+        question="Does computing only the high-frequency experts speed up inference at comparable quality?"),
+    "specific_causal": Claim(
+        "We discover the existence of non-language-specific neurons as well as language-specific activation "
+        "neurons.", ARXIV_V1,
+        "a language's specific experts are necessary for it: switching them off harms that language more than the "
+        "other languages and more than random experts of the same layers and busyness (a causal test)"),
+    "output_language": Claim(
+        "(not in the paper) a language's specific experts control the language the model writes", "this book",
+        "switching them off makes continuations leave the language more often than matched controls do"),
+    "routing_competence": Claim(
+        "(not in the paper) how far a language's routing is from the dominant language's predicts where the model "
+        "is weak", "this book",
+        "the distance of a language's expert profile from English's correlates with the model's bits per character "
+        "beyond tokens per character and script"),
     "cross_domain": Claim(
         "(not in the paper) the activation patterns belong to the language rather than to the text", "this book",
         "a language's profile on one corpus is closer to its own profile on another corpus than to other "
-        "languages' profiles on the same corpus"),
+        "languages' profiles on the same corpus",
+        short="Patterns belong to the language (ours)",
+        question="Does a profile belong to the language rather than to the text?"),
 }
 
 COLUMNS = ["claim", "source", "tested", "result", "evidence", "verdict"]
@@ -108,34 +156,129 @@ def table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _claim_of(r) -> Claim | None:
+    """The :class:`Claim` a verdict row (or a row of ``verdicts.csv``) quotes, matched on quote and tested."""
+    for c in CLAIMS.values():
+        if r["claim"].strip("“”\"") == c.quote and (r.get("tested") or "") == c.tested:
+            return c
+    return None
+
+
+def _clauses(text: str) -> list[str]:
+    """*text* split at '; ' outside brackets and parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "([" and 1 or (-1 if ch in ")]" else 0)
+        if ch == ";" and depth <= 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p.rstrip(".") for p in parts if p]
+
+
+_INTERVAL = re.compile(r"-?[\d.,]+(?:e-?\d+)? \[-?[\d.,]+(?:e-?\d+)?, -?[\d.,]+(?:e-?\d+)?\]")
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + " …"
+
+
+def key_number(result: str, limit: int = 160) -> str:
+    """The headline of a verdict's result: its first clause that holds an interval ('0.39 [0.38, 0.40]'),
+    else its first clause; at most about *limit* characters, cut at a word."""
+    parts = _clauses(str(result)) or [""]
+    found = next((p for p in parts if _INTERVAL.search(p)), parts[0])
+    m = _INTERVAL.search(found)
+    if len(found) > limit and m:  # keep the interval and what qualifies it: cut at the next ', ' outside brackets
+        depth = 0
+        for i in range(m.end(), len(found)):
+            ch = found[i]
+            depth += 1 if ch in "([" else (-1 if ch in ")]" else 0)
+            if depth == 0 and found.startswith(", ", i):
+                found = found[:i]
+                break
+    if found != parts[0] and len(parts[0]) + len(found) + 2 <= limit + 40:
+        found = f"{parts[0]}; {found}"  # the first clause is the answer; the interval backs it
+    return _shorten(found, limit + 60)
+
+
+def _esc(text) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def verdict_html(frame: pd.DataFrame) -> str:
+    """The verdict table as HTML (no index, text wraps within the column): the claim (in a few words, then
+    the paper's words and source), our result with the evidence beneath it, and the verdict."""
+    rows = []
+    for _, r in frame.iterrows():
+        c = _claim_of(r)
+        claim = (f"<strong>{_esc(c.short)}</strong><br>" if c and c.short else "") + \
+            f"{_esc(r['claim'])} <span class=\"babel-source\">({_esc(r['source'])})</span>"
+        if r.get("tested"):
+            claim += f"<br><em>Tested here:</em> {_esc(r['tested'])}"
+        result = f"{_esc(r['result'])}<p class=\"babel-evidence\"><em>Evidence:</em> {_esc(r['evidence'])}</p>"
+        word = str(r["verdict"])
+        rows.append(f"<tr><td>{claim}</td><td>{result}</td>"
+                    f"<td class=\"babel-verdict babel-{word.replace(' ', '-')}\"><strong>{_esc(word)}</strong></td></tr>")
+    return ('<table class="babel-table babel-verdicts"><thead><tr><th>Claim of the paper</th><th>Our result</th>'
+            "<th>Verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def answer_html(frame: pd.DataFrame) -> str:
+    """A chapter's Answer box, from its verdicts: per claim the question, the answer (the verdict and what
+    was tested) and the key number with its interval (:func:`key_number`)."""
+    blocks = []
+    for _, r in frame.iterrows():
+        c = _claim_of(r)
+        question = c.question if c and c.question else f"The paper: {r['claim']}"
+        tested = r.get("tested") or (c.short if c else "")
+        word = str(r["verdict"])
+        answer = f"<strong>{_esc(word[:1].upper() + word[1:])}.</strong>" + (f" Tested: {_esc(tested)}." if tested else "")
+        blocks.append(f'<p class="babel-answer-q"><strong>Question.</strong> {_esc(question)}</p>'
+                      f'<p class="babel-answer-a"><strong>Answer.</strong> {answer}</p>'
+                      f'<p class="babel-answer-n"><strong>Key number.</strong> {_esc(key_number(r["result"]))}</p>')
+    body = '<hr class="babel-answer-sep">'.join(blocks) or "<p>No verdict recorded.</p>"
+    return f'<div class="babel-answer" role="note"><p class="babel-answer-title">Answer</p>{body}</div>'
+
+
+def answer_cell_source(frame: pd.DataFrame) -> str:
+    """The Markdown cell the runner puts after a chapter's overview (raw HTML: renders in the book,
+    JupyterLab and GitHub alike)."""
+    return ("<!-- Answer box: generated by babel_lib.verdicts.answer_html from results/<chapter>/verdicts.csv "
+            "when the chapter was executed. -->\n" + answer_html(frame) + "\n")
+
+
 def markdown(frame: pd.DataFrame, chapter_links: bool = False) -> str:
-    """A Markdown table of verdicts (pipes escaped); with ``chapter_links`` a first column links to
-    each row's chapter."""
+    """The compact scorecard as a Markdown table (pipes escaped): with ``chapter_links`` a first column links
+    to each row's chapter; then the claim in a few words, the verdict, and the headline number with its
+    interval (:func:`key_number`). The long evidence stays in the chapters."""
     def cell(text) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    head = (["Chapter"] if chapter_links else []) + ["Claim (source)", "Our result", "Evidence", "Verdict"]
+    head = (["Chapter"] if chapter_links else []) + ["Claim", "Verdict", "Headline number"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in frame.iterrows():
-        claim = f"{r['claim']} ({r['source']})"
-        if r.get("tested"):
-            claim += f"; tested: {r['tested']}"
+        c = _claim_of(r)
+        claim = c.short if c and c.short else r["claim"]
         cells = ([f"[{r['title']}]({r['chapter']}.ipynb)"] if chapter_links else []) + \
-            [claim, r["result"], r["evidence"], f"**{r['verdict']}**"]
+            [claim, f"**{r['verdict']}**", key_number(r["result"], limit=110)]
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def show(rows: list[dict]):
-    """Save the chapter's verdicts (``verdicts.csv``) and display them as a table."""
-    from IPython.display import Markdown, display
+def show(rows: list[dict]) -> None:
+    """Save the chapter's verdicts (``verdicts.csv``) and display them as an HTML table (returns None, so
+    nothing is displayed after it)."""
+    from IPython.display import HTML, display
 
     from . import plots
 
     frame = table(rows)
     plots.save_table(frame, None, "verdicts")
-    display(Markdown(markdown(frame)))
-    return frame
+    display(HTML(verdict_html(frame)))
 
 
 # ---------------------------------------------------------------------------- the scorecard

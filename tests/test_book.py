@@ -285,9 +285,13 @@ def test_a_notebook_run_by_hand_never_writes_into_the_book(tmp_path, monkeypatch
     monkeypatch.delenv("BABEL_BOOK_DIR", raising=False)
     monkeypatch.delenv("BABEL_CHAPTER", raising=False)
     monkeypatch.setattr(book, "RUNS_DIR", tmp_path / "runs")
-    plots.setup(None)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    plots.setup("02_heatmaps")  # a notebook names its chapter: one folder a chapter under runs/interactive/
     path = plots.save_table(_frame(2, 2), None, "t")
-    assert path == tmp_path / "runs" / "interactive" / "results" / "scratch" / "t.csv" and path.exists()
+    assert path == tmp_path / "runs" / "interactive" / "02_heatmaps" / "t.csv" and path.exists()
+    plots.setup(None)  # JupyterLab tells the kernel its notebook
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "notebooks" / "05_families.ipynb"))
+    assert plots.save_table(_frame(2, 2), None, "t") == tmp_path / "runs" / "interactive" / "05_families" / "t.csv"
 
 
 def test_scorecard_gathers_the_chapters_verdicts_only(tmp_path):
