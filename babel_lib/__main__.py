@@ -60,8 +60,22 @@ def subcommand(add):
     return add
 
 
+#: The deepest nesting a -p value may have (a parameter is at most a list of lists).
+MAX_DEPTH = 8
+
+
 def parse_value(text: str):
-    """A -p value: JSON when it parses (numbers, lists, true/null), else the string."""
+    """A -p value: JSON when it parses (numbers, lists, true/null), else the string. A value nested
+    deeper than :data:`MAX_DEPTH` is refused (InputError) before it is parsed."""
+    depth = 0
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if depth > MAX_DEPTH:
+            from babel_lib.errors import InputError
+
+            raise InputError(f"-p value {text[:40]!r}... is nested more than {MAX_DEPTH} levels deep; a parameter is "
+                             "a number, a string or a list")
     try:
         return json.loads(text)
     except ValueError:
@@ -257,7 +271,9 @@ def add_cache(subparsers):
             print(store.root)
             return 0
         if args.kind is not None and args.kind not in KINDS:
-            raise ValueError(f"unknown cache kind {args.kind!r}; kinds: {', '.join(KINDS)}")
+            from babel_lib.errors import InputError
+
+            raise InputError(f"unknown cache kind {args.kind!r}; kinds: {', '.join(KINDS)}")
         if args.action == "clear":
             if args.kind is None and not args.yes and not _confirm(store.root):
                 print("nothing removed", file=sys.stderr)
@@ -291,7 +307,9 @@ def add_cache(subparsers):
 def _confirm(root) -> bool:
     """Ask on a terminal before clearing the whole cache; without one, refuse (the caller passes --yes)."""
     if not sys.stdin.isatty():
-        raise ValueError(f"clearing the whole cache ({root}) needs confirmation: pass --yes, or --kind KIND to "
+        from babel_lib.errors import InputError
+
+        raise InputError(f"clearing the whole cache ({root}) needs confirmation: pass --yes, or --kind KIND to "
                          "clear one kind (stdin is not a terminal, so there is no one to ask)")
     print(f"Remove every cached result (converted and tuned models, partitions, counts, ...) in {root}? [y/N] ",
           end="", file=sys.stderr, flush=True)
@@ -324,27 +342,22 @@ def _check_study_arguments(args, output_kind: str, extra_language: str | None = 
     """Every argument of a profiling command checked before any heavy work (model load, profiling).
     Returns (language keys, output path, the key of ``extra_language`` or None)."""
     from babel_lib import validate
+    from babel_lib.errors import InputError
 
-    for option in ("--expert-size", "--batch-size", "--max-passages", "--max-tokens"):
-        value = getattr(args, option[2:].replace("-", "_"))
-        if value is not None or option in ("--expert-size", "--batch-size"):
-            validate.positive_int(option, value)
-    validate.positive_int("--max-length", args.max_length, minimum=2)
-    validate.fraction("--top-k-fraction", args.top_k_fraction)
+    for name in ("expert_size", "batch_size", "max_passages", "max_tokens", "max_length", "top_k_fraction", "seed",
+                 "dtype"):
+        validate.check_parameter(name, getattr(args, name), option="--" + name.replace("_", "-"))
     languages = validate.check_languages(args.languages, args.corpus)
     extra = None
     if extra_language is not None:
         keys = validate.check_languages(extra_language, args.corpus)
         if len(keys) != 1:
-            raise ValueError(f"--language names one language, got {extra_language!r} ({', '.join(keys)})")
+            raise InputError(f"--language names one language, got {extra_language!r} ({', '.join(keys)})")
         extra = keys[0]
         languages = list(dict.fromkeys(languages + [extra]))
     output = validate.check_output(args.output, kind=output_kind, force=args.force)
     if args.device_map is None:
         validate.check_device(args.device)
-    from babel_lib.models import resolve_dtype
-
-    resolve_dtype(args.dtype)
     return languages, output, extra
 
 
@@ -411,9 +424,14 @@ def add_prune(subparsers):
     def handler(args):
         from babel_lib import prune
 
+        from babel_lib.errors import InputError
+
         prune.check_rate(args.rate)  # before minutes of profiling
         if args.by == "language" and not args.language:
-            raise ValueError("--by language needs --language CODE (the language whose frequencies rank the experts)")
+            raise InputError("--by language needs --language CODE (the language whose frequencies rank the experts)")
+        if args.by != "language" and args.language:
+            raise InputError(f"--language ranks the experts only with --by language (got --by {args.by}); add a "
+                             "language to the ranked ones with --languages instead")
         languages, output, language = _check_study_arguments(args, "folder", extra_language=args.language)
         st = _study(args, languages)
         ranking = prune.rank_experts(st.profile, args.by, language=language, seed=args.seed)
@@ -447,12 +465,17 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temp files removed, kernel stopped
 
 
-def _user_errors() -> tuple[type, ...]:
-    """The exception types a user can cause with bad input: one line each, not a traceback."""
-    from babel_lib.book import ChapterError
+def _user_error(err: Exception) -> bool:
+    """Whether *err* comes from the user's input or machine (one line, no traceback): the project's own
+    errors (BabelError: bad input, a failed chapter, ...), a missing or protected file, a full disk. Any
+    other exception, a ValueError included, is a bug and keeps its traceback."""
+    import errno
+
     from babel_lib.errors import BabelError
 
-    return (BabelError, ValueError, FileNotFoundError, FileExistsError, PermissionError, ChapterError)
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, (BabelError, FileNotFoundError, FileExistsError, PermissionError))
 
 
 def main(argv=None) -> int:
@@ -467,7 +490,7 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if isinstance(err, _user_errors()):
+        if _user_error(err):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise  # a bug: keep the traceback

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .errors import BabelError
+from .errors import BabelError, InputError
 
 if TYPE_CHECKING:  # pandas is imported where tables are built, not when the CLI starts
     import pandas as pd
@@ -167,7 +167,7 @@ def find_chapter(name_or_path, notebooks_dir=NOTEBOOKS_DIR) -> Path:
         if p.stem == stem or (stem.isdigit() and int(p.stem[:2]) == int(stem)):
             return p
     names = ", ".join(p.stem for p in sources) or "none"
-    raise ValueError(f"unknown chapter {text!r}; chapters in {_resolve(notebooks_dir)}: {names}")
+    raise InputError(f"unknown chapter {text!r}; chapters in {_resolve(notebooks_dir)}: {names}")
 
 
 def source_sha256(notebook) -> str:
@@ -207,17 +207,19 @@ def declared_parameters(notebook) -> dict:
 
 def resolve_parameters(notebook, profile="default", overrides=None) -> dict:
     """The parameters a run passes: profile values and overrides the notebook declares, checked
-    against the types of the notebook's declared defaults (ValueError naming the parameter) and,
-    for ``languages``, resolved against the corpus (UnknownLanguageError) -- before any kernel starts."""
+    against the types of the notebook's declared defaults and the ranges of
+    :data:`babel_lib.validate.PARAMETER_RULES` (InputError naming the parameter) and, for the
+    language lists, resolved against the corpus (UnknownLanguageError) -- before any kernel starts."""
     from .validate import check_languages, check_parameters
 
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+        raise InputError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
     wanted = {**PROFILES[profile], **(overrides or {})}
     declared = declared_parameters(notebook)
     params = check_parameters(declared, {k: v for k, v in wanted.items() if k in declared})
-    if "languages" in params:
-        check_languages(params["languages"], params.get("corpus_name", "udhr"))
+    for name in ("languages", "matrix_languages"):
+        if name in params:
+            check_languages(params[name], params.get("corpus_name", "udhr"))
     return params
 
 
@@ -431,7 +433,7 @@ def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
         declared = set().union(*(declared_parameters(s) for s in sources))
         unused = sorted(set(overrides) - declared)
         if unused:
-            raise ValueError(f"no chapter declares {', '.join(unused)}")
+            raise InputError(f"no chapter declares {', '.join(unused)}")
     resolved = [resolve_parameters(source, profile, overrides) for source in sources]  # all checked first
     if dry_run:
         for source, params in zip(sources, resolved):

@@ -319,11 +319,11 @@ def _parse_spec(spec) -> list:
         if text.startswith("["):
             try:
                 spec = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 try:
                     spec = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    raise UnknownLanguageError(f"Cannot read the language list {spec!r}.") from None
+                except (ValueError, SyntaxError, RecursionError, MemoryError):  # nested too deep: no traceback
+                    raise UnknownLanguageError(f"Cannot read the language list {text[:60]!r}.") from None
             if not isinstance(spec, list):
                 raise UnknownLanguageError(f"Cannot read the language list {text!r}.")
         else:

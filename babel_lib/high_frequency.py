@@ -22,6 +22,9 @@ def hf_threshold(profile, hf_ratio: float = 2.0) -> float:
     :func:`babel_lib.analysis.base_rate`)."""
     from .analysis import base_rate
 
+    if isinstance(hf_ratio, bool) or not isinstance(hf_ratio, (int, float)) or not 0 < hf_ratio < np.inf:
+        raise ValueError(f"hf_ratio must be a positive number, got {hf_ratio!r} (at or below 0 every expert would "
+                         "count as high-frequency)")
     rate = np.asarray(base_rate(profile), dtype=float)
     if rate.ndim:
         raise ValueError("a single base rate is needed (top-k definitions)")

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .cache import _temporary_prefix, atomic_folder, cache_root
-from .errors import ModelFolderError, UnknownModelError
+from .errors import InputError, ModelFolderError, UnknownModelError
 from .validate import check_device, verify_model_folder
 
 #: The environment variable that allows downloads from the Hugging Face hub ("1").
@@ -110,7 +110,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
              "fp16": torch.float16, "float16": torch.float16}
     if dtype not in table:
-        raise ValueError(f"dtype must be one of {sorted(table)}, got {dtype!r}")
+        raise InputError(f"dtype must be one of {sorted(table)}, got {dtype!r}")
     return table[dtype]
 
 

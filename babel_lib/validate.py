@@ -15,24 +15,111 @@ import re
 import stat
 from pathlib import Path
 
-from .errors import OutputPathError
+from .errors import InputError, OutputPathError
 
 
 # ---------------------------------------------------------------------------- numbers
 def positive_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (an integral float such as 8.0 is accepted), else ValueError."""
+    """``value`` as an int >= ``minimum`` (an integral float such as 8.0 is accepted), else InputError."""
     ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
     if not ok or value < minimum:
         need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {need}, got {value!r}")
+        raise InputError(f"{name} must be {need}, got {value!r}")
     return int(value)
 
 
 def fraction(name: str, value) -> float:
-    """``value`` as a float in (0, 1], else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+    """``value`` as a float in (0, 1], else InputError."""
+    return number(name, value, 0, 1, "(]")
+
+
+def number(name: str, value, low: float = -math.inf, high: float = math.inf, bounds: str = "[]") -> float:
+    """``value`` as a finite float between ``low`` and ``high`` (``bounds``: '[]', '(]', '[)', '()' say
+    which ends are included), else InputError naming the interval."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < low or value > high or value == low and bounds[0] == "(" or value == high and bounds[1] == ")":
+        interval = f"{bounds[0]}{low:g}, {high:g}{bounds[1]}"
+        what = ("a positive number" if (low, high, bounds[0]) == (0, math.inf, "(") else
+                "a number >= {:g}".format(low) if high == math.inf else f"a number in {interval}")
+        raise InputError(f"{name} must be {what}, got {value!r}")
     return float(value)
+
+
+# ---------------------------------------------------------------------------- chapter parameter rules
+#: The dtype names babel_lib.models.resolve_dtype knows.
+DTYPES = ("bfloat16", "bf16", "float32", "fp32", "float16", "fp16")
+#: The most permutations or bootstrap resamples a run may ask for (each one costs a pass over the data;
+#: the paper preset uses 9,999 and 2,000).
+MAX_RESAMPLES = 1_000_000
+
+
+def _one_of(choices):
+    def check(name, value):
+        if value not in choices:
+            raise InputError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    return check
+
+
+def _list_of(check):
+    def check_list(name, value):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise InputError(f"{name} must be a non-empty list, got {value!r}")
+        return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return check_list
+
+
+def _optional(check):
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _at_least(minimum):
+    return lambda name, value: positive_int(name, value, minimum=minimum)
+
+
+def _count(name, value):
+    value = positive_int(name, value)
+    if value > MAX_RESAMPLES:
+        raise InputError(f"{name} must be at most {MAX_RESAMPLES:,}, got {value!r}")
+    return value
+
+
+def _rate(name, value):
+    return number(name, value, 0, 1, "[)")
+
+
+def _device(name, value):
+    return check_device(value)
+
+
+#: One rule for each chapter parameter with a range, applied to ``-p`` values before any kernel starts
+#: (:func:`check_parameters`) and to the same options of the command line (``--batch-size``, ...).
+#: A rule is ``check(name, value) -> value``; it raises InputError naming the parameter.
+PARAMETER_RULES = {
+    "expert_size": positive_int, "batch_size": positive_int, "max_passages": _optional(positive_int),
+    "max_tokens": _optional(positive_int), "max_length": _at_least(2), "top_k_fraction": fraction,
+    "seed": _at_least(0), "seeds": _list_of(_at_least(0)), "random_seeds": _list_of(_at_least(0)),
+    "n_resamples": _count, "permutations": _count, "hf_ratio": lambda n, v: number(n, v, 0, math.inf, "(]"),
+    "level": lambda n, v: number(n, v, 0, 1, "()"), "lape_top_rate": fraction, "lape_quantile": fraction,
+    "top_families": positive_int, "grid_points": _optional(_at_least(2)), "tune_steps": _optional(positive_int),
+    "tune_batch_size": _optional(positive_int),
+    "tune_learning_rate": _optional(lambda n, v: number(n, v, 0, math.inf, "(]")),
+    "loss_examples": positive_int, "loss_max_length": _at_least(2), "answer_examples": positive_int,
+    "answer_batch_size": positive_int, "max_new_tokens": positive_int, "min_tokens": positive_int,
+    "timing_batch": positive_int, "timing_rounds": positive_int, "bible_passages": positive_int,
+    "rates": _list_of(_rate), "matrix_rate": _rate, "max_deviation": _rate, "keep_fractions": _list_of(fraction),
+    "comparable": lambda n, v: number(n, v, 1), "dtype": _one_of(DTYPES), "device": _device,
+    "corpus_name": _one_of(("udhr", "bible")), "view": _one_of(("slice", "mask")),
+    "router_features": _one_of(("gate", "up", "both")),
+    "linkage": _one_of(("single", "complete", "average", "weighted", "centroid", "median", "ward")),
+}
+
+
+def check_parameter(name: str, value, option: str | None = None):
+    """``value`` checked by the rule of parameter ``name`` (:data:`PARAMETER_RULES`; unchanged when it has
+    none); errors name ``option`` (e.g. '--batch-size') when given, else the parameter."""
+    rule = PARAMETER_RULES.get(name)
+    return value if rule is None else rule(option or name, value)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -91,23 +178,30 @@ def check_device(device) -> str:
     naming what is missing. Returns ``device`` unchanged ('auto' for None)."""
     if device is None or device == "auto":
         return "auto"
+    if device == "cpu":
+        return device  # no torch import: the light commands check the default profile's device
+    if not isinstance(device, str):
+        raise InputError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
     import torch
 
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device {device!r} is not a device torch knows; use 'auto', 'cpu', 'cuda', 'cuda:1' or "
+        raise InputError(f"device {device!r} is not a device torch knows; use 'auto', 'cpu', 'cuda', 'cuda:1' or "
                          f"'mps' ({str(exc).splitlines()[0]})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             built = "" if torch.version.cuda else ", a build without CUDA"
-            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}"
+            raise InputError(f"device {device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}"
                              f"{built}). Use --device cpu, or auto (a GPU when there is one).")
         n = torch.cuda.device_count()
         if dev.index is not None and dev.index >= n:
-            raise ValueError(f"device {device!r}: only {n} CUDA GPU(s) are visible (cuda:0 to cuda:{n - 1}).")
+            raise InputError(f"device {device!r}: only {n} CUDA GPU(s) are visible (cuda:0 to cuda:{n - 1}).")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r}: the Apple MPS backend is not available here. Use --device cpu.")
+        raise InputError(f"device {device!r}: the Apple MPS backend is not available here. Use --device cpu.")
+    if dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise InputError(f"device {device!r}: a {dev.type} device cannot run a model here; use 'auto', 'cpu', "
+                         "'cuda' or 'mps'.")
     return str(device)
 
 
@@ -147,12 +241,13 @@ def check_parameters(declared: dict, values: dict) -> dict:
     The type comes from the annotation when there is one, else from the default's value (a default
     of None accepts anything). Conversions: an integral float for an int (32.0 -> 32), an int for a
     float, a number for a string (its text); a string parameter also takes a list of strings (specs
-    such as ``languages = "paper"``). Parameters the notebook does not declare pass unchanged.
+    such as ``languages = "paper"``). Then each value's range (:data:`PARAMETER_RULES`). Parameters the
+    notebook does not declare pass unchanged.
     """
     out = {}
     for name, value in values.items():
         info = declared.get(name)
-        out[name] = value if info is None else _check_parameter(name, value, info)
+        out[name] = value if info is None else check_parameter(name, _check_parameter(name, value, info))
     return out
 
 
@@ -166,7 +261,7 @@ def _check_parameter(name: str, value, info: dict):
         if ok:
             return converted
     wanted = " or ".join(_DESCRIBE[k] for k in kinds)
-    raise ValueError(f"{name} must be {wanted} (the notebook's default is {default_text}), got {value!r}; "
+    raise InputError(f"{name} must be {wanted} (the notebook's default is {default_text}), got {value!r}; "
                      f"for example -p {name} {_example(kinds, default_text)}")
 
 

@@ -11,7 +11,7 @@ import pytest
 from babel_lib.__main__ import main
 from babel_lib.cache import Store
 from babel_lib.corpus import UnknownLanguageError
-from babel_lib.errors import CacheCorruptError, OutputPathError
+from babel_lib.errors import CacheCorruptError, InputError, OutputPathError
 
 HEAVY = ("torch", "transformers", "pandas", "babel_lib.prune")
 
@@ -94,9 +94,9 @@ def test_light_commands_never_import_torch(tmp_path):
 
 # ------------------------------------------------------------------------------ one line per user error
 @pytest.mark.parametrize("exc", [
-    CacheCorruptError("the cache file is damaged"), OutputPathError("output exists"), ValueError("bad value"),
+    CacheCorruptError("the cache file is damaged"), OutputPathError("output exists"), InputError("bad value"),
     FileNotFoundError("no such file"), FileExistsError("exists"), PermissionError("denied"),
-    UnknownLanguageError("no language"),
+    UnknownLanguageError("no language"), OSError(28, "No space left on device"),
 ])
 def test_user_errors_print_one_line(exc, monkeypatch, capsys):
     from babel_lib import book
@@ -118,11 +118,14 @@ def test_chapter_error_prints_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("error: 1 chapter(s) failed")
 
 
-def test_bugs_keep_their_traceback(monkeypatch):
+@pytest.mark.parametrize("exc", [ZeroDivisionError("bug"), ValueError("a bug's ValueError"), OSError(5, "I/O")])
+def test_bugs_keep_their_traceback(exc, monkeypatch):
+    """Only the project's own errors (and a missing file, a full disk) are user input: a ValueError of a bug
+    keeps its traceback."""
     from babel_lib import book
 
-    monkeypatch.setattr(book, "PROFILES", type("Broken", (), {"items": lambda self: 1 / 0})())
-    with pytest.raises(ZeroDivisionError):
+    monkeypatch.setattr(book, "PROFILES", type("Broken", (), {"items": lambda self: (_ for _ in ()).throw(exc)})())
+    with pytest.raises(type(exc)):
         main(["profiles"])
 
 
@@ -232,6 +235,10 @@ def no_study(monkeypatch):
     (["--top-k-fraction", "0"], "--top-k-fraction must be a number in (0, 1], got 0.0"),
     (["--languages", "xx_nope"], "Unknown language 'xx_nope'"),
     (["--languages", ","], "No languages given"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--dtype", "float64"], "--dtype must be one of bfloat16"),
+    (["--device", "meta"], "device 'meta': a meta device cannot run a model"),
+    (["--languages", "[" * 100_000], "Cannot read the language list"),
 ])
 @pytest.mark.parametrize("command", ["profile", "prune"])
 def test_bad_numbers_and_languages_fail_before_loading(command, args, message, tmp_path, no_study, fake_prune,
@@ -506,3 +513,51 @@ def test_run_into_an_existing_output_needs_force(tmp_path, no_chapter, capsys):
     assert all(p.read_text() == "mine" for p in out.rglob("*") if p.is_file())
     assert main(["run", "02", "--output", str(out), "--dry-run", "--force"]) == 0
     assert main(["run", "02", "--output", str(tmp_path / "new"), "--dry-run"]) == 0  # a new folder needs none
+
+
+# ------------------------------------------------------------------------------ parameters checked before any kernel
+@pytest.mark.parametrize("key, value, message", [
+    ("expert_size", "0", "expert_size must be a positive integer, got 0"),
+    ("top_k_fraction", "5", "top_k_fraction must be a number in (0, 1], got 5.0"),
+    ("batch_size", "-4", "batch_size must be a positive integer, got -4"),
+    ("rates", "[1.5]", "rates[0] must be a number in [0, 1), got 1.5"),
+    ("device", "cuda", "device 'cuda': torch sees no CUDA GPU"),
+    ("dtype", "float64", "dtype must be one of bfloat16"),
+    ("corpus_name", "xyz", "corpus_name must be one of udhr, bible, got 'xyz'"),
+    ("hf_ratio", "-1", "hf_ratio must be a positive number, got -1.0"),
+    ("permutations", "1e12", "permutations must be at most 1,000,000"),
+    ("seed", "-1", "seed must be an integer >= 0, got -1"),
+    ("matrix_languages", '["eng", "Klingon"]', "Unknown language 'Klingon'"),
+    ("languages", "[" * 100 + "]" * 100, "nested more than"),
+])
+def test_dry_run_range_checks_every_parameter_in_one_line(key, value, message, tmp_path, no_chapter, monkeypatch,
+                                                         capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["run", "-p", key, value, "--output", str(tmp_path / "out"), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not no_chapter and not (tmp_path / "out").exists()
+
+
+def test_parameter_rules_cover_the_command_line_options_and_dtypes():
+    """The command line checks its options with the chapters' rules, and the rule for dtype names what
+    models.resolve_dtype loads."""
+    from babel_lib import validate
+    from babel_lib.models import resolve_dtype
+
+    for dtype in validate.DTYPES:
+        resolve_dtype(dtype)
+    with pytest.raises(InputError):
+        resolve_dtype("float64")
+    for name in ("expert_size", "batch_size", "max_length", "top_k_fraction", "seed", "dtype", "max_passages"):
+        assert name in validate.PARAMETER_RULES
+
+
+def test_prune_language_only_with_by_language(tmp_path, no_study, fake_prune, capsys):
+    """--language spa with --by multilingual would silently add spa to the ranked languages."""
+    assert main(["prune", "--rate", "0.5", "--languages", "eng", "--by", "multilingual", "--language", "spa",
+                 "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "--language ranks the experts only with --by language" in err and not no_study

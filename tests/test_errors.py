@@ -316,6 +316,7 @@ DECLARED = {  # as papermill.inspect_notebook reports them
     "random_seeds": {"inferred_type_name": "None", "default": "[0, 1, 2]"},
     "models": {"inferred_type_name": "None", "default": '["a", "b"]'},
     "tune_steps": {"inferred_type_name": "None", "default": "None"},
+    "free": {"inferred_type_name": "None", "default": "None"},
     "flag": {"inferred_type_name": "None", "default": "True"},
     "annotated": {"inferred_type_name": "int", "default": "None"},
     "either": {"inferred_type_name": "Union[str, list]", "default": '"x"'},
@@ -327,11 +328,11 @@ def test_check_parameters_accepts_and_converts():
     from babel_lib.validate import check_parameters
 
     got = check_parameters(DECLARED, {
-        "expert_size": 32.0, "top_k_fraction": 1, "languages": ["eng", "fra"], "model": 7, "rates": [0.3, 1],
-        "random_seeds": [0.0, 1], "models": ["m"], "tune_steps": "anything", "flag": False, "annotated": 5,
-        "either": ["a"], "optional": 2, "undeclared": "kept"})
+        "expert_size": 32.0, "top_k_fraction": 1, "languages": ["eng", "fra"], "model": 7, "rates": [0.3, 0],
+        "random_seeds": [0.0, 1], "models": ["m"], "tune_steps": 3.0, "free": "anything", "flag": False,
+        "annotated": 5, "either": ["a"], "optional": 2, "undeclared": "kept"})
     assert got == {"expert_size": 32, "top_k_fraction": 1.0, "languages": ["eng", "fra"], "model": "7",
-                   "rates": [0.3, 1.0], "random_seeds": [0, 1], "models": ["m"], "tune_steps": "anything",
+                   "rates": [0.3, 0.0], "random_seeds": [0, 1], "models": ["m"], "tune_steps": 3, "free": "anything",
                    "flag": False, "annotated": 5, "either": ["a"], "optional": 2.0, "undeclared": "kept"}
     assert type(got["expert_size"]) is int and type(got["top_k_fraction"]) is float
     assert check_parameters(DECLARED, {"optional": None}) == {"optional": None}
@@ -422,3 +423,15 @@ def test_unresolvable_languages_raise_only_unknown_language_error(spec):
     except corpus.UnknownLanguageError:
         return
     assert keys and set(keys) <= set(KEYS)
+
+
+# ------------------------------------------------------------------------------ ranges in the library too
+@pytest.mark.parametrize("ratio", [-1, 0, 0.0, float("inf"), float("nan")])
+def test_high_frequency_bar_refuses_a_ratio_at_or_below_zero(ratio):
+    """hf_ratio -1 made every expert high-frequency (frequency >= a negative bar)."""
+    from types import SimpleNamespace
+
+    from babel_lib.high_frequency import hf_threshold
+
+    with pytest.raises(ValueError, match="hf_ratio must be a positive number"):
+        hf_threshold(SimpleNamespace(), ratio)
