@@ -91,7 +91,7 @@ import pandas as pd
 from babel_lib import bible
 from babel_lib.bible import (BIBLE_EVALUATION_BOOKS, BIBLE_EVALUATION_RULE, BOOKS, bible_db_path,  # noqa: F401
                              bible_versions, clean_verse, clean_version, placeholder_kind)
-from babel_lib.errors import BabelError, CorpusUnavailableError  # noqa: F401 (re-exported)
+from babel_lib.errors import BabelError, CorpusUnavailableError, InputError  # noqa: F401 (re-exported)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPUS_FILE = DATA_DIR / "udhr.jsonl.gz"
@@ -604,7 +604,7 @@ def _rows(lang: str, split: str) -> pd.DataFrame:
     if split != "all":
         rows = rows[rows["split"] == split]
     if rows.empty:
-        raise ValueError(f"No text for language {lang!r} in split {split!r}.")
+        raise InputError(f"No text for language {lang!r} in split {split!r}.")
     return rows
 
 
@@ -659,7 +659,7 @@ def _bible_rows(key: str, split: str) -> pd.DataFrame:
     frame = bible.clean_verses(str(bible_db_path()), bible.version_table().loc[key, "bbname"], _separator(key) == "", split)
     rows = frame[frame["text"] != ""]
     if rows.empty:
-        raise ValueError(f"No text for language {key!r} in split {split!r} of the Bible.")
+        raise InputError(f"No text for language {key!r} in split {split!r} of the Bible.")
     return rows
 
 
@@ -784,7 +784,7 @@ def passages(languages, corpus: str = "udhr", split: str = "calibration",
     keys = list(resolve_languages(languages, corpus))
     ids, text = (_bible_passages if corpus == "bible" else _udhr_passages)(keys, split)
     if not ids:
-        raise ValueError(f"No passage of the {CORPUS_NAMES[corpus]} {split} split has text in every one of "
+        raise InputError(f"No passage of the {CORPUS_NAMES[corpus]} {split} split has text in every one of "
                          f"{', '.join(keys)}.")
     result = Passages(corpus, split, ids, keys, text)
     if max_passages is not None and max_passages < len(ids):

@@ -33,6 +33,7 @@ import torch
 from .adapters import ffn_layers
 from .cache import Store, cache_key
 from .definitions import Definitions, active_count  # noqa: F401 (re-exported)
+from .errors import InputError
 from .hooks import BatchRunner, check_batch_size, ffn_pre_hooks, run_all
 from .models import LoadedModel
 from .moefy import Partition
@@ -99,7 +100,7 @@ def passage_windows(tokenizer, texts: list[str], max_length: int = 128) -> Passa
             windows.append(head + list(ids[start:start + body]))
             owner.append(p)
     if not windows or tokens.sum() == 0:
-        raise ValueError("no text to profile: every passage is empty")
+        raise InputError("no text to profile: every passage is empty")
     return PassageWindows(windows, owner, tokens, chars, max_length)
 
 

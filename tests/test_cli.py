@@ -561,3 +561,16 @@ def test_prune_language_only_with_by_language(tmp_path, no_study, fake_prune, ca
                  "--output", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "--language ranks the experts only with --by language" in err and not no_study
+
+
+def test_a_language_without_text_is_one_line(tmp_path, monkeypatch, capsys):
+    """The corpus's own input errors (no text in a split, no passage shared by every language) are user input,
+    not a bug: one line."""
+    from babel_lib import corpus
+
+    def study(**kw):
+        corpus._rows("xx_none", "calibration")
+
+    _stand_in_pipeline(monkeypatch, study)
+    assert main(["profile", "--languages", "eng", "--output", str(tmp_path / "p.csv")]) == 1
+    assert capsys.readouterr().err.startswith("error: No text for language 'xx_none'")
