@@ -383,6 +383,9 @@ def _example(kinds: list[str], default_text: str) -> str:
 
 
 # ---------------------------------------------------------------------------- model folders
+#: The files a tuned model folder adds (babel_lib.tune.META_FILE and LOG_FILE, named here so that this
+#: module imports no torch; a test checks they are equal).
+TUNING_META, TUNING_LOG = "babel_tuning.json", "training_log.csv"
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
                 "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1}
 _MAX_HEADER = 100 * 2**20
@@ -393,11 +396,12 @@ _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
 def verify_model_folder(folder) -> str | None:
     """None when a model folder looks sound, else what is wrong with which file (one sentence).
 
-    Checks, without loading any weights: config.json parses and names a model_type; every
-    ``*.safetensors`` file's header parses and its data section has exactly the length the header's
-    offsets give (a truncated or padded file is caught); shards named by an index file exist;
-    hidden size and layer count in config.json agree with the embedding's shape and the layer
-    indices present in the weights.
+    Checks, without loading any weights: config.json parses and names a model_type; every other
+    ``*.json`` file parses (the tokenizer's, a tuned model's ``babel_tuning.json``); a tuned model's
+    training log holds a header and a row; every ``*.safetensors`` file's header parses and its data
+    section has exactly the length the header's offsets give (a truncated or padded file is caught);
+    shards named by an index file exist; hidden size and layer count in config.json agree with the
+    embedding's shape and the layer indices present in the weights.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -415,6 +419,16 @@ def verify_model_folder(folder) -> str | None:
         return "config.json is not a JSON object"
     if not config.get("model_type"):
         return 'config.json has no model_type (the architecture, e.g. "llama")'
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return f"{path.name} is not valid JSON ({exc.__class__.__name__}: {exc})"
+    if (folder / TUNING_META).is_file():
+        log = folder / TUNING_LOG
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
+        if len(lines) < 2:
+            return f"{TUNING_LOG} is {'empty' if lines or log.is_file() else 'missing'} (it holds the loss of every step)"
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:

@@ -205,12 +205,15 @@ def _truncate(path, keep=0.6):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def test_truncated_converted_model_is_rebuilt(tmp_path, monkeypatch):
-    """A converted offline model whose model.safetensors was cut short is rebuilt (with a warning), not
-    loaded (SafetensorError on every rerun)."""
-    import pytest
+import pytest  # noqa: E402
 
+
+@pytest.mark.parametrize("file", ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+def test_truncated_converted_model_is_rebuilt(file, tmp_path, monkeypatch):
+    """A converted offline model with a file cut short (the weights, the tokenizer's JSON files) is rebuilt
+    with a warning naming the file, not loaded (the same error on every rerun), and `cache list` flags it."""
     from babel_lib import models
+    from babel_lib.cache import Store
 
     monkeypatch.setenv("BABEL_CACHE", str(tmp_path))
     entry = models.OfflineModel("tiny-offline", "no_such_package", "a tiny test model")
@@ -220,13 +223,17 @@ def test_truncated_converted_model_is_rebuilt(tmp_path, monkeypatch):
     def build(entry, out):  # stands in for the GGUF conversion
         lm = tiny_model("llama")
         lm.model.save_pretrained(out)
+        (out / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE", "vocab": {"a": 0}}}')
+        (out / "tokenizer_config.json").write_text('{"model_max_length": 128, "tokenizer_class": "Fast"}')
         builds.append(out)
 
     monkeypatch.setattr(models, "_build_converted", build)
     folder = models._convert_offline(entry)
     assert len(builds) == 1 and models.verify_model_folder(folder) is None
     assert models._convert_offline(entry) == folder and len(builds) == 1  # a sound folder is reused
-    _truncate(folder / "model.safetensors")
-    with pytest.warns(RuntimeWarning, match="(?s)damaged.*model.safetensors.*rebuilding"):
+    _truncate(folder / file)
+    monkeypatch.setattr("babel_lib.cache.OFFLINE_MODEL_NAMES", ("tiny-offline",))
+    assert file in Store(tmp_path).entries()[0]["problem"]
+    with pytest.warns(RuntimeWarning, match=f"(?s)damaged.*{file}.*rebuilding"):
         assert models._convert_offline(entry) == folder
     assert len(builds) == 2 and models.verify_model_folder(folder) is None

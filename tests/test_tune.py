@@ -61,14 +61,22 @@ def test_tuning_lowers_loss_reloads_and_caches(train_set, eval_set):
     assert not [p for p in tuned.path.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_damaged_tuned_folder_is_retrained_or_named(train_set):
+def _damage(path, how):
+    """Damage a file as a full disk or a killed write would: truncated, or emptied."""
+    path.write_bytes(path.read_bytes()[:-16] if how == "truncated" else b"")
+
+
+@pytest.mark.parametrize("file, how", [("model.safetensors", "truncated"), (tune.META_FILE, "truncated"),
+                                       (tune.LOG_FILE, "emptied")])
+def test_damaged_tuned_folder_is_retrained_or_named(file, how, train_set):
+    """Every file of a tuned folder that is read back is checked: a damaged one retrains (with a warning) instead
+    of failing on every run."""
     lm = tiny_model("llama")
     data = small_set(train_set, 4)
     cfg = tune.TuneConfig(steps=2, batch_size=2, max_length=512, learning_rate=3e-3, warmup_fraction=0.0)
     tuned = tune.instruction_tune(lm, data, cfg, progress=False)
-    weights = next(tuned.path.glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:-16])  # truncated, as by a full disk
-    with pytest.raises(ModelFolderError, match="damaged"):
+    _damage(tuned.path / file, how)
+    with pytest.raises(ModelFolderError, match=f"damaged.*{file}"):
         tune.load_tuned(tuned.path, dtype="float32", device="cpu", tokenizer=lm.tokenizer)
     with pytest.warns(UserWarning, match="damaged"):
         again = tune.instruction_tune(lm, data, cfg, progress=False)
@@ -170,3 +178,9 @@ def test_weight_change_is_zero_for_the_same_model_and_sees_a_change():
         w.mul_(1.5)
     wc = tune.weight_change(lm.model, other.model).set_index(["layer", "part"])["relative_change"]
     assert wc[(0, "ffn")] == 0 and wc[(1, "attention")] == 0 and wc[(1, "ffn")] > 0
+
+
+def test_health_check_names_the_tuned_folders_files():
+    from babel_lib import validate
+
+    assert (validate.TUNING_META, validate.TUNING_LOG) == (tune.META_FILE, tune.LOG_FILE)
