@@ -150,6 +150,77 @@ def pool_passages(counts: np.ndarray, tokens: np.ndarray, size: int) -> tuple[np
     return np.add.reduceat(counts, starts, axis=1), np.add.reduceat(tokens, starts, axis=1)
 
 
+# ---------------------------------------------------------------------------- nulls that keep busyness
+def pooled_frequencies(counts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Each expert's language-independent busyness: all languages' activations over all their tokens.
+    counts [n, P, ...], tokens [n, P] -> float [...]."""
+    counts, tokens = np.asarray(counts, dtype=np.float64), np.asarray(tokens, dtype=np.float64)
+    if tokens.shape != counts.shape[:2]:
+        raise ValueError(f"counts must be [n, P, ...] and tokens [n, P]; got {counts.shape} and {tokens.shape}")
+    return counts.sum(axis=(0, 1)) / max(tokens.sum(), 1.0)
+
+
+def pooled_null(statistic: Callable, counts: np.ndarray, tokens: np.ndarray, n_draws: int = DEFAULT_RESAMPLES,
+                seed: int = 0) -> np.ndarray:
+    """The statistic under the pooled null: no language differs from the pool. Each language's
+    counts are redrawn as Binomial(its tokens, the pooled frequency of each expert), so every expert
+    keeps its language-independent busyness and every language its token count (its sampling noise).
+
+    statistic(F) takes frequencies F float [n, ...] (one map per language) and returns a float or a
+    fixed-shape array; returns float [n_draws, ...]. A statistic that this null cannot reproduce says
+    that languages differ, not merely that experts differ in busyness (which any uniform null rejects).
+    """
+    counts, tokens = np.asarray(counts), np.asarray(tokens)
+    pooled = np.clip(pooled_frequencies(counts, tokens), 0.0, 1.0)
+    per_language = tokens.sum(axis=1).astype(np.int64)  # [n]
+    rng = np.random.default_rng(seed)
+    shape = (len(per_language),) + pooled.shape
+    out = []
+    for _ in range(int(n_draws)):
+        drawn = rng.binomial(np.broadcast_to(per_language.reshape((-1,) + (1,) * pooled.ndim), shape), pooled)
+        out.append(np.asarray(statistic(drawn / np.maximum(per_language, 1).reshape((-1,) + (1,) * pooled.ndim)),
+                              dtype=float))
+    return np.stack(out)
+
+
+def label_permutation_null(statistic: Callable, counts: np.ndarray, tokens: np.ndarray,
+                           permutations: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """The statistic with languages permuted across passages: in each permutation every passage's n
+    language profiles are shuffled among the n languages, independently per passage (the null that a
+    passage's profile does not depend on its language). Busyness and the text's content are kept.
+
+    counts [n, P, ...], tokens [n, P]; statistic(F) as in :func:`pooled_null`; returns
+    float [permutations, ...]."""
+    counts, tokens = np.asarray(counts, dtype=np.float64), np.asarray(tokens, dtype=np.float64)
+    if tokens.shape != counts.shape[:2]:
+        raise ValueError(f"counts must be [n, P, ...] and tokens [n, P]; got {counts.shape} and {tokens.shape}")
+    n, P = tokens.shape
+    rng = np.random.default_rng(seed)
+    out = []
+    cols = np.arange(P)[None, :]
+    for _ in range(int(permutations)):
+        order = np.argsort(rng.random((n, P)), axis=0)  # a permutation of the languages per passage
+        c, t = counts[order, cols], tokens[order, cols]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            F = c.sum(axis=1) / t.sum(axis=1).reshape((n,) + (1,) * (counts.ndim - 2))
+        out.append(np.asarray(statistic(F), dtype=float))
+    return np.stack(out)
+
+
+def versus_null(observed, null: np.ndarray, level: float = 0.95) -> dict:
+    """An effect read against its null: {'observed', 'null_mean', 'null_low', 'null_high' (the null's
+    central ``level`` range), 'effect' (observed minus null mean), 'p' (one-sided, share of null draws
+    at least as large as observed, (1 + k) / (1 + m))}; arrays elementwise."""
+    null = np.asarray(null, dtype=float)
+    observed = np.asarray(observed, dtype=float)
+    m = np.isfinite(null).sum(axis=0)
+    k = (null >= observed).sum(axis=0)
+    low, high = np.nanquantile(null, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    mean = np.nanmean(null, axis=0)
+    return {"observed": _squeeze(observed), "null_mean": _squeeze(mean), "null_low": _squeeze(low),
+            "null_high": _squeeze(high), "effect": _squeeze(observed - mean), "p": _squeeze((1 + k) / (1 + m))}
+
+
 # ---------------------------------------------------------------------------- bootstrap
 @dataclass
 class BootstrapResult:
