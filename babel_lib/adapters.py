@@ -85,9 +85,9 @@ def backbone(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
-def ffn_spec(model: nn.Module) -> FFNSpec:
-    """The adapter row for ``model``; a clear error for architectures not in the table."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+def check_model_type(model_type) -> FFNSpec:
+    """The adapter row of a ``model_type`` (config.json's), or UnsupportedArchitectureError listing the
+    supported ones: checked before a model's weights are loaded."""
     spec = FFN_ADAPTERS.get(model_type)
     if spec is None:
         raise UnsupportedArchitectureError(
@@ -95,6 +95,13 @@ def ffn_spec(model: nn.Module) -> FFNSpec:
             f"{', '.join(sorted(FFN_ADAPTERS))}. Add a row to babel_lib.adapters.FFN_ADAPTERS "
             "naming its FFN modules (paths relative to model.base_model)."
         )
+    return spec
+
+
+def ffn_spec(model: nn.Module) -> FFNSpec:
+    """The adapter row for ``model``; a clear error for architectures not in the table."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    spec = check_model_type(model_type)
     cfg = model.config
     if model_type == "bloom" and getattr(cfg, "pretraining_tp", 1) > 1 and getattr(cfg, "slow_but_exact", False):
         raise UnsupportedArchitectureError(

@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import json
 import os
+import pickle
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -360,6 +361,7 @@ def load_model(
     inner = spec[len(RANDOM_PREFIX):] if random_weights else spec
     folder, description = _resolve_spec(inner)
     try:
+        _check_architecture(folder)  # before any weights load (an unknown model_type: ours, not transformers')
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if random_weights:
             config = AutoConfig.from_pretrained(folder)
@@ -368,6 +370,12 @@ def load_model(
             if device_map is not None:
                 kwargs["device_map"] = device_map
             model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickle's code
+        why = next((line.strip() for line in str(exc).splitlines() if "WeightsUnpickler" in line), "")
+        raise ModelFolderError(
+            f"Model folder {folder}: its pickle weights (pytorch_model.bin) hold more than tensors and are refused, "
+            f"since loading them could run code ({why or exc.__class__.__name__}). Use a copy saved as safetensors "
+            "(save_pretrained writes model.safetensors) from a source you trust.") from None
     except OSError as exc:
         reason = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if isinstance(folder, Path):
@@ -390,6 +398,17 @@ def load_model(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model, tokenizer, str(spec), description, model_fingerprint(model))
+
+
+def _check_architecture(folder: Path | str) -> None:
+    """UnsupportedArchitectureError when config.json's model_type (read as text, whether or not
+    transformers knows it) has no row in the FFN adapter table."""
+    from transformers import PretrainedConfig
+
+    from .adapters import check_model_type
+
+    config, _ = PretrainedConfig.get_config_dict(str(folder))
+    check_model_type(config.get("model_type"))
 
 
 def _resolve_spec(spec: str) -> tuple[Path | str, str]:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from babel_lib import corpus
 from babel_lib.cache import Store
-from babel_lib.errors import PartitionMismatchError, UnknownModelError, UnsupportedArchitectureError
+from babel_lib.errors import ModelFolderError, PartitionMismatchError, UnknownModelError, UnsupportedArchitectureError
 from babel_lib.models import load_model
 from babel_lib.moefy import build_partition
 from babel_lib.profile import passage_windows, profile_passages
@@ -435,3 +435,52 @@ def test_high_frequency_bar_refuses_a_ratio_at_or_below_zero(ratio):
 
     with pytest.raises(ValueError, match="hf_ratio must be a positive number"):
         hf_threshold(SimpleNamespace(), ratio)
+
+
+# ------------------------------------------------------------------------------ model folders refused before loading
+def _model_folder(path, model_type="llama"):
+    """A tiny llama folder with a real (one-word) tokenizer, as save_pretrained writes it."""
+    import json
+
+    from tokenizers import Tokenizer, models as token_models
+    from transformers import PreTrainedTokenizerFast
+
+    tiny_model("llama").model.save_pretrained(path)
+    tokenizer = Tokenizer(token_models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>"))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<unk>").save_pretrained(path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    return path
+
+
+@pytest.mark.parametrize("model_type", ["rwkv", "my_new_architecture"])
+def test_unsupported_architecture_is_refused_before_loading(model_type, tmp_path, monkeypatch):
+    """A model_type transformers does not know got its 'pip install --upgrade transformers'; a known but
+    unsupported one failed only after loading: both are refused from config.json, before any weights load."""
+    import transformers
+
+    folder = _model_folder(tmp_path / "m", model_type)
+
+    def never(*a, **k):
+        raise AssertionError("loaded before the architecture was checked")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", never)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", never)
+    with pytest.raises(UnsupportedArchitectureError, match=f"model_type='{model_type}'. Supported: .*llama"):
+        load_model(str(folder), dtype="float32", device="cpu")
+
+
+def test_pickle_weights_are_refused_in_one_line(tmp_path):
+    import torch
+
+    folder = _model_folder(tmp_path / "m")
+    (folder / "model.safetensors").unlink()
+
+    class Code:
+        def __reduce__(self):
+            return (print, ("this would run",))
+
+    torch.save({**tiny_model("llama").model.state_dict(), "x": Code()}, folder / "pytorch_model.bin")
+    with pytest.raises(ModelFolderError, match="pytorch_model.bin.*refused.*could run code") as info:
+        load_model(str(folder), dtype="float32", device="cpu")
+    assert "\n" not in str(info.value)
