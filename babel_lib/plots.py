@@ -283,14 +283,15 @@ TRANSPOSE_ROWS = 6
 
 
 def p_format(p) -> str:
-    """A p-value for a table: '< 0.001' below 0.001, else 3 significant digits; '–' when missing."""
+    """A p-value for a table: '< 0.001' (with a no-break space) below 0.001, else 3 significant digits;
+    '–' when missing."""
     try:
         p = float(p)
     except (TypeError, ValueError):
         return str(p)
     if p != p:
         return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+    return "<\u00a00.001" if p < 0.001 else f"{p:.3g}"  # a no-break space: never split over two lines
 
 
 def number_format(x) -> str:
@@ -370,7 +371,8 @@ def table_html(df, *, columns: dict | None = None, formats: dict | None = None, 
     if transpose:
         top = "<tr><th></th>" + "".join(f'<th class="babel-num">{e(r[0])}</th>' for r in cells) + "</tr>"
         body = "".join(f'<tr><th scope="row">{e(h)}</th>'
-                       + "".join(f'<td class="babel-num">{e(r[i])}</td>' for r in cells) + "</tr>"
+                       + "".join(f'<td class="babel-num{"" if numeric[i] else " babel-text"}">{e(r[i])}</td>'
+                                 for r in cells) + "</tr>"
                        for i, h in enumerate(heads) if i > 0)
         return (f'<table class="babel-table babel-transposed">{cap}<thead>{top}</thead>'
                 f"<tbody>{body}</tbody></table>")

@@ -8,7 +8,9 @@ The text column is the *content box* of ``article.bd-article`` (sphinx-book-them
 element every section, output and table of a page sits in; its padding is not text).
 An element fits when its rendered width (``getBoundingClientRect``) is at most the column
 width plus :data:`TOLERANCE_PX`, it lies within the column horizontally, and it makes no
-container scroll sideways.
+container scroll sideways (a table the reader must scroll sideways fails too).
+:func:`reader_problems` checks the rest of what a reader sees (raw Markdown, the verdict
+tables, the Answer box, the repository link).
 """
 from __future__ import annotations
 
@@ -156,6 +158,83 @@ out.tables = Array.from(column.querySelectorAll('table')).map(function (t, i) {
 folded.forEach(function (d) { d.open = false; });
 return out;
 """
+
+#: What a reader sees besides the layout (see :func:`reader_problems`): Markdown left raw in the text
+#: (pipe tables), the tables of the Verdict section (a DataFrame index column, text output after them),
+#: the Answer box, papermill's injected parameters cell, and the links to the repository.
+READER_JS = r"""
+var column = document.querySelector(arguments[0]);
+var repo = arguments[1];
+var out = {rawPipes: [], verdict: null, answer: null, injected: 0, repoLinks: 0};
+if (!column) { return out; }
+var pipe = /\|\s*:?[-\u2013\u2014]+:?\s*\||^\s*\|[^|\n]+\|[^|\n]+\|/m;  /* '|---|' (or '|—|' after smart quotes) */
+Array.from(column.querySelectorAll('p, li, td')).forEach(function (el) {
+  if (el.closest('pre, code, .highlight')) { return; }
+  var t = el.textContent;
+  if (pipe.test(t)) { out.rawPipes.push(t.trim().slice(0, 100)); }
+});
+var heads = Array.from(column.querySelectorAll('section > h2, section > h1'));
+var vh = heads.find(function (h) { return /^Verdicts?\b/.test(h.textContent.trim()); });
+if (vh) {
+  var sec = vh.parentElement;
+  var tables = Array.from(sec.querySelectorAll('table'));
+  out.verdict = {
+    tables: tables.length,
+    indexColumns: tables.filter(function (t) {
+      return t.querySelector('tbody th') !== null || t.classList.contains('dataframe') ||
+             t.querySelector('th.row_heading, th.blank') !== null;
+    }).length,
+    plainOutputs: Array.from(sec.querySelectorAll('.cell_output .output.text_plain, .cell_output pre'))
+      .map(function (e) { return e.textContent.trim().slice(0, 60); })
+  };
+}
+var box = column.querySelector('.babel-answer');
+if (box) {
+  var firstMethod = heads.find(function (h) { return h.textContent.trim() !== (heads[0] || {}).textContent; });
+  out.answer = {text: box.textContent.trim().slice(0, 120),
+                beforeFirstSection: !firstMethod ||
+                  !!(box.compareDocumentPosition(firstMethod) & Node.DOCUMENT_POSITION_FOLLOWING)};
+}
+out.injected = Array.from(column.querySelectorAll('.cell_input')).filter(function (c) {
+  return c.offsetParent !== null && /^\s*# Parameters\b/.test(c.textContent);
+}).length;
+if (repo) {
+  out.repoLinks = Array.from(document.querySelectorAll('a[href]')).filter(function (a) {
+    return a.getAttribute('href').replace(/\/$/, '') === repo.replace(/\/$/, '');
+  }).length;
+}
+return out;
+"""
+
+
+def reader_problems(page: str, m: dict, *, chapter: bool, repository: str = "") -> list[str]:
+    """What is wrong for a reader on one page, from :data:`READER_JS`'s measurement *m*: raw pipe-table
+    Markdown in the text; on a chapter (*chapter*), a Verdict section without a table, with a DataFrame
+    index column or with text output after it, no Answer box before the first section, papermill's
+    injected parameters cell visible; and, when a *repository* is configured, no link to it."""
+    bad = [f"{page}: raw Markdown table in the text: {t!r}" for t in m.get("rawPipes", [])]
+    if chapter:
+        v = m.get("verdict")
+        if not v:
+            bad.append(f"{page}: no Verdict section")
+        else:
+            if not v["tables"]:
+                bad.append(f"{page}: the Verdict section has no table")
+            if v["indexColumns"]:
+                bad.append(f"{page}: a verdict table shows a DataFrame index column")
+            if v["plainOutputs"]:
+                bad.append(f"{page}: text output in the Verdict section: {v['plainOutputs'][:2]}")
+        a = m.get("answer")
+        if not a:
+            bad.append(f"{page}: no Answer box")
+        elif not a["beforeFirstSection"]:
+            bad.append(f"{page}: the Answer box is not at the top (before the first section)")
+        if m.get("injected"):
+            bad.append(f"{page}: papermill's injected parameters cell is shown")
+    if repository and not m.get("repoLinks"):
+        bad.append(f"{page}: no link to the repository {repository}")
+    return bad
+
 
 #: HEAD every download link of the page; [[href, status], ...].
 DOWNLOADS_JS = r"""
@@ -343,7 +422,8 @@ def layout_rows(page: str, m: dict, charts: dict | None = None, images: dict | N
         if b["width"] <= cw + tol:
             status, detail = "ok", ""
         elif t["wrapper"]:
-            status, detail = "scrolls", f"{_px(b['width'] - cw)} wider than the column, scrolls inside {t['wrapper']}"
+            status, detail = "FAILED", (f"{_px(b['width'] - cw)} wider than the column: the reader scrolls it "
+                                        f"sideways inside {t['wrapper']}")
         else:
             status, detail = "FAILED", f"{_px(b['width'] - cw)} wider than the column and not in a scrollable wrapper"
         rows.append(Row(page, name, b["width"], cw, status, detail, t["section"]))
@@ -379,7 +459,8 @@ def failure_message(rows: list[Row], report_path: Path | None = None) -> str:
         lines.append(f"  {r.element}{where}: {r.detail}")
     lines.append("Fix: narrow the chart (properties(width=...), fewer facet columns, legend below with "
                  "alt.Legend(orient='bottom')); vega-embed adds its actions menu (about 38 px) to the right "
-                 "of the svg, so the svg must leave that much room.")
+                 "of the svg, so the svg must leave that much room. A wide table: fewer columns, shorter headers, or "
+                 "plots.table(..., transpose=True).")
     if report_path:
         lines.append(f"Full report: {report_path}; screenshots beside it.")
     return "\n".join(lines)

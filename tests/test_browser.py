@@ -2,12 +2,15 @@
 
 Builds the book once from the executed chapters in book/ into a temporary folder, serves it
 at http://127.0.0.1:PORT/babel/ (a sub-path, as GitHub Pages serves a project site) and opens
-every page of the toc (intro and chapters) in one browser session at a 1400 x 1000 window.
+every page of the toc (intro and chapters) in one browser session at a 1280 x 1000 window.
 Each page must load with no console error (SEVERE browser log entry), no request to another
 host, no failed request, every chart drawn by vega-embed (an <svg> in each .babel-vega, the
 PNG fallback removed), every image loaded and every download link answering. Then the layout:
-no chart, legend, image or table wider than the text column or outside it (see
-tests/browser_layout.py); wide tables inside a scrollable wrapper are reported, not failed.
+no chart, legend, image or table wider than the text column or outside it, nor a table the
+reader must scroll sideways (see tests/browser_layout.py). Then what a reader sees: no raw
+Markdown pipe table, a verdict table without a DataFrame index and nothing after it, an Answer
+box at the top of every chapter, papermill's injected cell hidden, and a link to the repository
+(the site is built with the Pages workflow's step applied, so a repository is configured).
 The search page must find a word of the intro.
 
 Full-page screenshots and a plain-text layout report (layout-report.txt) go to
@@ -24,6 +27,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -39,10 +43,12 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("BABEL_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("BABEL_CHROMEDRIVER", "/usr/bin/chromedriver")
-WINDOW = (1400, 1000)
+WINDOW = (1280, 1000)  # the column is narrowest here before the sidebars fold away (676 px)
 SUBPATH = "/babel/"
 SCREENSHOTS = book.ROOT / "artifacts" / "screenshots"
 REPORT = SCREENSHOTS / "layout-report.txt"
+#: The repository the site is built for (as the Pages workflow configures it).
+REPOSITORY = "https://github.com/babel-book/babel-book"
 SEARCH_WORD = "papermill"  # a word of book/intro.md
 RENDER_TIMEOUT = 30  # s a page may take to load and draw its charts
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -100,7 +106,12 @@ def site(tmp_path_factory):
     book_dir = Path(os.environ.get("BABEL_BROWSER_BOOK", book.BOOK_DIR))
     notebooks_dir = Path(os.environ.get("BABEL_BROWSER_NOTEBOOKS", book.NOTEBOOKS_DIR))
     out = tmp_path_factory.mktemp("site")
-    html = book.build_book(strict=True, book_dir=book_dir, path_output=out, notebooks_dir=notebooks_dir)
+    from test_publish import _published_config  # the Pages workflow's step: a repository is configured
+
+    config = _published_config(tmp_path_factory.mktemp("config"), repository=REPOSITORY.split("github.com/")[1])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(book, "CONFIG", config)
+        html = book.build_book(strict=True, book_dir=book_dir, path_output=out, notebooks_dir=notebooks_dir)
     handler = functools.partial(_Handler, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -218,6 +229,7 @@ def visits(site, driver):
             timed_out = True
         measured = driver.execute_script(layout.MEASURE_JS, layout.COLUMN_SELECTOR)
         downloads = driver.execute_script(layout.DOWNLOADS_JS)
+        reader = driver.execute_script(layout.READER_JS, layout.COLUMN_SELECTOR, REPOSITORY)
         urls, failed_requests = _network(driver)
         errors = _console_errors(driver)
         _screenshot(driver, SCREENSHOTS / f"{name}.png")
@@ -226,6 +238,7 @@ def visits(site, driver):
                                        layout.image_labels(page_html, site["html"]))
         rows += page_rows
         results.append({"name": name, "timed_out": timed_out, "measured": measured, "downloads": downloads,
+                        "reader": reader,
                         "urls": urls, "failed_requests": failed_requests, "errors": errors,
                         "seconds": time.perf_counter() - t0})
         print(f"{name}: {len(measured.get('charts', []))} charts, {len(measured.get('images', []))} images, "
@@ -278,6 +291,16 @@ def test_charts_images_and_tables_fit_the_column(visits):
     scrollable wrapper. The full report, ok rows included, is artifacts/screenshots/layout-report.txt."""
     if any(r.failed for r in visits["rows"]):
         pytest.fail(layout.failure_message(visits["rows"], REPORT), pytrace=False)
+
+
+def test_what_a_reader_sees(visits):
+    """Rendered tables, not raw Markdown; verdict tables without a DataFrame index and nothing after them;
+    an Answer box at the top of every chapter; papermill's injected cell hidden; the repository linked."""
+    failures = []
+    for p in visits["pages"]:
+        chapter = bool(re.match(r"^\d\d_", Path(p["name"]).name))
+        failures += layout.reader_problems(p["name"], p["reader"], chapter=chapter, repository=REPOSITORY)
+    assert not failures, "\n".join(failures)
 
 
 def test_search_finds_a_word(site, driver):
@@ -343,7 +366,22 @@ def test_layout_rules_on_a_made_up_page():
     assert [r.status for r in rows if r.element.startswith("chart 2/")] == ["FAILED", "ok"]  # only scrolls
     assert [r.status for r in rows if r.element.startswith("chart 3/")] == ["FAILED", "FAILED"]
     assert status["image 1 [results/x/a.png]"] == "ok"
-    assert status['table 1 "a"'] == "scrolls" and status['table 2 "wide" (folded)'] == "FAILED"
+    assert status['table 1 "a"'] == "FAILED" and status['table 2 "wide" (folded)'] == "FAILED"  # no sideways tables
     message = layout.failure_message(rows)
     assert 'chart 3/3 "Too wide" [results/x/too_wide.vl.json]' in message and "900 px" in message
     assert "actions menu adds 38 px" in message
+
+
+def test_reader_rules_on_a_made_up_page():
+    """The reader checks themselves (no browser): the old rendering's defects fail, a good page passes."""
+    good = {"rawPipes": [], "verdict": {"tables": 1, "indexColumns": 0, "plainOutputs": []},
+            "answer": {"text": "Answer Question. ...", "beforeFirstSection": True}, "injected": 0, "repoLinks": 2}
+    assert layout.reader_problems("02_x", good, chapter=True, repository=REPOSITORY) == []
+    old = {"rawPipes": ["| Claim (source) | Our result | Evidence | Verdict | |---|---|---|---|"],
+           "verdict": {"tables": 1, "indexColumns": 1, "plainOutputs": ["claim source tested"]},
+           "answer": None, "injected": 1, "repoLinks": 0}
+    problems = "\n".join(layout.reader_problems("02_x", old, chapter=True, repository=REPOSITORY))
+    for words in ("raw Markdown table", "DataFrame index", "text output in the Verdict", "no Answer box",
+                  "injected parameters", "no link to the repository"):
+        assert words in problems, (words, problems)
+    assert layout.reader_problems("intro", {**old, "rawPipes": []}, chapter=False) == []
