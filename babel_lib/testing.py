@@ -108,3 +108,62 @@ def passages(texts: dict[str, list[str]], split: str = "calibration"):
     if len(n) != 1:
         raise ValueError("every language needs the same number of passages")
     return Passages("custom", split, [f"p{i}" for i in range(n.pop())], list(texts), dict(texts))
+
+
+def tiny_qwen2_gguf(path, layers: int = 2, hidden: int = 64, ffn: int = TINY_FFN, seed: int = 0):
+    """Write a tiny random qwen2 model (``layers`` x ``ffn`` neurons, hidden ``hidden``, 4 heads, tied
+    embeddings, vocabulary of 260) as a float32 GGUF file with a byte-level BPE tokenizer (one merge,
+    "H e"), as the offline models ship; return the transformers model it was written from. For tests of
+    the GGUF path (chunked offline models, conversion) without any download."""
+    from pathlib import Path
+
+    import gguf
+    import numpy as np
+    import transformers as tf
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    cfg = tf.Qwen2Config(vocab_size=260, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         hidden_size=hidden, intermediate_size=ffn, max_position_embeddings=256,
+                         tie_word_embeddings=True, rope_theta=10000.0, rms_norm_eps=1e-6)
+    torch.manual_seed(seed)
+    model = tf.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():  # wider than the default init, so that activations are not all ties
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.2)
+    w = gguf.GGUFWriter(str(Path(path)), "qwen2")
+    w.add_context_length(256)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ffn)
+    w.add_embedding_length(hidden)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_file_type(0)
+    spell = bytes_to_unicode()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list([spell[b] for b in range(256)] + ["He", "<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    w.add_token_types([1] * 257 + [3] * 3)
+    w.add_token_merges(["H e"])
+    w.add_bos_token_id(257)
+    w.add_eos_token_id(257)
+    w.add_pad_token_id(257)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    for i in range(layers):
+        for hf, gg in (("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+                       ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
+                       ("mlp.down_proj", "ffn_down")):
+            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{gg}.weight"
+            names[f"model.layers.{i}.{hf}.bias"] = f"blk.{i}.{gg}.bias"
+        names[f"model.layers.{i}.input_layernorm.weight"] = f"blk.{i}.attn_norm.weight"
+        names[f"model.layers.{i}.post_attention_layernorm.weight"] = f"blk.{i}.ffn_norm.weight"
+    for name, tensor in model.state_dict().items():
+        if name in names:
+            w.add_tensor(names[name], tensor.detach().numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return model

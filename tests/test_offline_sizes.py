@@ -17,6 +17,7 @@ import torch
 from babel_lib import models
 from babel_lib.errors import ModelFolderError, UnknownModelError
 from babel_lib.models import GGUFChunks, OfflineModel
+from babel_lib.testing import tiny_qwen2_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,57 +85,6 @@ def test_wrong_size_or_checksum_is_refused(site, tmp_path):
     assert not (tmp_path / "fake-size.gguf").exists()  # a file that failed the check is not left behind
     part.write_bytes(good)
     assert entry.gguf_path(tmp_path).read_bytes() == data
-
-
-# ---------------------------------------------------------------------------------------- a tiny qwen2 GGUF
-def tiny_qwen2_gguf(path: Path) -> torch.nn.Module:
-    """Write a tiny random qwen2 model (2 layers, hidden 64, FFN 128, tied embeddings) as a float32 GGUF
-    with a byte-level BPE tokenizer; return the model it was written from."""
-    import gguf
-    import transformers as tf
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    cfg = tf.Qwen2Config(vocab_size=260, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         hidden_size=64, intermediate_size=128, max_position_embeddings=256,
-                         tie_word_embeddings=True, rope_theta=10000.0, rms_norm_eps=1e-6)
-    torch.manual_seed(0)
-    model = tf.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    w = gguf.GGUFWriter(str(path), "qwen2")
-    w.add_context_length(256)
-    w.add_block_count(2)
-    w.add_feed_forward_length(128)
-    w.add_embedding_length(64)
-    w.add_head_count(4)
-    w.add_head_count_kv(2)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_file_type(0)
-    spell = bytes_to_unicode()
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
-    w.add_token_list([spell[b] for b in range(256)] + ["He", "<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    w.add_token_types([1] * 257 + [3] * 3)
-    w.add_token_merges(["H e"])
-    w.add_bos_token_id(257)
-    w.add_eos_token_id(257)
-    w.add_pad_token_id(257)
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
-    for i in range(2):
-        for hf, gg in (("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
-                       ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
-                       ("mlp.down_proj", "ffn_down")):
-            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{gg}.weight"
-            names[f"model.layers.{i}.{hf}.bias"] = f"blk.{i}.{gg}.bias"
-        names[f"model.layers.{i}.input_layernorm.weight"] = f"blk.{i}.attn_norm.weight"
-        names[f"model.layers.{i}.post_attention_layernorm.weight"] = f"blk.{i}.ffn_norm.weight"
-    for name, tensor in model.state_dict().items():
-        if name in names:
-            w.add_tensor(names[name], tensor.detach().numpy().astype(np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return model
 
 
 def test_chunked_model_is_joined_converted_once_and_loaded(site, tmp_path, monkeypatch):

@@ -1,0 +1,509 @@
+"""Chapter 6's size comparison as library steps: several models (two sizes of one family beside models of
+other families) profiled on the same languages and passages; do the depth profile, the share of
+high-frequency experts, the shared and specific experts and the language distances change with size
+within one family, beyond the change between families? And the memorisation table: each model's bits per
+character on each corpus and language, so that a size finding on a text a model has memorised is seen.
+
+Intervals are over languages and passages together (:func:`crossed_many`, the draws of
+:func:`babel_lib.stats.crossed_bootstrap`): a claim about models in general is a claim over languages.
+Shared and specific experts are set-level counts (every / exactly one language of the set): their
+intervals resample passages only, with the language set fixed (as in chapter 4).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import warnings
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import analysis, stats
+from .corpus import language_labels
+from .distances import check_same_passages, hellinger_distances, layer_distances, weighted_profile
+from .model_families import DEPTH_STATISTICS, SAME_SHAPE, curve_correlation, depth_trend
+
+#: Family of a model by its architecture (``config.model_type``); pass ``families=`` to name others.
+FAMILY_OF_TYPE = {"gemma3_text": "Gemma", "gemma3": "Gemma", "gemma2": "Gemma", "gemma": "Gemma",
+                  "llama": "Llama architecture", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral",
+                  "olmo": "OLMo", "olmo2": "OLMo", "phi3": "Phi-3", "gpt2": "GPT-2", "bloom": "BLOOM", "opt": "OPT",
+                  "gpt_neox": "GPT-NeoX"}
+
+#: A language's text counts as evidently memorised by a model when its bits per character on that corpus,
+#: relative to the same language on the UDHR, is below this share of the model's median ratio over
+#: languages (our threshold; a memorised text is predicted far better than the model's other texts).
+MEMORISED_SHARE = 0.5
+
+#: Budget of float64 elements for one chunk of resampled frequencies.
+_CHUNK_ELEMENTS = 6_000_000
+
+
+# ---------------------------------------------------------------------------------------------- studies
+def release(name: str) -> None:
+    """Drop a model's weights from :func:`babel_lib.pipeline.get_model`'s cache (profiles stay cached)."""
+    from . import pipeline
+
+    for key in [k for k in pipeline._LOADED if k[0] == name]:
+        del pipeline._LOADED[key]
+    gc.collect()
+
+
+def size_studies(models, release_weights: bool = True, **study_parameters) -> dict:
+    """{model: :func:`babel_lib.pipeline.study`} on the same languages and passages, one model at a time:
+    with ``release_weights`` each model's weights are dropped after its profile (its description,
+    fingerprint, parameter count and tokenizer stay), so a 1.5B model and its smaller sibling are never in
+    memory together. The study's ``lm.model`` is then None; ``lm.parameters`` holds the parameter count."""
+    from . import pipeline
+
+    out = {}
+    for m in models:
+        st = pipeline.study(model=m, **study_parameters)
+        lm = st.lm
+        info = model_info(lm)
+        if release_weights:
+            st.lm = type(lm)(None, lm.tokenizer, lm.name, lm.description, lm.fingerprint)
+            release(m)
+        st.lm.info = info
+        out[m] = st
+    return out
+
+
+def model_info(lm) -> dict:
+    """Architecture, family, parameters (unique tensors), layers, FFN neurons per layer of a loaded model."""
+    from .adapters import ffn_layers
+
+    if getattr(lm, "model", None) is None:
+        return dict(getattr(lm, "info", {}))
+    config = lm.model.config
+    seen, n = set(), 0
+    for p in lm.model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            n += p.numel()
+    layers = ffn_layers(lm.model)
+    return {"model_type": config.model_type, "family": FAMILY_OF_TYPE.get(config.model_type, config.model_type),
+            "parameters": int(n), "layers": len(layers), "ffn_neurons": int(layers[0].n_neurons)}
+
+
+# ------------------------------------------------------------------------------------- weighted statistics
+def weighted_depth_statistics(freq: np.ndarray, lw: np.ndarray, rate: float,
+                              hf_ratio: float = analysis.HF_RATIO) -> np.ndarray:
+    """:func:`babel_lib.model_families.depth_statistics` with language weights: frequencies
+    [m, n, L, E] and weights [m, n] (how often each language was drawn; ones: every language once) ->
+    [m, 4, L]. Means over languages are weighted by lw; the distance between languages is the mean over
+    pairs i != j weighted by lw_i lw_j (a language is never paired with its own copy)."""
+    freq = np.asarray(freq, dtype=float)
+    lw = np.asarray(lw, dtype=float)
+    w = lw / lw.sum(axis=-1, keepdims=True)
+    centre = np.einsum("mn,mnle->mle", w, freq)
+    departure = np.einsum("mn,mnl->ml", w, np.abs(freq - centre[:, None]).mean(axis=-1))
+    high = np.einsum("mn,mnl->ml", w, (freq >= hf_ratio * rate).mean(axis=-1))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        entropy = np.einsum("mn,mnl->ml", w, np.nan_to_num(analysis.layer_entropy(freq), nan=0.0))
+    pair = w[:, :, None] * w[:, None, :]
+    pair[:, np.arange(pair.shape[1]), np.arange(pair.shape[1])] = 0.0
+    LD = layer_distances(freq)  # [m, L, n, n]
+    distance = np.einsum("mij,mlij->ml", pair, LD) / pair.sum(axis=(-2, -1))[:, None]
+    return np.stack([departure, high, entropy, distance], axis=-2)
+
+
+def weighted_pair_correlation(x: np.ndarray, y: np.ndarray, lw: np.ndarray) -> np.ndarray:
+    """Pearson correlation of two distance matrices [m, n, n] over the pairs i < j, pair (i, j) weighted by
+    lw_i lw_j ([m, n]; ones: the Mantel r of the two matrices): [m]."""
+    x, y, lw = (np.asarray(a, dtype=float) for a in (x, y, lw))
+    n = x.shape[-1]
+    iu = np.triu_indices(n, 1)
+    W = (lw[:, :, None] * lw[:, None, :])[:, iu[0], iu[1]]
+    a, b = x[:, iu[0], iu[1]], y[:, iu[0], iu[1]]
+    s = W.sum(axis=-1, keepdims=True)
+    a = a - (W * a).sum(-1, keepdims=True) / s
+    b = b - (W * b).sum(-1, keepdims=True) / s
+    den = np.sqrt((W * a * a).sum(-1) * (W * b * b).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-300, (W * a * b).sum(-1) / np.where(den > 1e-300, den, 1.0), np.nan)
+
+
+def crossed_many(values_of: Callable[[np.ndarray, np.ndarray], np.ndarray], n_languages: int, n_passages: int,
+                 n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95,
+                 min_units: int = stats.MIN_BOOTSTRAP_UNITS) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, np.ndarray]:
+    """:func:`babel_lib.stats.crossed_bootstrap` for many statistics at once, with its draws (the same
+    seed gives the same resamples and, statistic by statistic, the same interval): ``values_of(LW, PW)``
+    takes language weights [m, n] and passage weights [m, P] and returns [m, S]. Returns (estimate [S],
+    low [S], high [S], method, samples [B, S]): method 'crossed' (languages and passages resampled together,
+    percentile) or, below ``min_units`` languages, 'jackknife+passages' (samples: the passage bootstrap)."""
+    from scipy.stats import t as student_t
+
+    from .stats import _draw_rows, multiplicities
+
+    n, P = int(n_languages), int(n_passages)
+    if n < 2 or P < 1:
+        raise ValueError(f"a claim over languages needs at least 2 languages and 1 passage, got {n}, {P}")
+    if n_resamples < 2:
+        raise ValueError("a bootstrap interval needs at least 2 resamples")
+    estimate = np.asarray(values_of(np.ones((1, n)), np.ones((1, P))), dtype=float)[0]
+    rng = np.random.default_rng(seed)
+    PW = multiplicities(_draw_rows(rng, P, n_resamples), P)
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(All-NaN slice|Mean of empty slice|Degrees of freedom)", RuntimeWarning)
+        if n >= min_units:
+            LW = multiplicities(_draw_rows(rng, n, n_resamples), n)
+            samples = np.asarray(values_of(LW, PW), dtype=float)
+            low, high = np.nanquantile(samples, [alpha, 1 - alpha], axis=0)
+            return estimate, low, high, "crossed", samples
+        leave_out = 1.0 - np.eye(n)
+        jack = np.asarray(values_of(leave_out, np.ones((n, P))), dtype=float)
+        var_languages = (n - 1) / n * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)
+        samples = np.asarray(values_of(np.ones((n_resamples, n)), PW), dtype=float)
+        var_passages = np.nanvar(samples, axis=0, ddof=1)
+        half = student_t.ppf(1 - alpha, n - 1) * np.sqrt(var_languages + var_passages)
+        return estimate, estimate - half, estimate + half, "jackknife+passages", samples
+
+
+# ---------------------------------------------------------------------------------------------- results
+def _relation(fa: str, fb: str) -> str:
+    return "same family, other size" if fa == fb else "different families"
+
+
+def size_results(studies: dict, families: dict | None = None, n_resamples: int = stats.DEFAULT_RESAMPLES,
+                 seed: int = 0, hf_ratio: float = analysis.HF_RATIO, grid_points: int | None = None) -> dict:
+    """The size comparison of chapter 6 from several models profiled on the same languages and passages:
+    ``studies`` = {model: Study} (:func:`size_studies`; main view) or {model: Profile}; ``families``
+    {model: family} (default: by architecture, :data:`FAMILY_OF_TYPE`). At least one family must hold
+    two models (the size pair) and at least two families must be present.
+
+    Returns a dict of tables and facts:
+    - ``summary``: per model: family, parameters, layers, experts a layer; share of high-frequency
+      experts (mean over languages, interval over languages and passages); experts shared by every
+      language and specific to one, as shares of all experts (interval over passages); each depth
+      statistic's trend with depth;
+    - ``by_layer``: model, statistic, layer, relative depth, value with its interval;
+    - ``pairs``: every pair of models: same family or not, the agreement of their language distances
+      (Mantel r, weighted over resampled languages) and of each depth curve (correlation at relative
+      depth), with intervals, and the difference of their high-frequency shares;
+    - ``contrast``: per measure, the same-family (size) pairs against the different-family pairs: the
+      difference with its interval and what it says;
+    - ``facts``: the scalars the findings and the verdict quote.
+    """
+    profiles = {m: (s.profile if hasattr(s, "profile") else s) for m, s in studies.items()}
+    models = list(profiles)
+    if len(models) < 3:
+        raise ValueError("size_results compares a size pair with at least one model of another family")
+    mains = [profiles[m] for m in models]
+    check_same_passages(mains)
+    info = {m: (model_info(s.lm) if hasattr(s, "lm") else {}) for m, s in studies.items()}
+    fam = {m: (families or {}).get(m) or info[m].get("family") for m in models}
+    if any(f is None for f in fam.values()):
+        raise ValueError("name every model's family (families=) when passing profiles")
+    pair_list = list(itertools.combinations(range(len(models)), 2))
+    within = [(a, b) for a, b in pair_list if fam[models[a]] == fam[models[b]]]
+    between = [(a, b) for a, b in pair_list if fam[models[a]] != fam[models[b]]]
+    if not within or not between:
+        raise ValueError(f"need a size pair (two models of one family) and another family; families: {fam}")
+    keys = list(mains[0].languages)
+    n, P = len(keys), mains[0].n_passages
+    K = len(DEPTH_STATISTICS)
+    layers = [p.n_layers for p in mains]
+    rates = [float(np.mean(analysis.base_rate(p))) for p in mains]
+    grid = grid_points or min(layers)
+    per_row = sum(p.passage_counts[:, 0].size for p in mains)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, per_row))
+
+    # layout of the statistic vector
+    slots, at = {}, 0
+
+    def slot(name, size):
+        nonlocal at
+        slots[name] = slice(at, at + size)
+        at += size
+
+    for i in range(len(models)):
+        slot(("depth", i), K * layers[i])
+        slot(("trend", i), K)
+        slot(("hf", i), 1)
+    for pr in pair_list:
+        slot(("mantel", pr), 1)
+        slot(("curve", pr), K)
+    slot("contrast_mantel", 1)
+    slot("contrast_curve", K)
+    slot("contrast_hf", 1)
+
+    def values_of(LW, PW):
+        out = []
+        for s in range(0, len(LW), chunk):
+            lw, pw = LW[s:s + chunk], PW[s:s + chunk]
+            m = len(lw)
+            depth, dist, hf = [], [], []
+            for p, r in zip(mains, rates):
+                freq = weighted_profile(p, pw)[0]
+                d = weighted_depth_statistics(freq, lw, r, hf_ratio)
+                depth.append(d)
+                dist.append(hellinger_distances(freq.reshape(m, n, -1)))
+                hf.append(d[:, 1].mean(axis=-1))  # every layer has E experts: the mean of the layers' shares
+            vec = np.full((m, at), np.nan)
+            for i in range(len(models)):
+                vec[:, slots[("depth", i)]] = depth[i].reshape(m, -1)
+                vec[:, slots[("trend", i)]] = depth_trend(depth[i])
+                vec[:, slots[("hf", i)]] = hf[i][:, None]
+            for a, b in pair_list:
+                vec[:, slots[("mantel", (a, b))]] = weighted_pair_correlation(dist[a], dist[b], lw)[:, None]
+                vec[:, slots[("curve", (a, b))]] = curve_correlation(depth[a], depth[b], grid)
+            def mean_of(name, prs):
+                with warnings.catch_warnings():  # a resample where every pair is undefined gives NaN
+                    warnings.filterwarnings("ignore", r"Mean of empty slice", RuntimeWarning)
+                    return np.nanmean(np.stack([vec[:, slots[(name, pr)]] for pr in prs]), axis=0)
+
+            vec[:, slots["contrast_mantel"]] = mean_of("mantel", within) - mean_of("mantel", between)
+            vec[:, slots["contrast_curve"]] = mean_of("curve", within) - mean_of("curve", between)
+            gap = lambda prs: np.mean([np.abs(hf[a] - hf[b]) for a, b in prs], axis=0)
+            vec[:, slots["contrast_hf"]] = (gap(within) - gap(between))[:, None]
+            out.append(vec)
+        return np.concatenate(out)
+
+    if n_resamples >= 2:
+        est, low, high, method, samples = crossed_many(values_of, n, P, n_resamples, seed)
+    else:
+        est = values_of(np.ones((1, n)), np.ones((1, P)))[0]
+        low, high, method, samples = np.full_like(est, np.nan), np.full_like(est, np.nan), "none", None
+    if method == "crossed":  # per-layer statistics are distance-level: centred intervals (as chapter 6's)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"All-NaN slice", RuntimeWarning)
+            for i in range(len(models)):
+                sl = slots[("depth", i)]
+                shift = np.nanmedian(samples[:, sl], axis=0) - est[sl]
+                low[sl], high[sl] = low[sl] - shift, high[sl] - shift
+    get = lambda name: (est[slots[name]], low[slots[name]], high[slots[name]])
+
+    # shared and specific experts: set-level counts, passages resampled with the language set fixed
+    from .distances import bootstrap_profiles
+
+    def sharing(freqs, _tpcs):
+        cols = []
+        for f, r in zip(freqs, rates):
+            hfm = f >= hf_ratio * r  # [m, n, L, E]
+            c = hfm.sum(axis=1)
+            cols += [(c == n).mean(axis=(-2, -1)), (c == 1).mean(axis=(-2, -1))]
+        return np.stack(cols, axis=-1)
+
+    share_boot = (bootstrap_profiles(sharing, mains, n_resamples, seed, method="percentile")
+                  if n_resamples and P >= 2 else None)
+    share_est = sharing([weighted_profile(p, np.ones((1, P)))[0] for p in mains], None)[0]
+
+    rows = []
+    for i, m in enumerate(models):
+        h = get(("hf", i))
+        tr = get(("trend", i))
+        row = {"model": m, "family": fam[m], "parameters": info[m].get("parameters", np.nan),
+               "layers": layers[i], "experts": mains[i].n_experts,
+               "hf_share": float(h[0][0]), "hf_low": float(h[1][0]), "hf_high": float(h[2][0])}
+        for j, what in enumerate(("shared", "specific")):
+            row[f"{what}_share"] = float(share_est[2 * i + j])
+            row[f"{what}_low"] = float(share_boot.low[2 * i + j]) if share_boot is not None else np.nan
+            row[f"{what}_high"] = float(share_boot.high[2 * i + j]) if share_boot is not None else np.nan
+            row[f"{what}_count"] = int(round(share_est[2 * i + j] * layers[i] * mains[i].n_experts))
+        for k, s in enumerate(DEPTH_STATISTICS):
+            row[f"trend: {s}"] = float(tr[0][k])
+        row["tokens_per_character"] = float(np.median(mains[i].tokens / np.maximum(mains[i].characters, 1)))
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+
+    rows = []
+    for i, m in enumerate(models):
+        d = [v.reshape(K, layers[i]) for v in get(("depth", i))]
+        for k, s in enumerate(DEPTH_STATISTICS):
+            for layer in range(layers[i]):
+                rows.append({"model": m, "family": fam[m], "statistic": s, "layer": layer,
+                             "relative_depth": (layer + 0.5) / layers[i], "value": d[0][k, layer],
+                             "low": d[1][k, layer], "high": d[2][k, layer]})
+    by_layer = pd.DataFrame(rows)
+
+    rows = []
+    for a, b in pair_list:
+        mr = get(("mantel", (a, b)))
+        cr = get(("curve", (a, b)))
+        row = {"a": models[a], "b": models[b], "relation": _relation(fam[models[a]], fam[models[b]]),
+               "mantel_r": float(mr[0][0]), "mantel_low": float(mr[1][0]), "mantel_high": float(mr[2][0]),
+               "hf_difference": float(summary.loc[b, "hf_share"] - summary.loc[a, "hf_share"])}
+        for k, s in enumerate(DEPTH_STATISTICS):
+            row[f"curve: {s}"] = float(cr[0][k])
+            row[f"curve: {s} low"] = float(cr[1][k])
+            row[f"curve: {s} high"] = float(cr[2][k])
+            row[f"shape: {s}"] = _shape_word(cr[0][k], cr[1][k], cr[2][k])
+        rows.append(row)
+    pairs = pd.DataFrame(rows)
+
+    rows = []
+    measures = [("language distances (Mantel r)", "contrast_mantel", 0, True)]
+    measures += [(f"depth curve: {s}", "contrast_curve", k, True) for k, s in enumerate(DEPTH_STATISTICS)]
+    measures += [("share of high-frequency experts (|difference|)", "contrast_hf", 0, False)]
+    for words, name, k, higher_is_closer in measures:
+        e, lo_, hi_ = (float(v[k]) for v in get(name))
+        rows.append({"measure": words, "difference": e, "low": lo_, "high": hi_,
+                     "reading": _contrast_word(e, lo_, hi_, higher_is_closer)})
+    contrast = pd.DataFrame(rows)
+    contrast.attrs["definition"] = ("same-family (size) pairs minus different-family pairs: for agreements, the "
+                                    "mean over same-family pairs minus the mean over different-family pairs (> 0: "
+                                    "the sizes agree more than the families); for the high-frequency share, the mean "
+                                    "|difference| of same-family pairs minus that of different-family pairs (< 0: "
+                                    "size changes it less than family)")
+    facts = _size_facts(models, fam, summary, pairs, contrast, within, between, n, P, n_resamples, method, keys)
+    return {"summary": summary, "by_layer": by_layer, "pairs": pairs, "contrast": contrast, "facts": facts}
+
+
+def _shape_word(r, low, high) -> str:
+    if not np.isfinite(r):
+        return "not testable"
+    if np.isfinite(low) and low > SAME_SHAPE:
+        return "same shape"
+    if np.isfinite(low) and low > 0:
+        return "weakly similar"
+    if np.isfinite(high) and high < 0:
+        return "opposite shapes"
+    return "unclear"
+
+
+def _contrast_word(e, low, high, higher_is_closer: bool) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not testable"
+    closer = low > 0 if higher_is_closer else high < 0
+    farther = high < 0 if higher_is_closer else low > 0
+    if closer:
+        return "size changes it less than family"
+    if farther:
+        return "size changes it more than family"
+    return "no difference shown"
+
+
+def _size_facts(models, fam, summary, pairs, contrast, within, between, n, P, n_resamples, method, keys) -> dict:
+    sizes = [(models[a], models[b]) for a, b in within]
+    f = {"models": models, "families": fam, "n_families": len(set(fam.values())), "languages": n, "passages": P,
+         "resamples": n_resamples, "interval_method": method, "size_pairs": sizes,
+         "language_names": list(language_labels(keys).values())}
+    same = pairs[pairs["relation"] != "different families"]
+    other = pairs[pairs["relation"] == "different families"]
+    f["size_mantel"] = [[float(r.mantel_r), float(r.mantel_low), float(r.mantel_high)] for r in same.itertuples()]
+    f["family_mantel_range"] = [float(other["mantel_r"].min()), float(other["mantel_r"].max())]
+    f["size_shapes"] = {s: same[f"shape: {s}"].tolist() for s in DEPTH_STATISTICS}
+    f["size_same_shape"] = [s for s in DEPTH_STATISTICS if (same[f"shape: {s}"] == "same shape").all()]
+    f["family_same_shape"] = {s: int((other[f"shape: {s}"] == "same shape").sum()) for s in DEPTH_STATISTICS}
+    f["family_pairs"] = int(len(other))
+    by = summary.set_index("model")
+    f["hf_share"] = {m: [float(by.loc[m, "hf_share"]), float(by.loc[m, "hf_low"]), float(by.loc[m, "hf_high"])]
+                     for m in models}
+    for what in ("shared", "specific"):
+        f[what] = {m: [float(by.loc[m, f"{what}_share"]), float(by.loc[m, f"{what}_low"]),
+                       float(by.loc[m, f"{what}_high"])] for m in models}
+        f[f"{what}_count"] = {m: int(by.loc[m, f"{what}_count"]) for m in models}
+    f["contrast"] = {r.measure: [float(r.difference), float(r.low), float(r.high), r.reading]
+                     for r in contrast.itertuples()}
+    f["size_mantel_holds"] = bool(f["size_mantel"]) and all(lo > SAME_SHAPE for _, lo, _ in f["size_mantel"])
+    return f
+
+
+def size_verdict(facts: dict, memorised: list[str] | None = None, corpus_name: str = "the UDHR") -> dict:
+    """The verdict row for the paper's 'different model sizes' claim (``model_sizes``) from
+    :func:`size_results` facts: do the patterns hold across the sizes of one family? Reproduced when the
+    sizes' language distances agree (Mantel interval above 0.5) and at least three of the four depth
+    statistics keep their shape; partly when one of the two holds; else not reproduced. Variants stay
+    untested (no base/instruct pair of one model offline)."""
+    from .verdicts import row
+
+    f = facts
+    it = stats.interval_text
+    (a, b) = f["size_pairs"][0]
+    shapes = len(f["size_same_shape"])
+    mantel = f["size_mantel"][0]
+    con = f["contrast"]
+    cm = con["language distances (Mantel r)"]
+    result = (f"{a} and {b}: the language distances agree at r = {it(*mantel, digits=2)} (different families: r from "
+              f"{f['family_mantel_range'][0]:.2f} to {f['family_mantel_range'][1]:.2f}; same-family minus "
+              f"different-family {it(*cm[:3], digits=2)}, {cm[3]}); {shapes} of {len(DEPTH_STATISTICS)} depth "
+              f"statistics keep their shape across the sizes; high-frequency share {it(*f['hf_share'][a])} vs "
+              f"{it(*f['hf_share'][b])}; shared experts {f['shared_count'][a]} vs {f['shared_count'][b]} "
+              f"({100 * f['shared'][a][0]:.1f}% vs {100 * f['shared'][b][0]:.1f}% of the experts). Variants "
+              "(base vs instruct of one model): not testable here, no such pair ships offline")
+    if f["size_mantel_holds"] and shapes >= 3:
+        word = "reproduced"
+    elif f["size_mantel_holds"] or shapes:
+        word = "partly reproduced"
+    else:
+        word = "not reproduced"
+    note = (f"; the memorisation table flags {', '.join(memorised)}: a size difference there mixes size with "
+            "memorised text" if memorised else "")
+    evidence = (f"one family in two sizes ({a}, {b}) beside {f['n_families'] - 1} other "
+                f"famil{'y' if f['n_families'] == 2 else 'ies'}, {f['languages']} languages on the same "
+                f"{f['passages']} passages of {corpus_name}; intervals over languages and passages "
+                f"({f['resamples']:,} resamples, {f['interval_method']}); two sizes only, both 4-bit quantised "
+                f"(the 0.5B through AWQ, then Q4_K_M), instruction-tuned code models" + note)
+    return row("model_sizes", result, evidence, word)
+
+
+# ------------------------------------------------------------------------------------------ memorisation
+def evaluation_texts(tokenizer, languages, corpora=("udhr", "bible"), min_tokens: int = 1000,
+                     max_length: int = 128, seed: int = 0) -> dict:
+    """{corpus: :class:`babel_lib.evaluate.EvalSet`} of held-out text, made once (with ``tokenizer``, e.g.
+    the first model's) and read by every model, so that all models are scored on the same characters.
+    Each corpus covers the ``languages`` it has."""
+    from . import corpus as corpus_mod
+    from .evaluate import evaluation_set
+
+    keys = list(corpus_mod.resolve_languages(languages)) if isinstance(languages, str) else list(languages)
+    out = {}
+    for c in corpora:
+        have = [k for k in keys if corpus_mod.has_language(k, c)]
+        if have:
+            out[c] = evaluation_set(tokenizer, have, min_tokens=min_tokens, prefer=(c,), max_length=max_length,
+                                    seed=seed)
+    return out
+
+
+def bits_per_character(models, texts: dict, dtype: str = "float32", device: str = "cpu", batch_size: int = 8,
+                       release_weights: bool = True, store=None) -> pd.DataFrame:
+    """Each model's bits per character (and perplexity, tokens per character) on each corpus and language of
+    ``texts`` ({corpus: EvalSet}, :func:`evaluation_texts`), one model at a time (released after with
+    ``release_weights``); cached per model and text like every evaluation. Columns: model, corpus,
+    language, name, bits_per_char, perplexity, tokens, characters, tokens_per_char."""
+    from . import evaluate, pipeline
+
+    frames = []
+    for m in models:
+        lm = pipeline.get_model(m, dtype, device)
+        for c, es in texts.items():
+            df = evaluate.perplexity(lm, evalset=es, batch_size=batch_size, store=store)
+            frames.append(df.assign(model=m, corpus=c))
+        del lm
+        if release_weights:
+            release(m)
+    out = pd.concat(frames, ignore_index=True)
+    out["name"] = out["language"].map(language_labels(list(dict.fromkeys(out["language"]))))
+    out["tokens_per_char"] = out["tokens"] / out["characters"]
+    return out[["model", "corpus", "language", "name", "bits_per_char", "perplexity", "tokens", "characters",
+                "tokens_per_char"]]
+
+
+def memorisation_table(bpc: pd.DataFrame, reference_corpus: str = "udhr",
+                       share: float = MEMORISED_SHARE) -> pd.DataFrame:
+    """From :func:`bits_per_character`: per model, corpus (other than ``reference_corpus``) and language,
+    the ratio of its bits per character there to the same language on the reference corpus, the ratio
+    relative to the model's median ratio over languages, and ``memorised``: that relative ratio is below
+    ``share`` (:data:`MEMORISED_SHARE`): the text is predicted far better than the model's other texts,
+    evidently memorised. Columns: model, corpus, language, name, bits_per_char, reference_bits, ratio,
+    relative, memorised."""
+    ref = bpc[bpc["corpus"] == reference_corpus].set_index(["model", "language"])["bits_per_char"]
+    rows = bpc[bpc["corpus"] != reference_corpus].copy()
+    rows["reference_bits"] = [ref.get((m, l), np.nan) for m, l in zip(rows["model"], rows["language"])]
+    rows["ratio"] = rows["bits_per_char"] / rows["reference_bits"]
+    median = rows.groupby(["model", "corpus"])["ratio"].transform("median")
+    rows["relative"] = rows["ratio"] / median
+    rows["memorised"] = rows["relative"] < share
+    return rows[["model", "corpus", "language", "name", "bits_per_char", "reference_bits", "ratio", "relative",
+                 "memorised"]].reset_index(drop=True)
+
+
+def memorised_languages(table: pd.DataFrame) -> dict:
+    """{model: [language names flagged as memorised]} from :func:`memorisation_table` (flagged models only)."""
+    hit = table[table["memorised"]]
+    return {m: g["name"].tolist() for m, g in hit.groupby("model", sort=False)}
