@@ -324,8 +324,14 @@ def _layer_entropy_point(profile) -> np.ndarray:
 
 
 def high_frequency_verdicts(facts: dict) -> list[dict]:
-    """The chapter-3 verdict row (see :mod:`babel_lib.verdicts`) from :func:`high_frequency_results` facts."""
-    from .verdicts import row
+    """The chapter-3 verdict rows (see :mod:`babel_lib.verdicts`) from :func:`high_frequency_results` facts.
+
+    The investigation itself is descriptive. The tested statement (high-frequency experts exist and are
+    spread unevenly over depth) is compared here only with zero and with an even spread over depth, nulls
+    that any model rejects (experts and layers differ in busyness whatever the language): no test of it
+    could fail yet, so its word is "not testable here" by :func:`babel_lib.verdicts.decide`, with the
+    measured profile as the result."""
+    from .verdicts import decide, descriptive, row
 
     f = facts
     share = f["largest_share"]
@@ -334,13 +340,14 @@ def high_frequency_verdicts(facts: dict) -> list[dict]:
               f"{stats.interval_text(*share)} of them against {f['uniform_share']:.3f} for an even spread, "
               f"{stats.p_text(f['p_depth'], f['p_depth_holm'])}; Spearman with tokens per character "
               f"{stats.interval_text(f['rho'], f['rho_low'], f['rho_high'], 2)}")
-    holds = f["exists"] and f["depth_departs"]
-    robust = f["robust_depth"]
-    word = "reproduced" if holds and robust else ("partly reproduced" if f["exists"] and (holds or robust)
-                                                 else "not reproduced")
+    word = decide([f["exists"], f["depth_departs"]], robust=f["robust_depth"], null_can_fail=False)
     evidence = (f"bootstrap over {f['passages']} passages ({f['resamples']:,} resamples), {f['languages']} languages; "
-                + ("the uneven depth profile and its largest third hold under every partition seed and the neuron view"
-                   if robust else "the depth profile does not hold under every partition seed and the neuron view")
+                "compared only with none and with an even spread over depth, which any model departs from (layers "
+                "differ in how skewed their use is whatever the language), so no test here could have failed; "
+                + ("the profile and its largest third hold under every partition seed and the neuron view"
+                   if f["robust_depth"] else "the profile does not hold under every partition seed and the neuron view")
                 + (f"; the departure is small (at most {100 * f['depth_max_departure']:.1f} points of share)"
                    if f["depth_max_departure"] < 0.05 else ""))
-    return [row("high_frequency", result, evidence, word)]
+    investigation = descriptive("high_frequency_investigation", f"high-frequency experts counted per layer in "
+                                f"{f['languages']} languages on the same {f['passages']} passages")
+    return [investigation, row("high_frequency", result, evidence, word)]

@@ -244,7 +244,7 @@ def moefication_verdicts(mass: pd.DataFrame, agreement: pd.DataFrame, main: str,
     top_k_fraction 1.0), and the main partition's activated experts carry more of the activation
     mass than a random grouping beyond noise."""
     from .stats import interval_text
-    from .verdicts import row
+    from .verdicts import decide, descriptive, row
 
     m = mass.set_index("partition").loc[main]
     exact = agreement[agreement.top_k_fraction == 1.0].iloc[0]
@@ -256,7 +256,9 @@ def moefication_verdicts(mass: pd.DataFrame, agreement: pd.DataFrame, main: str,
               f"{interval_text(m['difference'], m['diff_low'], m['diff_high'])} more than random experts; computing "
               f"only them keeps the dense next-token prediction on {topk['top1_agreement']:.1%} of tokens")
     exact_ok = exact["max_abs_logit_diff"] < 1e-2
-    word = "reproduced" if exact_ok and beats else ("partly reproduced" if exact_ok or beats else "not reproduced")
+    word = decide([exact_ok, beats])  # a random grouping of the same sizes is a null that could win
     evidence = (f"paired bootstrap over held-out passages ({int(topk['tokens']):,} tokens); the conversion is exact, "
                 f"but as a sparse mixture of experts the top-{top_k_fraction:.0%} model is lossy")
-    return [row("moefication", result, evidence, word)]
+    design = descriptive("moefication_design", f"every feed-forward layer grouped into equal-size experts ({main}); "
+                         "the experts of every chapter come from this conversion")
+    return [design, row("moefication", result, evidence, word)]

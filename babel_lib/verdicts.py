@@ -17,8 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-#: The verdict words of every table (one per row).
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable here")
+#: The verdict words of every table (one per row); "descriptive" marks a statement no outcome could
+#: refute ("we designed", "we analysed"): the scorecard counts it apart from the verdicts.
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable here", "descriptive")
+#: The words that are verdicts on a claim (everything but "descriptive").
+TESTED_VERDICTS = VERDICTS[:4]
+#: What a descriptive row says as its evidence.
+DESCRIPTIVE_EVIDENCE = "a statement of what was done, which no outcome could refute; counted apart from the verdicts"
 
 EMNLP = "EMNLP 2024 abstract"
 ARXIV_V1 = "arXiv v1 abstract (Feb 2024)"
@@ -39,6 +44,19 @@ class Claim:
 
 
 CLAIMS: dict[str, Claim] = {
+    "moefication_design": Claim(
+        "We designed a method to convert dense LLMs into fine-grained MoE architectures", EMNLP,
+        short="A method to convert dense LLMs into experts",
+        question="Can a dense model's feed-forward layers be converted into fine-grained experts?"),
+    "activation_analysis": Claim(
+        "we analyzed the similarities and differences in the internal neuron activation patterns of LLMs "
+        "when processing different languages", EMNLP,
+        short="Activation patterns analysed per language",
+        question="What does each language's map of expert activations look like?"),
+    "high_frequency_investigation": Claim(
+        "we investigated the distribution of high-frequency activated experts", EMNLP,
+        short="High-frequency experts investigated",
+        question="Where do the high-frequency experts sit?"),
     "moefication": Claim(
         "We designed a method to convert dense LLMs into fine-grained MoE architectures", EMNLP,
         "the converted model with every expert on is the dense model, and its activated experts carry more of "
@@ -156,6 +174,48 @@ def row(claim: str, result: str, evidence: str, word: str) -> dict:
     out = verdict(f"“{c.quote}”", result, evidence, word)
     return {"claim": out["claim"], "source": c.source, "tested": c.tested, "result": out["result"],
             "evidence": out["evidence"], "verdict": out["verdict"]}
+
+
+def descriptive(claim: str, result: str) -> dict:
+    """A row for a statement of the paper that no outcome could refute ("we designed", "we analysed"):
+    what this book did about it, labelled "descriptive" and counted apart in the scorecard."""
+    return row(claim, result, DESCRIPTIVE_EVIDENCE, "descriptive")
+
+
+def decide(passed, *, robust: bool = True, null_can_fail=True) -> str:
+    """The one rule set behind every verdict word of a tested claim.
+
+    passed: for each of the claim's tests, whether it passes: its p-value after the book's correction is
+    below 0.05 and its effect's interval lies beyond the null (bool or a sequence of bool).
+    robust: whether every passing test still passes (interval beyond the null) in the robustness views
+    (other partition seeds, the neuron view, other definitions).
+    null_can_fail: for each test (or one bool for all), whether its null could have rejected the claim on
+    some model and text; a test against a null that any model rejects (uniform use, an even spread,
+    independent placement) counts as not passing.
+
+    =================================================  ====================
+    tests                                              verdict
+    =================================================  ====================
+    no test, or none whose null could fail             not testable here
+    every test passes, and robust                      reproduced
+    some pass (or all pass but not robust)             partly reproduced
+    none passes                                        not reproduced
+    =================================================  ====================
+
+    A statement no outcome could refute gets no test and is not decided here: see :func:`descriptive`.
+    """
+    import numpy as np
+
+    passed = np.atleast_1d(np.asarray(passed, dtype=bool))
+    fair = np.broadcast_to(np.atleast_1d(np.asarray(null_can_fail, dtype=bool)), passed.shape)
+    if passed.size == 0 or not fair.any():
+        return "not testable here"
+    ok = passed & fair
+    if ok.all() and robust:
+        return "reproduced"
+    if ok.any():
+        return "partly reproduced"
+    return "not reproduced"
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
@@ -323,14 +383,27 @@ def scorecard(book_dir) -> pd.DataFrame:
 
 
 def scorecard_markdown(book_dir) -> str:
+    """The intro's scorecard: a first line counting each label, the compact table of the tested claims,
+    then the descriptive statements (counted apart: no outcome could refute them)."""
     card = scorecard(book_dir)
     if card.empty:
         return "No chapter has recorded verdicts yet.\n"
-    counts = card["verdict"].value_counts()
-    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
-    return (f"<!-- Generated by babel_lib.verdicts.write_scorecard from results/*/verdicts.csv: do not edit. -->\n\n"
-            f"{len(card)} verdicts from {card['chapter'].nunique()} chapters: {summary}.\n\n"
-            + markdown(card, chapter_links=True))
+    tested = card[card["verdict"] != "descriptive"]
+    described = card[card["verdict"] == "descriptive"]
+    counts = tested["verdict"].value_counts()
+    summary = ", ".join(f"{counts[v]} {v}" for v in TESTED_VERDICTS if v in counts)
+    text = (f"<!-- Generated by babel_lib.verdicts.write_scorecard from results/*/verdicts.csv: do not edit. -->\n\n"
+            f"{len(tested)} verdicts from {tested['chapter'].nunique()} chapters: {summary or 'none'}; "
+            f"and {len(described)} descriptive statement{'s' if len(described) != 1 else ''} counted apart.\n\n"
+            + markdown(tested, chapter_links=True))
+    if len(described):
+        items = []
+        for _, r in described.iterrows():
+            c = _claim_of(r)
+            items.append(f"- [{r['title']}]({r['chapter']}.ipynb): {r['claim']} ({c.short if c and c.short else r['source']})")
+        text += ("\nDescriptive statements of the paper (what it did; no outcome could refute them, so they are not "
+                 "verdicts):\n\n" + "\n".join(items) + "\n")
+    return text
 
 
 def write_scorecard(book_dir) -> Path:

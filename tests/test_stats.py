@@ -434,7 +434,7 @@ def test_verdict_rows():
     row = S.verdict("Activation patterns follow language families", "AUC 0.61 [0.55, 0.66]",
                     "p < 0.001 (Holm-adjusted < 0.001)", "partly reproduced")
     assert list(row) == ["claim", "result", "evidence", "verdict"]
-    assert set(S.VERDICTS) == {"reproduced", "not reproduced", "partly reproduced", "not testable here"}
+    assert set(S.VERDICTS) == {"reproduced", "not reproduced", "partly reproduced", "not testable here", "descriptive"}
     for word in S.VERDICTS:
         assert S.verdict("c", "r", "e", word)["verdict"] == word
     with pytest.raises(ValueError):
