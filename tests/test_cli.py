@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from babel_lib.__main__ import main
 from babel_lib.cache import Store
@@ -332,6 +334,10 @@ def fake_study(monkeypatch):
 def fake_prune(monkeypatch):
     """A stand-in for babel_lib.prune that records the ranking language; the folder is written by the real
     save_pruned (atomic, never over what it may not replace)."""
+    return _install_fake_prune(monkeypatch)
+
+
+def _install_fake_prune(monkeypatch):
     import types
     from types import SimpleNamespace
 
@@ -574,3 +580,103 @@ def test_a_language_without_text_is_one_line(tmp_path, monkeypatch, capsys):
     _stand_in_pipeline(monkeypatch, study)
     assert main(["profile", "--languages", "eng", "--output", str(tmp_path / "p.csv")]) == 1
     assert capsys.readouterr().err.startswith("error: No text for language 'xx_none'")
+
+
+def test_a_full_disk_keeps_the_chapters_already_run(tmp_path, monkeypatch, capsys):
+    """Each chapter is put in place as it completes: a full disk in a later chapter is one line, and the earlier
+    chapters' notebooks and results stay."""
+    import errno
+
+    from babel_lib import book
+
+    def run_chapter(source, profile, overrides, output_dir, **kw):
+        source = book.find_chapter(source)
+        if source.stem.startswith("03"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        target = Path(output_dir) / source.name
+        target.write_text("executed")
+        return target
+
+    monkeypatch.setattr(book, "run_chapter", run_chapter)
+    assert main(["run", "02", "03", "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "error: [Errno 28] No space left on device"
+    assert (tmp_path / "out" / "02_heatmaps.ipynb").read_text() == "executed"
+
+
+# ------------------------------------------------------------------------------ property: no byte lost without --force
+def _tree(root: Path) -> dict:
+    """Every path under root with its bytes (None for folders), FIFOs by name."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        out[path.relative_to(root).as_posix()] = path.read_bytes() if path.is_file() else path.is_fifo()
+    return out
+
+
+def _plain_study(**kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(profile=FakeProfile(kw["languages"]), lm=SimpleNamespace(description="a model"),
+                           partition=None)
+
+
+def _fake_chapter(source, profile, overrides, output_dir, **kw):
+    """A stand-in chapter run: writes what run_chapter writes (a notebook, results/<chapter>/)."""
+    from babel_lib import book
+
+    source = book.find_chapter(source)
+    results = Path(output_dir) / "results" / source.stem
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "table.csv").write_text("new")
+    (Path(output_dir) / source.name).write_text("new")
+    return Path(output_dir) / source.name
+
+
+OUTPUT_ARGS = st.lists(st.sampled_from([
+    ["--languages", "eng"], ["--languages", "eng,fra"], ["--languages", "xx_nope"], ["--seed", "1"], ["--seed", "-1"],
+    ["--batch-size", "4"], ["--batch-size", "0"], ["--by", "random"], ["--by", "language", "--language", "fra"],
+    ["--language", "spa"], ["--rate", "0.3"], ["--rate", "1.5"], ["--dry-run"], ["--stale"],
+    ["-p", "expert_size", "16"], ["-p", "expert_size", "0"], ["--profile", "smoke"], ["--device", "meta"],
+]), max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(command=st.sampled_from(["profile", "prune", "run"]),
+       layout=st.sampled_from(["file", "folder", "model_folder", "book_folder", "fifo"]), args=OUTPUT_ARGS)
+def test_no_command_changes_an_existing_output_without_force(command, layout, args):
+    """Any invocation of a command that writes an output, with any other arguments (valid or not), leaves every
+    byte of an output that exists unchanged when --force is not given."""
+    import tempfile
+
+    from babel_lib import book
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        root = Path(tmp)
+        mp.setenv("BABEL_CACHE", str(root / "cache"))
+        target = root / "out"
+        if layout == "file":
+            target.write_text("user data")
+        elif layout == "fifo":
+            os.mkfifo(target)
+        else:
+            target.mkdir()
+            name = {"folder": "thesis.tex", "model_folder": "config.json", "book_folder": "_toc.yml"}[layout]
+            (target / name).write_text('{"model_type": "llama"}' if layout == "model_folder" else "user data")
+            (target / "results" / "02_heatmaps").mkdir(parents=True)
+            (target / "results" / "02_heatmaps" / "table.csv").write_text("user table")
+        _stand_in_pipeline(mp, _plain_study)
+        _install_fake_prune(mp)
+        mp.setattr(book, "run_chapter", _fake_chapter)
+        argv = [command, *(a for pair in args for a in pair), "--output", str(target)]
+        if command == "run":
+            argv.insert(1, "02")
+        if command == "prune" and "--rate" not in argv:
+            argv += ["--rate", "0.5"]
+        before = _tree(root)
+        try:
+            main(argv)
+        except SystemExit:
+            pass  # an option the command does not take: argparse's usage error
+        assert {k: v for k, v in _tree(root).items() if k.startswith("out")} == \
+            {k: v for k, v in before.items() if k.startswith("out")}
