@@ -8,7 +8,9 @@ process), so the numbers do not overlap. Usage::
 
 A model not yet converted in the cache is converted by its first row (``first_load=True``: join, check,
 convert, then load); the cache is never cleared here (to time a cold start, point BABEL_CACHE at an empty
-folder). Prints one RESULT line per model and dtype.
+folder). Prints one RESULT line per model and dtype: load time, peak RSS (``ru_maxrss``: it counts the
+pages of the memory-mapped float32 safetensors file the load reads, reclaimable by the system), and after
+the load the resident anonymous memory (the weights themselves) and file-backed memory.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ ids = lm.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
 with torch.inference_mode():
     out = lm.model.generate(ids, max_new_tokens=3, do_sample=False)
 text = lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+kb = lambda key: int(status.get(key, "0 kB").split()[0]) / 2**20
 print(json.dumps({"model": name, "dtype": dtype, "was_converted": converted, "load_s": round(load_s, 1),
                   "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+                  "rss_anon_gb": round(kb("RssAnon"), 2), "rss_file_gb": round(kb("RssFile"), 2),
                   "parameters_m": round(n / 1e6, 1), "fingerprint": lm.fingerprint, "continuation": text}))
 """
 
@@ -52,7 +57,8 @@ def main() -> None:
                 raise SystemExit(got.returncode)
             row = json.loads(got.stdout.strip().splitlines()[-1])
             print(f"RESULT model={row['model']} dtype={row['dtype']} first_load={not row['was_converted']} "
-                  f"load_s={row['load_s']} peak_rss_gb={row['peak_rss_gb']} parameters_m={row['parameters_m']} "
+                  f"load_s={row['load_s']} peak_rss_gb={row['peak_rss_gb']} rss_anon_gb={row['rss_anon_gb']} "
+                  f"rss_file_gb={row['rss_file_gb']} parameters_m={row['parameters_m']} "
                   f"continuation={json.dumps(row['continuation'])}", flush=True)
 
 
