@@ -145,3 +145,13 @@ def test_setup_pins_every_package():
     for line in re.findall(r"pip install ([^;&\n]*)", text):
         names = [w for w in shlex.split(line) if not w.startswith(("-", "$(", ".")) and w != "requirements.txt"]
         assert all("==" in w for w in names), f"unpinned in the Makefile: pip install {line}"
+
+
+def test_bad_input_rows_name_tests_that_exist():
+    """Every test the README's bad-input table names (``file.py`` or ``file.py::test``) exists."""
+    text = README.read_text(encoding="utf-8").split("## Bad input", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(test_\w+\.py)(?:::(\w+))?`", text)
+    assert len(named) > 20
+    for file, test in named:
+        source = (ROOT / "tests" / file).read_text(encoding="utf-8")
+        assert not test or re.search(rf"^def {test}\(", source, re.M), f"README names {file}::{test}, not found"
