@@ -137,12 +137,7 @@ def _generate_answers(lm: LoadedModel, dataset, max_new_tokens: int, batch_size:
         stop = torch.tensor(stops[template], device=lm.device)
         for s in range(0, len(members), batch_size):
             idx = members[s:s + batch_size]
-            width = max(len(prompts[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            attn = torch.zeros((len(idx), width), dtype=torch.long)
-            for b, i in enumerate(idx):
-                ids[b, width - len(prompts[i]):] = torch.tensor(prompts[i])
-                attn[b, width - len(prompts[i]):] = 1
+            ids, attn = left_padded([prompts[i] for i in idx], pad)
             new = greedy_decode(lm.model, ids.to(lm.device), attn.to(lm.device), max_new_tokens, stop)
             for i, seq in zip(idx, new.tolist()):
                 hit = next((k for k, t in enumerate(seq) if t in stops[template]), None)
@@ -150,6 +145,17 @@ def _generate_answers(lm: LoadedModel, dataset, max_new_tokens: int, batch_size:
                 out[i] = {"row": i, "answer": tok.decode(body, skip_special_tokens=True).strip(),
                           "new_tokens": len(body), "stopped": hit is not None}
     return pd.DataFrame(out)
+
+
+def left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sequences as one left-padded batch: (ids, attention mask), int64 [batch, longest]."""
+    width = max(len(q) for q in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, q in enumerate(seqs):
+        ids[b, width - len(q):] = torch.tensor(q, dtype=torch.long)
+        attn[b, width - len(q):] = 1
+    return ids, attn
 
 
 def greedy_decode(model, ids: torch.Tensor, attn: torch.Tensor, max_new_tokens: int, stop: torch.Tensor) -> torch.Tensor:
