@@ -146,25 +146,6 @@ CLAIMS: dict[str, Claim] = {
         "beyond tokens per character and script",
         short="Distance from English predicts weakness",
         question="Does a language's routing distance from English predict where the model is weak?"),
-    "specific_causal": Claim(
-        "We discover the existence of non-language-specific neurons as well as language-specific activation "
-        "neurons.", ARXIV_V1,
-        "a language's specific experts are necessary for it: switching them off harms that language more than the "
-        "other languages and more than random experts of the same layers and busyness (a causal test)",
-        short="Specific experts are necessary (causal)",
-        question="Does switching off a language's specific experts harm that language more than matched controls?"),
-    "output_language": Claim(
-        "(not in the paper) a language's specific experts control the language the model writes", "this book",
-        "switching them off makes continuations leave the language more often than matched controls do",
-        short="Specific experts steer the output language",
-        question="Do a language's specific experts control the language the model writes?"),
-    "routing_competence": Claim(
-        "(not in the paper) how far a language's routing is from the dominant language's predicts where the model "
-        "is weak", "this book",
-        "the distance of a language's expert profile from English's correlates with the model's bits per character "
-        "beyond tokens per character and script",
-        short="Distance from English predicts weakness",
-        question="Does a language's routing distance from English predict where the model is weak?"),
     "cross_domain": Claim(
         "(not in the paper) the activation patterns belong to the language rather than to the text", "this book",
         "a language's profile on one corpus is closer to its own profile on another corpus than to other "
