@@ -346,10 +346,11 @@ def _model_facts(models, tests, agreement, both, robustness, tok, mains, permuta
     return facts
 
 
-def model_verdicts(facts: dict) -> list[dict]:
+def model_verdicts(facts: dict, sizes: dict | None = None) -> list[dict]:
     """The chapter's verdict rows for the claim 'model_families' (:mod:`babel_lib.verdicts`) from
     :func:`model_results` facts: one on model families (what two models of different families share)
-    and one on sizes and variants (not testable with two small models of different families)."""
+    and one on sizes and variants: ``sizes``, the tested row of :func:`babel_lib.model_sizes.size_verdict`
+    when a size series was profiled, else 'not testable here' (two small models of different families)."""
     from .verdicts import row
 
     f = facts
@@ -359,7 +360,7 @@ def model_verdicts(facts: dict) -> list[dict]:
                 "model sizes and variants: not compared (no size series and no base/instruct pair of one model "
                 "is available offline)",
                 "two small models of different families only; the paper profile of the book runner reruns this "
-                "chapter on larger models where they are available", "not testable here")
+                "chapter on larger models where they are available", "not testable here") if sizes is None else sizes
     if not f["testable"]:
         return [row("model_families", "not testable on this language set",
                     f"{f['languages']} languages leave no same-family pair for the family tests, and too few pairs "

@@ -229,3 +229,23 @@ def test_size_path_on_tiny_qwen2_models(tiny_series):
     chars = bpc.groupby("language")["characters"].nunique()
     assert (chars == 1).all()  # both models read the same characters
     assert (bpc.groupby("language")["bits_per_char"].nunique() == 2).all()
+
+
+def test_chapter_six_verdicts_take_the_tested_size_row():
+    """model_families.model_verdicts keeps 'not testable here' for sizes without a size series and
+    takes size_verdict's row when there is one."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_families import family_profile
+
+    a = family_profile(keys=["eng", "fra", "rus", "tur"], P=4, L=2)
+    b = family_profile(keys=["eng", "fra", "rus", "tur"], P=4, L=3, seed=1)
+    facts = MF.model_results({"A": {"v": a}, "B": {"v": b}}, n_resamples=0, permutations=0, n_splits=2)["facts"]
+    untested = MF.model_verdicts(facts)
+    assert untested[1]["verdict"] == "not testable here"
+    profiles, fams = _four_models(True)
+    size_row = MS.size_verdict(MS.size_results(profiles, fams, n_resamples=50)["facts"])
+    rows = MF.model_verdicts(facts, sizes=size_row)
+    assert rows[0] == untested[0] and rows[1] is size_row and rows[1]["verdict"] != "not testable here"
