@@ -50,6 +50,15 @@ def release(name: str) -> None:
     gc.collect()
 
 
+def size_language_sets() -> dict:
+    """The languages of the size comparison: {'udhr': the paper's nine plus the Bible's 22 (24 keys: European
+    and Brazilian Portuguese both), 'bible': the Bible's 22}."""
+    from . import corpus
+
+    bible = corpus.corpus_languages("bible")
+    return {"udhr": list(corpus.resolve_languages(list(corpus.resolve_languages("paper")) + bible)), "bible": bible}
+
+
 def size_studies(models, release_weights: bool = True, **study_parameters) -> dict:
     """{model: :func:`babel_lib.pipeline.study`} on the same languages and passages, one model at a time:
     with ``release_weights`` each model's weights are dropped after its profile (its description,

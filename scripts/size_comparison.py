@@ -1,8 +1,8 @@
 """Chapter 6's size comparison on the real models, outside the notebook: Gemma 3 270M, SmolLM2-135M and
 Qwen2.5-Coder 0.5B / 1.5B (``make setup-sizes``) on the same passages, one model in memory at a time.
 
-    python scripts/size_comparison.py --out runs/sizes [--corpus udhr bible] [--max-passages 10]
-        [--bible-passages 40] [--seeds 0] [--min-tokens 1000] [--resamples 1000] [--dtype float32]
+    python scripts/size_comparison.py --out runs/sizes [--corpus udhr bible] [--max-passages 5]
+        [--bible-passages 20] [--seeds 0] [--min-tokens 500] [--resamples 1000] [--dtype float32]
 
 Languages: the paper's nine plus the Bible's 22 (24 keys on the UDHR: European and Brazilian Portuguese;
 the Bible's 22 on the Bible). Writes per corpus ``summary``, ``pairs``, ``contrast``, ``by_layer`` CSVs,
@@ -25,40 +25,43 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--corpus", nargs="+", default=["udhr", "bible"], choices=["udhr", "bible"])
-    ap.add_argument("--max-passages", type=int, default=10, help="UDHR passages (chapter 6's budget)")
-    ap.add_argument("--bible-passages", type=int, default=40, help="Bible passages (verse groups)")
+    ap.add_argument("--max-passages", type=int, default=5, help="UDHR passages")
+    ap.add_argument("--bible-passages", type=int, default=20, help="Bible passages (verse groups)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--min-tokens", type=int, default=1000, help="evaluation tokens per language and corpus")
+    ap.add_argument("--min-tokens", type=int, default=500, help="evaluation tokens per language and corpus")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
 
-    from babel_lib import corpus, model_sizes, pipeline
+    from babel_lib import model_sizes, pipeline
 
     args.out.mkdir(parents=True, exist_ok=True)
-    paper = list(corpus.resolve_languages("paper"))
-    bible = corpus.corpus_languages("bible")
-    languages = {"udhr": list(corpus.resolve_languages(paper + bible)), "bible": bible}
+    languages = model_sizes.size_language_sets()
     timings, verdicts = {}, {}
     t0 = time.perf_counter()
 
-    start = time.perf_counter()
-    tok = pipeline.get_model(args.models[0], args.dtype, "cpu").tokenizer
-    texts = model_sizes.evaluation_texts(tok, languages["udhr"], corpora=tuple(args.corpus),
-                                         min_tokens=args.min_tokens)
-    bpc = model_sizes.bits_per_character(args.models, texts, dtype=args.dtype, device="cpu",
-                                         batch_size=args.batch_size)
-    bpc.to_csv(args.out / "bits_per_character.csv", index=False)
-    memorised = {}
-    if len(texts) > 1:
-        mem = model_sizes.memorisation_table(bpc)
-        mem.to_csv(args.out / "memorisation.csv", index=False)
-        memorised = model_sizes.memorised_languages(mem)
-    timings["bits per character"] = time.perf_counter() - start
-    print(f"bits per character: {timings['bits per character']:.0f} s; memorised: {memorised}", flush=True)
+    def memorisation():
+        start = time.perf_counter()
+        tok = pipeline.get_model(args.models[0], args.dtype, "cpu").tokenizer
+        texts = model_sizes.evaluation_texts(tok, languages["udhr"], corpora=tuple(args.corpus),
+                                             min_tokens=args.min_tokens)
+        bpc = model_sizes.bits_per_character(args.models, texts, dtype=args.dtype, device="cpu",
+                                             batch_size=args.batch_size)
+        bpc.to_csv(args.out / "bits_per_character.csv", index=False)
+        memorised.clear()
+        if len(texts) > 1:
+            mem = model_sizes.memorisation_table(bpc)
+            mem.to_csv(args.out / "memorisation.csv", index=False)
+            memorised.update(model_sizes.memorised_languages(mem))
+        timings["bits per character"] = time.perf_counter() - start
+        print(f"bits per character: {timings['bits per character']:.0f} s; memorised: {memorised}", flush=True)
+        return memorised
 
+    memorised = {}
     for c in args.corpus:
+        if c == "bible" or (c == args.corpus[-1] and "bible" not in args.corpus):
+            memorisation()
         start = time.perf_counter()
         studies = model_sizes.size_studies(
             args.models, languages=languages[c], corpus_name=c,

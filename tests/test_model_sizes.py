@@ -249,3 +249,11 @@ def test_chapter_six_verdicts_take_the_tested_size_row():
     size_row = MS.size_verdict(MS.size_results(profiles, fams, n_resamples=50)["facts"])
     rows = MF.model_verdicts(facts, sizes=size_row)
     assert rows[0] == untested[0] and rows[1] is size_row and rows[1]["verdict"] != "not testable here"
+
+
+def test_size_language_sets_are_the_papers_nine_and_the_bibles_languages():
+    from babel_lib import corpus
+
+    sets = MS.size_language_sets()
+    assert set(corpus.resolve_languages("paper")) <= set(sets["udhr"]) and set(sets["bible"]) <= set(sets["udhr"])
+    assert len(sets["bible"]) == 22 and len(sets["udhr"]) == 24 and "urd" in sets["udhr"]
