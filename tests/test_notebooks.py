@@ -36,6 +36,9 @@ TABLES = {
     "11_language_or_text": ["text", "by_language", "distance_ladder", "cross_corpus_distances", "pair_distances",
                             "high_frequency_by_layer", "high_frequency_by_language", "summary", "variance", "tests",
                             "robustness"],
+    "12_language_experts": ["calibration_text", "experts_and_controls", "ablation_matrix", "selectivity",
+                            "selectivity_by_language", "language_change", "continuations", "steering",
+                            "routing_competence", "tests"],
 }
 
 
