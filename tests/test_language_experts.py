@@ -150,7 +150,9 @@ def test_steering_interventions(wired):
         with lx.added_vector(lm.model, 0, vec, 0.0):
             assert torch.allclose(lm.model(input_ids=ids).logits, base)
     target = 0.5
-    coef, got = lx.match_strength(lm, ["abcde", "ABCDE"], target, 0, vec)
+    states = lx.FinalStates(lm, ["abcde", "ABCDE"])
+    assert states.change(lambda: lx.added_vector(lm.model, 0, vec, 0.0)) == 0
+    coef, got = lx.match_strength(lm, states, target, 0, vec)
     assert coef > 0 and abs(got - target) < 0.05 * target
     means = lx.mean_residuals(lm, {"A": ["abcd"], "B": ["ABCD"]}, 0)
     assert means["A"].shape == (64,) and means["A"][:20].sum() > 0 and means["A"][20:40].abs().sum() == 0
