@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -464,10 +465,12 @@ def run_all(profile="default", overrides=None, output_dir=BOOK_DIR, *,
     done, failures = [], []
     for i, source in enumerate(sources, 1):
         print(f"[{i}/{len(sources)}] {source.stem} ({profile} profile)", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         try:
             done.append(run_chapter(source, profile, overrides, output_dir, notebooks_dir=notebooks_dir))
+            print(f"[{i}/{len(sources)}] {source.stem}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         except ChapterError as err:
-            print(f"FAILED: {err}", file=sys.stderr)
+            print(f"FAILED after {time.perf_counter() - start:.0f} s: {err}", file=sys.stderr)
             failures.append(str(err))
     if all(s.parent.resolve() == _resolve(notebooks_dir).resolve() for s in sources):
         write_toc(output_dir, notebooks_dir)  # not for notebooks from elsewhere
