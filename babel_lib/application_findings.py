@@ -279,6 +279,8 @@ def findings_sparse(quality: pd.DataFrame, sparse: pd.DataFrame | None = None, s
     than dense beyond noise); ``speed_<f>`` (text: measured FFN, backbone and whole-model
     speed-ups of the static set, median and range over rounds) and ``model_speedup_<f>``;
     ``keeps`` (list); ``faster_keeps`` (static sets measurably faster: the slowest round above 1);
+    ``faster_parts_<f>`` (list of 'FFN', 'backbone', 'whole model': the parts whose slowest round was
+    above 1); with an oracle among the tests, ``oracle_better_keeps`` / ``oracle_worse_keeps``;
     ``experts_<f>`` (experts per layer kept) and ``experts_per_layer``; with
     ``sparse``: ``router_beats_static_<f>`` / ``router_worse_than_static_<f>`` (languages
     decided by the paired passage intervals) and ``languages``; with ``tests``: ``test_<s>_<a>_<f>``
@@ -315,6 +317,9 @@ def findings_sparse(quality: pd.DataFrame, sparse: pd.DataFrame | None = None, s
             out[f"model_speedup_{r.keep:g}"] = float(whole) if timed else float("nan")
             faster = (r.model_speedup_low if timed else r.backbone_speedup_low) > 1
             out["faster_keeps"] = out.get("faster_keeps", 0) + int(faster)
+            out[f"faster_parts_{r.keep:g}"] = [part for part, low in (
+                ("FFN", r.ffn_speedup_low), ("backbone", r.backbone_speedup_low),
+                ("whole model", r.model_speedup_low if timed else np.nan)) if np.isfinite(low) and low > 1]
             if faster and r.high <= comparable:
                 word = "reproduced"
             elif faster and r.ratio <= comparable and word != "reproduced":
@@ -335,6 +340,10 @@ def findings_sparse(quality: pd.DataFrame, sparse: pd.DataFrame | None = None, s
         router = tests[(tests["selector"] == "router") & (tests["against"] == "static")]
         out["router_better_keeps"] = int(((router["p_adjusted"] < alpha) & (router["ratio"] < 1)).sum())
         out["router_worse_keeps"] = int(((router["p_adjusted"] < alpha) & (router["ratio"] > 1)).sum())
+        oracle = tests[(tests["selector"] == "oracle") & (tests["against"] == "static")]
+        if len(oracle):
+            out["oracle_better_keeps"] = int(((oracle["p_adjusted"] < alpha) & (oracle["ratio"] < 1)).sum())
+            out["oracle_worse_keeps"] = int(((oracle["p_adjusted"] < alpha) & (oracle["ratio"] > 1)).sum())
     if recall is not None and len(recall):
         for r in recall.itertuples():
             who = "router" if r.selector == "centroid router" else _slug(r.selector)
@@ -424,6 +433,47 @@ def verdicts_sparse(f: dict) -> list[dict]:
         f"{f.get('languages', '?')} languages; our threshold for comparable: a geometric-mean perplexity ratio of at "
         f"most {f['comparable']:g} with its interval; intervals over languages from paired passage ratios; timings "
         f"interleaved on a shared CPU ({f.get('noisy_timings', 0)} of {len(f['keeps'])} noisy). "
-        + ("The speed-up is measured; the loss of quality decides." if f.get("faster_keeps", 0) else
-           "No static set was measurably faster in every timing round on this machine."),
+        + speed_sentence(f) + " " + per_token_sentence(f),
         f["verdict_sparse_activation"])]
+
+
+def speed_sentence(f: dict) -> str:
+    """What the timing table shows, part by part and keep fraction by keep fraction, from
+    :func:`findings_sparse`'s ``faster_parts_<f>``: which parts of the sliced model were faster than
+    the unpruned one in every timing round (the slowest round above 1), and that the verdict asks it
+    of the whole model (the backbone where the whole model was not timed)."""
+    keeps = [k for k in f["keeps"] if f"faster_parts_{k:g}" in f]
+    if not keeps:
+        return "Speed not measured."
+    def listed(parts):
+        named = [f"the {p}" for p in parts]
+        return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+    faster = [f"{listed(f[f'faster_parts_{k:g}'])} at keep {k:g}" for k in keeps if f[f"faster_parts_{k:g}"]]
+    whole = [k for k in keeps if "whole model" in f[f"faster_parts_{k:g}"]]
+    if not faster:
+        return "No part of the sliced model (FFN, backbone, whole model) was faster in every timing round."
+    text = "Faster than the unpruned model in every timing round: " + "; ".join(faster) + "."
+    if not whole and any(np.isfinite(f.get(f"model_speedup_{k:g}", np.nan)) for k in keeps):
+        text += (" The whole model (with its output layer, what a user runs) was faster in every round at no keep "
+                 "fraction; the verdict asks it of the whole model.")
+    return text
+
+
+def per_token_sentence(f: dict) -> str:
+    """What the tests say of choosing experts per token at equal compute, from :func:`findings_sparse`'s
+    facts: the centroid router (untrained: MoEfication's similarity rule) and the oracle (each token's
+    true top experts: an upper bound), each against the static set. Nothing about per-token selection
+    in general follows from the untrained router alone."""
+    n = len(f["keeps"])
+    if "router_better_keeps" not in f:
+        return ""
+    text = (f"Against the static set at equal compute (Holm-adjusted p < 0.05): the untrained centroid router is better "
+            f"at {f['router_better_keeps']} and worse at {f['router_worse_keeps']} of {n} keep fractions")
+    if "oracle_better_keeps" in f:
+        text += (f"; the per-token oracle is better at {f['oracle_better_keeps']} and worse at "
+                 f"{f['oracle_worse_keeps']} of {n}")
+        if f["oracle_better_keeps"] and f["router_worse_keeps"]:
+            text += (": choosing experts per token can beat the static set, and this router does not; a trained "
+                     "router might")
+    return text + "."

@@ -350,6 +350,33 @@ def test_sparse_verdict_rule():
     assert f["verdict_sparse_activation"] == "not reproduced" and f["faster_keeps"] == 0
 
 
+def test_sparse_text_follows_the_timing_table():
+    """The evidence sentence names the parts that were faster in every round (a FFN faster in every
+    round is not 'no static set faster'), and per-token selection is judged by the oracle too."""
+    q = pd.DataFrame([{"selector": "static", "keep": 0.7, "experts": 45, "languages": 9, "ratio": 2.48, "low": 2.37,
+                       "high": 2.62, "best": 2.3, "worst": 2.7, "worse_than_dense": 9, "beats_dense": 0,
+                       "ffn_speedup": 1.43, "ffn_speedup_low": 1.26, "ffn_speedup_high": 1.50,
+                       "backbone_speedup": 1.22, "backbone_speedup_low": 1.15, "backbone_speedup_high": 1.25,
+                       "model_speedup": 1.09, "model_speedup_low": 0.81, "model_speedup_high": 1.13,
+                       "speed_noisy": False}])
+    tests = pd.DataFrame([{"selector": s, "against": a, "keep": 0.7, "ratio": r, "low": r * 0.9, "high": r * 1.1,
+                           "p_value": 0.004, "p_adjusted": 0.02} for s, a, r in
+                          (("static", "dense", 2.48), ("router", "static", 4.39), ("oracle", "static", 0.57))])
+    f = findings.findings_sparse(q, tests=tests)
+    assert f["faster_parts_0.7"] == ["FFN", "backbone"] and f["faster_keeps"] == 0
+    assert f["router_worse_keeps"] == 1 and f["oracle_better_keeps"] == 1
+    speed = findings.speed_sentence(f)
+    assert "the FFN and the backbone at keep 0.7" in speed and "No part" not in speed
+    assert "whole model" in speed and f["verdict_sparse_activation"] == "not reproduced"
+    per_token = findings.per_token_sentence(f)
+    assert "oracle is better at 1" in per_token and "can beat the static set" in per_token
+    (row,) = findings.verdicts_sparse(dict(f, languages=9))
+    assert "No static set" not in row["evidence"] and speed in row["evidence"]
+    # nothing faster anywhere: said so
+    slow = findings.findings_sparse(q.assign(ffn_speedup_low=0.9, backbone_speedup_low=0.95))
+    assert findings.speed_sentence(slow).startswith("No part of the sliced model")
+
+
 def test_readable_tables_and_numbers(exp, grid):
     rows = findings.labelled(grid[grid.method != "dense"])
     assert set(rows.ranking) == {app.METHOD_LABELS[m] for m in app.METHODS}
