@@ -429,6 +429,66 @@ def markdown_outputs(notebook) -> str:
     return "\n".join(texts)
 
 
+_NUMBER = re.compile(r"(?<![\w.^/])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?%?(?![\w])")
+
+
+def _numbers(text: str) -> list[tuple[str, str]]:
+    """Every decimal number written in *text*: (as written, plain digits without thousands commas).
+    Numbers glued to letters (a model name's '270M', 'v1') and powers ('2^n') are not numbers here."""
+    return [(m.group(0), m.group(1).replace(",", "") + (m.group(2) or "")) for m in _NUMBER.finditer(text)]
+
+
+def _produced_text(nb: dict) -> str:
+    """What a run wrote or was given: every output's text, plus the parameters and injected-parameters
+    cells' source."""
+    parts = []
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] == "code" and ({"parameters", "injected-parameters"} & set(tags)):
+            parts.append("".join(cell["source"]))
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                parts.append("".join(output["text"]))
+            for kind, value in output.get("data", {}).items():
+                if kind.startswith("text/"):
+                    parts.append("".join(value) if isinstance(value, list) else value)
+    return "\n".join(parts)
+
+
+def hand_typed_numbers(executed) -> list[str]:
+    """Numbers in the Markdown cells of an executed chapter that its run did not produce: each one a
+    figure typed by hand that a rerun with other parameters would leave wrong.
+
+    A written number is produced when the run's outputs or its parameters hold it: an integer as the
+    same integer; a decimal as any produced number (or that number x100 or /100, for percentages)
+    that rounds to it at its printed precision. Allowed without a source: integers up to 12 (chapter
+    numbers, list positions, 'two halves'), years 1900-2099, '95%' (the level of every interval, the
+    library's default), and anything in code spans or fenced
+    blocks (commands, formulas). Numbers spelled in words are not seen (a known limit)."""
+    nb = json.loads(Path(executed).read_text(encoding="utf-8"))
+    produced = [digits for _, digits in _numbers(_produced_text(nb))]
+    integers = {float(d) for d in produced if "." not in d}
+    decimals = [float(d) for d in produced]
+    found = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        text = re.sub(r"```.*?```", "", "".join(cell["source"]), flags=re.S)
+        text = re.sub(r"`[^`]*`", "", text)
+        for written, digits in _numbers(text):
+            value = float(digits)
+            places = len(digits.split(".")[1]) if "." in digits else 0
+            if (places == 0 and value <= 12) or re.fullmatch(r"(19|20)\d\d", digits) or written == "95%":
+                continue
+            if places == 0:
+                ok = value in integers
+            else:
+                ok = any(abs(round(c, places) - value) < 1e-9 for d in decimals for c in (d, d * 100, d / 100))
+            if not ok:
+                found.append(written)
+    return found
+
+
 def _swap_dir(new: Path, old: Path, trash: Path) -> None:
     """Put folder *new* in place of *old* (which may not exist); no *new*: remove *old*."""
     if old.exists():

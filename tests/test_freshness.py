@@ -62,3 +62,39 @@ def test_executed_chapters_name_no_machine_folders():
         if m:
             found.append(f"{executed.name} metadata")
     assert not found, "machine folders in executed chapters:\n" + "\n".join(found)
+
+
+def test_executed_chapters_have_no_hand_typed_numbers():
+    """Every number in a chapter's prose comes from its run (or is a parameter, a chapter number, a
+    year): a hand-typed '512 sign patterns' would survive a rerun with eight languages."""
+    found = {c.stem: book.hand_typed_numbers(book.BOOK_DIR / c.name) for c in book.chapters()
+             if (book.BOOK_DIR / c.name).exists()}
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f"numbers typed by hand in the prose (compute them, or point to the table): {found}"
+
+
+def _notebook(tmp_path, markdown, output, parameters="languages = 'paper'\n"):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_markdown_cell(markdown),
+                nbformat.v4.new_code_cell("print(x)", outputs=[nbformat.v4.new_output("stream", text=output)])]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return path
+
+
+def test_hand_typed_numbers_rule(tmp_path):
+    # the defect: the run had 8 languages (256 patterns, p 0.0039) and the prose says 512
+    bad = _notebook(tmp_path, "All 512 sign patterns; the smallest p is 0.004.", "256 patterns, p = 0.0039")
+    assert book.hand_typed_numbers(bad) == ["512"]
+    good = _notebook(tmp_path, "All 512 sign patterns; the smallest p is 0.004.", "512 patterns, p = 0.00390625")
+    assert book.hand_typed_numbers(good) == []
+    # a percentage from a share, thousands separators, and a number from the parameters
+    share = _notebook(tmp_path, "Kept 37.5% of 1,024 experts, 2,000 tokens.", "share 0.375 of 1024",
+                      parameters="min_tokens = 2000\n")
+    assert book.hand_typed_numbers(share) == []
+    # model names, chapter numbers, years, code spans and 95% are not run numbers
+    names = _notebook(tmp_path, "Gemma 3 270M (2025), chapter 5, 95% intervals, `-p rates \"[0.05, 0.3]\"`.", "")
+    assert book.hand_typed_numbers(names) == []
