@@ -134,10 +134,13 @@ def family_results(views: dict, n_resamples: int = stats.DEFAULT_RESAMPLES,
         ari_low, ari_high = float(ari_lo[0]), float(ari_hi[0])
     tests = pd.concat([tests, pd.DataFrame([{
         "test": "clusters", "name": f"dendrogram cut into {agree['k']} clusters vs families (adjusted Rand index)",
-        "measure": "ARI", "statistic": agree["ari"], "low": ari_low, "high": ari_high, "p_value": agree["p_value"],
+        "measure": "ARI", "statistic": agree["ari"], "null_mean": 0.0, "effect": agree["ari"], "low": ari_low,
+        "high": ari_high, "interval": "passages resampled, languages fixed (the ARI of duplicated languages means "
+        "nothing)" if np.isfinite(ari_low) else "none", "p_value": agree["p_value"],
         "permutations": permutations, "n": len(fam_keys),
         "note": "" if np.isfinite(agree["ari"]) else "too few languages or families"}])], ignore_index=True)
-    tests = stats.correct(tests, "p_value", "holm", out="p_holm")
+    tests = stats.correct(tests.assign(family=np.where(tests["test"] == "clusters", "clusters", "families")),
+                          "p_value", "holm", out="p_holm", by="family")
 
     # ---- tables
     iu = np.triu_indices(len(keys), 1)
@@ -277,7 +280,10 @@ def _family_facts(tests, classes, clades, twins, layers, robustness, dsg, main, 
         facts[f"{test}_p"] = float(t.loc[test, "p_value"])
         facts[f"{test}_p_holm"] = float(t.loc[test, "p_holm"])
         facts[f"{test}_holds"] = bool(np.isfinite(t.loc[test, "statistic"]) and t.loc[test, "p_holm"] < 0.05)
-    facts["auc_interval_above_half"] = bool(np.isfinite(facts["auc"][1]) and facts["auc"][1] > 0.5)
+        facts[f"{test}_null"] = float(t.loc[test, "null_mean"])
+    facts["interval_method"] = str(t.loc["auc", "interval"])
+    # the effect must clear what the AUC is when families mean nothing (its permutation mean), not 0.5
+    facts["auc_interval_above_null"] = bool(np.isfinite(facts["auc"][1]) and facts["auc"][1] > facts["auc_null"])
     facts["tree_vs_script"] = ("script" if t.loc["partial_script", "statistic"] > t.loc["partial_tree", "statistic"]
                                else "tree") if facts["testable"] else ""
     c = classes.set_index("pairs_class")
@@ -351,11 +357,12 @@ def family_verdicts(facts: dict) -> list[dict]:
     it = stats.interval_text
     auc, tree, script = f["auc"], f["partial_tree"], f["partial_script"]
     result = (f"a same-family pair is closer than a cross-family pair with probability {it(*auc)} within script "
-              f"strata ({stats.p_text(f['auc_p'], f['auc_p_holm'])}); beyond script and tokenisation, tree distance "
+              f"strata, against {f['auc_null']:.3f} when families mean nothing "
+              f"({stats.p_text(f['auc_p'], f['auc_p_holm'])}); beyond script and tokenisation, tree distance "
               f"gives partial r = {it(*tree, digits=2)} "
               f"({stats.p_text(f['partial_tree_p'], f['partial_tree_p_holm'])}) "
               f"and script gives {it(*script, digits=2)}")
-    family = f["auc_holds"] and f["auc_interval_above_half"]
+    family = f["auc_holds"] and f["auc_interval_above_null"]
     beyond = f["partial_tree_holds"]
     robust = f["robust_auc"] and (f["robust_tree"] or not beyond)
     if family and beyond and robust:
@@ -371,7 +378,8 @@ def family_verdicts(facts: dict) -> list[dict]:
     strength = "strong" if family and beyond and robust and not small else "moderate" if family and robust else "weak"
     evidence = (f"{strength} evidence, {size}; {f['family_languages']} languages of {f['families']} families "
                 f"({f['families_3plus']} with 3 or more), {f['same_family_pairs']} same-family pairs; "
-                f"{f['passages']} passages ({f['resamples']:,} resamples), {f['permutations']:,} permutations; "
+                f"{f['passages']} passages; intervals: {f['interval_method']} ({f['resamples']:,} resamples); "
+                f"{f['permutations']:,} permutations; "
                 + ("holds under every partition seed, the neuron view and the Jensen-Shannon distance"
                    if f["robust_auc"] else "does not hold in every view")
                 + ("" if f["partial_tree_holds"] else

@@ -6,6 +6,7 @@ contrast of languages written in two scripts. See :mod:`babel_lib.families` for 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from . import analysis, corpus, genealogy, stats
+from .hooks import torch_threads
 from .distances import (bootstrap_profiles, centred_interval, layer_distances, mean_distance,  # noqa: F401
                         profile_distances, split_half_floor, upper, weighted_profile)
 
@@ -294,11 +296,13 @@ def _mantel_designs(X: np.ndarray, designs, permutations: int, seed: int) -> tup
 
 
 def stratified_many(X: np.ndarray, labels, strata, permutations: int = stats.HEADLINE_PERMUTATIONS,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                    seed: int = 0, null_mean: bool = False):
     """:func:`babel_lib.stats.stratified_permutation_test` for several distance matrices X [V, n, n]
     at once (the same within-strata permutations of the labels for every matrix): (auc [V, 3],
     p [V, 3]) in the order of :data:`AUC_CLASSES` (same stratum, different strata, overall). Each
-    row equals the library test of X[v] with the same seed."""
+    row equals the library test of X[v] with the same seed. With ``null_mean``, also the mean AUC
+    under the permutations [V, 3]: what the AUC is when families mean nothing but the labels keep
+    their sizes within each script (not 0.5 in general: the effect is the AUC minus this)."""
     X = np.asarray(X, dtype=float)
     V, n = X.shape[0], X.shape[-1]
     labels = np.asarray(labels)
@@ -333,13 +337,19 @@ def stratified_many(X: np.ndarray, labels, strata, permutations: int = stats.HEA
 
     auc = stats_of(lab[None, :])[0]
     hits = np.zeros((V, 3))
+    total, count = np.zeros((V, 3)), np.zeros((V, 3))
     if permutations:
         perms = stats.within_strata_permutations(strata, permutations, seed)
         chunk = max(1, 4_000_000 // max(1, len(iu[0])))
         for s in range(0, permutations, chunk):
             null = stats_of(lab[perms[s:s + chunk]])
             hits += (null >= auc[None] - 1e-12).sum(axis=0)
+            total += np.nansum(null, axis=0)
+            count += np.isfinite(null).sum(axis=0)
     p = np.where(np.isfinite(auc), (1 + hits) / (1 + permutations), np.nan)
+    if null_mean:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return auc, p, np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return auc, p
 
 
@@ -380,23 +390,26 @@ UNDEFINED_NOTES = {"auc": "no same-family or no cross-family pair to compare her
 
 
 def tests_of(Ds: np.ndarray, dsg: Design, G: np.ndarray, permutations: int = stats.HEADLINE_PERMUTATIONS,
-             seed: int = 0, tests=None) -> tuple[np.ndarray, np.ndarray, list]:
+             seed: int = 0, tests=None, null_means: bool = False):
     """The tests of :data:`FAMILY_TESTS` (or the ids in ``tests``) for several distance matrices
     Ds [V, n, n] of the languages of ``dsg`` (views, layers, distances), with granularity
     differences G [n, n]: (statistic [V, 8], p [V, 8], notes [8]); NaN for tests not asked for or
     undefined. AUC tests: :func:`stratified_many` (family labels permuted within script groups);
     Mantel tests: :func:`mantel_many` (the design matrix's residuals permuted over languages). The
-    same permutations serve every matrix of the batch."""
+    same permutations serve every matrix of the batch. With ``null_means``, a fourth output [V, 8]:
+    each test's mean under its permutations (AUC tests: measured, not 0.5; correlations: 0, where
+    the permutation null of a correlation is centred)."""
     ids = [t[0] for t in FAMILY_TESTS]
     wanted = ids if tests is None else list(tests)
     V = len(Ds)
     est = np.full((V, len(ids)), np.nan)
     p = np.full((V, len(ids)), np.nan)
     S = dsg.script_difference
+    null = np.zeros((V, len(ids)))
     if any(t.startswith("auc") for t in wanted):
-        auc, pa = stratified_many(Ds, dsg.family, dsg.script, permutations, seed)  # same, different, overall
+        auc, pa, na = stratified_many(Ds, dsg.family, dsg.script, permutations, seed, null_mean=True)
         order = [2, 0, 1]  # FAMILY_TESTS: overall, same script, different scripts
-        est[:, :3], p[:, :3] = auc[:, order], pa[:, order]
+        est[:, :3], p[:, :3], null[:, :3] = auc[:, order], pa[:, order], na[:, order]
     design_tests = {"mantel_tree": (dsg.tree, []), "partial_tree": (dsg.tree, [S, G]),
                     "partial_script": (S, [dsg.tree, G]), "partial_granularity": (G, [dsg.tree, S]),
                     "partial_tree_edges": (dsg.tree_edges, [S, G])}
@@ -410,7 +423,97 @@ def tests_of(Ds: np.ndarray, dsg: Design, G: np.ndarray, permutations: int = sta
     p[:, ~keep] = np.nan
     notes = [("" if np.isfinite(est[:, k]).all() or not keep[k] else UNDEFINED_NOTES["auc" if t.startswith("auc") else "r"])
              for k, t in enumerate(ids)]
+    if null_means:
+        null[:, ~keep] = np.nan
+        return est, p, notes, null
     return est, p, notes
+
+
+# ---------------------------------------------------------------------------- claims over languages
+def _weighted_auc(d: np.ndarray, w: np.ndarray, sf: np.ndarray, ss: np.ndarray) -> np.ndarray:
+    """:func:`_family_auc` for one pair vector d [m] with pair weights w [m] (a resample's
+    multiplicities): [3] in the order of :data:`AUC_CLASSES`. Ties count half."""
+    out, weights = [], []
+    for mask in (ss, ~ss):
+        dm, wm, s = d[mask], w[mask], sf[mask]
+        ws, wd = float(wm[s].sum()), float(wm[~s].sum())
+        if ws == 0 or wd == 0:
+            out.append(np.nan)
+            weights.append(0.0)
+            continue
+        order = np.argsort(dm, kind="stable")
+        ds, wo, so = dm[order], wm[order], s[order]
+        diff_w = np.where(so, 0.0, wo)
+        # diff-family weight strictly above each position, and tied with it (a group of equal distances)
+        _, start, counts = np.unique(ds, return_index=True, return_counts=True)
+        group_diff = np.add.reduceat(diff_w, start)
+        above = diff_w.sum() - np.cumsum(group_diff)  # diff weight above each group
+        per = np.repeat(above + 0.5 * group_diff, counts)
+        out.append(float((wo * so * per).sum() / (ws * wd)))
+        weights.append(ws * wd)
+    w_ = np.asarray(weights)
+    overall = float((np.nan_to_num(out[0]) * w_[0] + np.nan_to_num(out[1]) * w_[1]) / w_.sum()) if w_.sum() else np.nan
+    return np.array(out + [overall])
+
+
+def weighted_residual_correlation(x: np.ndarray, y: np.ndarray, cols, w: np.ndarray) -> float:
+    """Weighted Pearson correlation of x and y [m] after weighted least squares on the covariates
+    (with an intercept), pair weights w [m]: :func:`residual_correlation` for a resample."""
+    keep = w > 0
+    if keep.sum() < len(cols) + 3:
+        return float("nan")
+    x, y, w = x[keep], y[keep], w[keep]
+    Z = np.column_stack([np.ones(len(x))] + [np.asarray(c, dtype=float)[keep] for c in cols])
+    sw = np.sqrt(w)
+    Zw = Z * sw[:, None]
+    coef_x = np.linalg.lstsq(Zw, x * sw, rcond=None)[0]
+    coef_y = np.linalg.lstsq(Zw, y * sw, rcond=None)[0]
+    ex, ey = x - Z @ coef_x, y - Z @ coef_y
+    den = np.sqrt((w * ex * ex).sum() * (w * ey * ey).sum())
+    return float((w * ex * ey).sum() / den) if den > 1e-300 else float("nan")
+
+
+def weighted_family_statistics(D: np.ndarray, lw: np.ndarray, dsg: Design, G: np.ndarray) -> np.ndarray:
+    """The statistics of :data:`FAMILY_TESTS` for one distance matrix D [n, n] with language weights
+    lw [n] (how often each language was drawn): pair (i, j), i < j, weighs lw[i] * lw[j], so a
+    language's pairs with its own copies never count. All ones gives :func:`_family_statistics`. [8]"""
+    iu = np.triu_indices(len(lw), 1)
+    w = (lw[iu[0]] * lw[iu[1]]).astype(float)
+    d, g = upper(D), upper(np.asarray(G, dtype=float))
+    tree, edges, script = upper(dsg.tree), upper(dsg.tree_edges), upper(dsg.script_difference)
+    auc = _weighted_auc(d, w, upper(dsg.same_family), upper(dsg.same_script))[[2, 0, 1]]
+    rc = weighted_residual_correlation
+    return np.concatenate([auc, [rc(d, tree, [], w), rc(d, tree, [script, g], w), rc(d, script, [tree, g], w),
+                                 rc(d, g, [tree, script], w), rc(d, edges, [script, g], w)]])
+
+
+def crossed_family_intervals(profile, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
+                             level: float = 0.95) -> tuple[np.ndarray, np.ndarray, str]:
+    """Intervals for the statistics of :data:`FAMILY_TESTS` as claims over languages (one text per
+    language, :func:`one_text_per_language`): whole families and passages resampled together
+    (:func:`babel_lib.stats.crossed_bootstrap` with families as groups; below
+    :data:`babel_lib.stats.MIN_BOOTSTRAP_UNITS` families, its jackknife over families plus the passage
+    variance). Percentile intervals, not centred: the statistics are ranks and correlations, not
+    distances. Returns (low [8], high [8], method)."""
+    prof, dsg, _ = _subset(profile)
+    chunk = max(1, 2_000_000 // max(1, prof.passage_counts[:, 0].size))
+
+    def statistics(LW, PW):  # [m, n], [m, P] -> [m, 8]
+        rows = []
+        for s in range(0, len(LW), chunk):
+            freq, tpc = weighted_profile(prof, PW[s:s + chunk])
+            Dm, Gm = profile_distances(freq), granularity_difference(tpc)
+            rows += [weighted_family_statistics(Dm[i], LW[s + i], dsg, Gm[i]) for i in range(len(Dm))]
+        return np.asarray(rows)
+
+    with warnings.catch_warnings(), torch_threads(1):
+        warnings.filterwarnings("ignore", r"(Mean of empty slice|All-NaN slice|invalid value)", RuntimeWarning)
+        r = stats.crossed_bootstrap(statistics, len(dsg.languages), prof.n_passages, n_resamples, seed,
+                                    groups=dsg.family, level=level, batched=True)
+    # a jackknife interval is symmetric and can leave the statistic's range: AUCs lie in [0, 1], correlations in [-1, 1]
+    floor = np.array([0.0 if t[2] == "AUC" else -1.0 for t in FAMILY_TESTS])
+    return np.clip(np.asarray(r.low, dtype=float), floor, 1.0), np.clip(np.asarray(r.high, dtype=float), floor, 1.0), \
+        r.method
 
 
 def _subset(profile):
@@ -420,29 +523,44 @@ def _subset(profile):
 
 
 def family_tests(profile, permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0, n_resamples: int = 0,
-                 metric: str = "hellinger", tests=None) -> pd.DataFrame:
+                 metric: str = "hellinger", tests=None, interval: str = "crossed") -> pd.DataFrame:
     """The family and script tests of chapter 5 on one profile, over one text per language
     (:func:`one_text_per_language`): one row per test of :data:`FAMILY_TESTS` (or the ids in
-    ``tests``) with test (id), name (words), measure, statistic, low/high (95% BCa passage
-    bootstrap with ``n_resamples`` > 0, else NaN), p_value (one-sided: same-family pairs closer,
-    r greater), permutations, n (languages), note (why a test is undefined on these data).
-    See :func:`tests_of`. ``metric='js'`` uses the Jensen-Shannon distance (no intervals)."""
+    ``tests``) with test (id), name (words), measure, statistic, null_mean (the statistic's mean under
+    its permutations: the AUC's is not 0.5), effect (statistic - null_mean), low/high (95% interval
+    with ``n_resamples`` > 0, else NaN), interval (how it was drawn), p_value (one-sided: same-family
+    pairs closer, r greater), permutations, n (languages), note (why a test is undefined here).
+
+    The claims are about languages, so by default (``interval='crossed'``) the interval resamples
+    whole families and passages together (:func:`crossed_family_intervals`); ``interval='passages'``
+    keeps the languages fixed (a BCa passage bootstrap: how firmly the text fixes the statistic for
+    these languages only). See :func:`tests_of`. ``metric='js'``: Jensen-Shannon distance, no intervals."""
+    if interval not in ("crossed", "passages"):
+        raise ValueError(f"interval must be 'crossed' or 'passages', got {interval!r}")
     prof, dsg, G = _subset(profile)
     D = profile_distances(prof.frequencies(), metric)
-    est, p, notes = tests_of(D[None], dsg, G, permutations, seed, tests)
-    est, p = est[0], p[0]
+    est, p, notes, null = tests_of(D[None], dsg, G, permutations, seed, tests, null_means=True)
+    est, p, null = est[0], p[0], null[0]
     low = high = np.full(len(est), np.nan)
+    how = "none"
     if n_resamples and metric == "hellinger" and prof.n_passages >= 2:
-        boot = bootstrap_profiles(
-            lambda f, g: _family_statistics(profile_distances(f[0]), dsg, granularity_difference(g[0])),
-            prof, n_resamples, seed)
-        low, high = np.atleast_1d(boot.low), np.atleast_1d(boot.high)
+        if interval == "crossed" and len(set(dsg.family)) >= 2:
+            low, high, method = crossed_family_intervals(profile, n_resamples, seed)
+            how = ("families and passages resampled together" if method == "crossed" else
+                   "jackknife over families plus the passage bootstrap (too few families to resample)")
+        else:
+            boot = bootstrap_profiles(
+                lambda f, g: _family_statistics(profile_distances(f[0]), dsg, granularity_difference(g[0])),
+                prof, n_resamples, seed)
+            low, high = np.atleast_1d(boot.low), np.atleast_1d(boot.high)
+            how = "passages resampled, languages fixed"
     wanted = [t[0] for t in FAMILY_TESTS] if tests is None else list(tests)
     rows = []
     for i, (t, words, measure) in enumerate(FAMILY_TESTS):
         if t in wanted:
             rows.append({"test": t, "name": words, "measure": measure, "statistic": float(est[i]),
-                         "low": float(low[i]), "high": float(high[i]), "p_value": float(p[i]),
+                         "null_mean": float(null[i]), "effect": float(est[i] - null[i]),
+                         "low": float(low[i]), "high": float(high[i]), "interval": how, "p_value": float(p[i]),
                          "permutations": int(permutations), "n": len(dsg.languages), "note": notes[i]})
     return pd.DataFrame(rows)
 

@@ -5,6 +5,7 @@ tests of chapter 5 run on each model (:mod:`babel_lib.families`)."""
 
 from __future__ import annotations
 
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,11 @@ from scipy.stats import rankdata
 from . import analysis, corpus, stats
 from .corpus import language_labels
 from .distances import (check_same_passages, bootstrap_profiles, centred_interval, layer_distances, mean_distance,
-                        profile_distances, split_half_floor, weighted_profile)
+                        profile_distances, split_half_floor, upper, weighted_profile)
 from .family_tests import (UNDEFINED_NOTES, design, family_tests, granularity_difference, mantel_many,
-                           residual_correlation, view_tests)
+                           residual_correlation, view_tests, weighted_residual_correlation)
+from .hooks import torch_threads
+
 
 def model_studies(models, **study_parameters) -> dict:
     """{model: :func:`babel_lib.pipeline.study` (model=model, **study_parameters)}: every model
@@ -113,6 +116,38 @@ def _agreement_word(r, low, high) -> str:
     return "unclear"
 
 
+def crossed_agreement(a, b, script_difference: np.ndarray, n_resamples: int = stats.DEFAULT_RESAMPLES,
+                      seed: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals of two models' agreement on language distances (profiles a and b of the same
+    languages and passages): the Mantel r between their distance matrices, and the partial r given
+    script difference [n, n] and both models' granularity differences. The claim is over languages,
+    so languages and passages are resampled together (:func:`babel_lib.stats.crossed_bootstrap`; a
+    language drawn twice never pairs with its own copy). Returns (low [2], high [2])."""
+    check_same_passages([a, b])
+    n = len(a.languages)
+    iu = np.triu_indices(n, 1)
+    script = upper(script_difference)
+    chunk = max(1, 2_000_000 // max(1, a.passage_counts[:, 0].size + b.passage_counts[:, 0].size))
+
+    def statistics(LW, PW):  # [m, n], [m, P] -> [m, 2]
+        rows = []
+        for s in range(0, len(LW), chunk):
+            (fa, ta), (fb, tb) = weighted_profile(a, PW[s:s + chunk]), weighted_profile(b, PW[s:s + chunk])
+            Da, Db = profile_distances(fa), profile_distances(fb)
+            Ga, Gb = granularity_difference(ta), granularity_difference(tb)
+            for i in range(len(Da)):
+                w = LW[s + i][iu[0]] * LW[s + i][iu[1]]
+                da, db = upper(Da[i]), upper(Db[i])
+                rows.append([weighted_residual_correlation(da, db, [], w),
+                             weighted_residual_correlation(da, db, [script, upper(Ga[i]), upper(Gb[i])], w)])
+        return np.asarray(rows)
+
+    with warnings.catch_warnings(), torch_threads(1):
+        warnings.filterwarnings("ignore", r"(Mean of empty slice|All-NaN slice|invalid value)", RuntimeWarning)
+        r = stats.crossed_bootstrap(statistics, n, a.n_passages, n_resamples, seed, level=level, batched=True)
+    return np.clip(np.asarray(r.low, dtype=float), -1, 1), np.clip(np.asarray(r.high, dtype=float), -1, 1)
+
+
 def model_results(model_views: dict, n_resamples: int = stats.DEFAULT_RESAMPLES,
                   permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0, grid_points: int | None = None,
                   hf_ratio: float = analysis.HF_RATIO, n_splits: int = 100) -> dict:
@@ -129,7 +164,8 @@ def model_results(model_views: dict, n_resamples: int = stats.DEFAULT_RESAMPLES,
       common grid with its interval, each model's depth trend with its interval, a word;
     - ``tests``: per model, chapter 5's family and script tests (:func:`family_tests`), and the
       Mantel tests of the models' language distances (plain, and given script and both models'
-      granularity differences), with intervals, raw and Holm-adjusted p;
+      granularity differences), with intervals, raw and Holm-adjusted p (Holm within each model's
+      family tests, as chapter 5 adjusts them, and within the two models' tests: column ``family``);
     - ``both``: for each family/script finding, whether it holds in every model, in one, or none;
     - ``tokenisation``: per language, tokens per character under each model;
     - ``pairs``: every pair of languages with its distance under each model (Hellinger);
@@ -196,6 +232,9 @@ def model_results(model_views: dict, n_resamples: int = stats.DEFAULT_RESAMPLES,
         c_lo, c_hi, _ = (split(np.atleast_1d(v)) for v in centred_interval(boot))
         for i in range(len(models)):  # per-layer statistics are distance-level: centred intervals
             lo[("depth", i)], hi[("depth", i)] = c_lo[("depth", i)], c_hi[("depth", i)]
+        for o in others:  # the models' agreement is a claim over languages: languages and passages resampled
+            (lo[("mantel", o)], lo[("partial", o)]), (hi[("mantel", o)], hi[("partial", o)]) = \
+                crossed_agreement(mains[ref], mains[o], S, n_resamples, seed)
 
     # ---- per-layer statistics and their agreement
     rows = []
@@ -225,7 +264,7 @@ def model_results(model_views: dict, n_resamples: int = stats.DEFAULT_RESAMPLES,
     frames = []
     for i, m in enumerate(models):
         t = family_tests(mains[i], permutations, seed, n_resamples)
-        frames.append(t.assign(model=m))
+        frames.append(t.assign(model=m, family=f"families: {m}"))  # chapter 5's family for this model
     Ds = [profile_distances(p.frequencies()) for p in mains]
     Gs = [granularity_difference(p.tokens / np.maximum(p.characters, 1)) for p in mains]
     for o in others:
@@ -239,8 +278,10 @@ def model_results(model_views: dict, n_resamples: int = stats.DEFAULT_RESAMPLES,
                 "test": test, "name": words, "measure": measure, "statistic": r[0],
                 "low": lo[(test.split("_")[1], o)], "high": hi[(test.split("_")[1], o)], "p_value": pv[0],
                 "permutations": permutations, "n": len(keys), "note": "" if np.isfinite(r[0]) else UNDEFINED_NOTES["r"],
-                "model": pair}]))
-    tests = stats.correct(pd.concat(frames, ignore_index=True), "p_value", "holm", out="p_holm")
+                "model": pair, "family": "two models"}]))
+    # one Holm family per claim: each model's family tests as in chapter 5 (the same adjusted p-values
+    # for the same model and languages), the two models' agreement apart
+    tests = stats.correct(pd.concat(frames, ignore_index=True), "p_value", "holm", out="p_holm", by="family")
     tests = tests[["model"] + [c for c in tests.columns if c != "model"]]
 
     # ---- what holds in both

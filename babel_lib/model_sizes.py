@@ -143,33 +143,11 @@ def crossed_many(values_of: Callable[[np.ndarray, np.ndarray], np.ndarray], n_la
     takes language weights [m, n] and passage weights [m, P] and returns [m, S]. Returns (estimate [S],
     low [S], high [S], method, samples [B, S]): method 'crossed' (languages and passages resampled together,
     percentile) or, below ``min_units`` languages, 'jackknife+passages' (samples: the passage bootstrap)."""
-    from scipy.stats import t as student_t
-
-    from .stats import _draw_rows, multiplicities
-
     n, P = int(n_languages), int(n_passages)
-    if n < 2 or P < 1:
-        raise ValueError(f"a claim over languages needs at least 2 languages and 1 passage, got {n}, {P}")
-    if n_resamples < 2:
-        raise ValueError("a bootstrap interval needs at least 2 resamples")
-    estimate = np.asarray(values_of(np.ones((1, n)), np.ones((1, P))), dtype=float)[0]
-    rng = np.random.default_rng(seed)
-    PW = multiplicities(_draw_rows(rng, P, n_resamples), P)
-    alpha = (1 - level) / 2
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"(All-NaN slice|Mean of empty slice|Degrees of freedom)", RuntimeWarning)
-        if n >= min_units:
-            LW = multiplicities(_draw_rows(rng, n, n_resamples), n)
-            samples = np.asarray(values_of(LW, PW), dtype=float)
-            low, high = np.nanquantile(samples, [alpha, 1 - alpha], axis=0)
-            return estimate, low, high, "crossed", samples
-        leave_out = 1.0 - np.eye(n)
-        jack = np.asarray(values_of(leave_out, np.ones((n, P))), dtype=float)
-        var_languages = (n - 1) / n * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)
-        samples = np.asarray(values_of(np.ones((n_resamples, n)), PW), dtype=float)
-        var_passages = np.nanvar(samples, axis=0, ddof=1)
-        half = student_t.ppf(1 - alpha, n - 1) * np.sqrt(var_languages + var_passages)
-        return estimate, estimate - half, estimate + half, "jackknife+passages", samples
+    r = stats.crossed_bootstrap(values_of, n, P, n_resamples, seed, level=level, batched=True, min_units=min_units)
+    samples = np.asarray(r.samples, dtype=float)
+    flat = [np.asarray(v, dtype=float).reshape(-1) for v in (r.estimate, r.low, r.high)]  # one statistic: [1]
+    return flat[0], flat[1], flat[2], r.method, samples.reshape(len(samples), -1)
 
 
 # ---------------------------------------------------------------------------------------------- results

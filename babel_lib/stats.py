@@ -30,6 +30,7 @@ Conventions (see the design notes, "Statistics a referee accepts"):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -530,7 +531,8 @@ def crossed_bootstrap(statistic: Callable, n_languages: int, n_passages: int, n_
     ``statistic(lw, pw)`` receives language weights lw float [n_languages] (how often each language
     was drawn; with ``groups``, every language of a drawn group gets its group's count) and passage
     weights pw float [n_passages] (the same for every language: the passages are parallel), all
-    ones for the full data, and returns a float. A statistic over pairs of languages weighs pair
+    ones for the full data, and returns a float, or S floats for S statistics at once (the same
+    draws for all: estimate, low and high are then [S] and samples [B, S]). A statistic over pairs of languages weighs pair
     (i, j), i != j, by lw[i] * lw[j] and skips a language's pairs with its own copies. With
     ``batched=True`` it receives LW [m, n_languages], PW [m, n_passages] and returns [m].
 
@@ -548,31 +550,45 @@ def crossed_bootstrap(statistic: Callable, n_languages: int, n_passages: int, n_
     _check_method("percentile", level)
     owner, G = _group_index(n_languages, groups)
 
-    def values_of(LW, PW):
+    def values_of(LW, PW):  # [m, S]
         if batched:
-            return np.asarray(statistic(LW, PW), dtype=float).reshape(len(LW))
-        return np.array([float(statistic(lw, pw)) for lw, pw in zip(LW, PW)])
+            return np.asarray(statistic(LW, PW), dtype=float).reshape(len(LW), -1)
+        return np.array([np.atleast_1d(np.asarray(statistic(lw, pw), dtype=float)) for lw, pw in zip(LW, PW)])
 
     ones_l, ones_p = np.ones((1, n_languages)), np.ones((1, n_passages))
-    estimate = float(values_of(ones_l, ones_p)[0])
+    estimate = values_of(ones_l, ones_p)[0]
     rng = np.random.default_rng(seed)
     PW = multiplicities(_draw_rows(rng, n_passages, n_resamples), n_passages)
-    if G >= min_units:
-        GW = multiplicities(_draw_rows(rng, G, n_resamples), G)
-        samples = values_of(GW[:, owner], PW)
-        low, high = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2])
-        return BootstrapResult(estimate, float(low), float(high), samples, "crossed", int(n_resamples),
-                               float(level), G)
-    from scipy.stats import t as student_t
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(All-NaN slice|Mean of empty slice|Degrees of freedom)", RuntimeWarning)
+        if G >= min_units:
+            GW = multiplicities(_draw_rows(rng, G, n_resamples), G)
+            samples = values_of(GW[:, owner], PW)
+            low, high = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            return BootstrapResult(_one_or_many(estimate), _one_or_many(low), _one_or_many(high),
+                                   _squeeze_samples(samples), "crossed", int(n_resamples), float(level), G)
+        from scipy.stats import t as student_t
 
-    leave_out = (owner[None, :] != np.arange(G)[:, None]).astype(float)  # [G, L]
-    jack = values_of(leave_out, np.ones((G, n_passages)))
-    var_languages = (G - 1) / G * np.nansum((jack - np.nanmean(jack)) ** 2)
-    samples = values_of(np.ones((n_resamples, n_languages)), PW)
-    var_passages = np.nanvar(samples, ddof=1)
-    half = float(student_t.ppf((1 + level) / 2, G - 1) * np.sqrt(var_languages + var_passages))
-    return BootstrapResult(estimate, estimate - half, estimate + half, samples, "jackknife+passages",
+        leave_out = (owner[None, :] != np.arange(G)[:, None]).astype(float)  # [G, L]
+        jack = values_of(leave_out, np.ones((G, n_passages)))
+        var_languages = (G - 1) / G * np.nansum((jack - np.nanmean(jack, axis=0)) ** 2, axis=0)
+        samples = values_of(np.ones((n_resamples, n_languages)), PW)
+        var_passages = np.nanvar(samples, axis=0, ddof=1)
+        half = student_t.ppf((1 + level) / 2, G - 1) * np.sqrt(var_languages + var_passages)
+    return BootstrapResult(_one_or_many(estimate), _one_or_many(estimate - half),
+                           _one_or_many(estimate + half), _squeeze_samples(samples), "jackknife+passages",
                            int(n_resamples), float(level), G)
+
+
+def _one_or_many(values: np.ndarray):
+    """[1] -> float (one statistic); [S] unchanged."""
+    values = np.asarray(values, dtype=float).reshape(-1)
+    return float(values[0]) if values.size == 1 else values
+
+
+def _squeeze_samples(samples: np.ndarray) -> np.ndarray:
+    """[B, 1] -> [B] (one statistic); [B, S] unchanged."""
+    return samples[:, 0] if samples.shape[1] == 1 else samples
 
 
 # ---------------------------------------------------------------------------- rank correlation
@@ -699,14 +715,21 @@ CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg, "fdr_bh": benjamini_hochb
 
 
 def correct(table: pd.DataFrame, column: str = "p_value", method: str = "holm",
-            out: str = "p_adjusted") -> pd.DataFrame:
+            out: str = "p_adjusted", by: str | None = None) -> pd.DataFrame:
     """A copy of ``table`` with column ``out`` = the ``method`` adjustment of ``column`` over all
-    its rows ('holm', or 'bh' / 'benjamini_hochberg'); NaN p-values stay NaN and are not counted."""
+    its rows ('holm', or 'bh' / 'benjamini_hochberg'); NaN p-values stay NaN and are not counted.
+    With ``by``, each value of that column is its own family (one family per claim: a test cited in
+    two chapters gets the same adjusted p-value in both)."""
     fn = CORRECTIONS.get(method)
     if fn is None:
         raise ValueError(f"method must be one of {sorted(CORRECTIONS)}, got {method!r}")
     res = table.copy()
-    res[out] = fn(res[column].to_numpy(dtype=float))
+    if by is None:
+        res[out] = fn(res[column].to_numpy(dtype=float))
+        return res
+    res[out] = np.nan
+    for _, rows in res.groupby(by, sort=False).groups.items():
+        res.loc[rows, out] = fn(res.loc[rows, column].to_numpy(dtype=float))
     return res
 
 

@@ -466,3 +466,79 @@ def test_centred_interval_removes_a_shift():
     low, high, shift = DI.centred_interval(res)
     assert np.allclose(shift, 0.1, atol=0.002)
     assert (low < 1.0).all() and (high > 1.0).all() and np.allclose(high - low, 2 * 1.96 * 0.01, rtol=0.1)
+
+
+# ---------------------------------------------------------------------------- claims over languages
+def test_weighted_family_statistics_reduce_to_the_plain_ones():
+    prof = family_profile(family_shift=0.6)
+    sub, dsg, G = FT._subset(prof)
+    D = DI.profile_distances(sub.frequencies())
+    plain = FT._family_statistics(D, dsg, G)
+    ones = FT.weighted_family_statistics(D, np.ones(len(dsg.languages)), dsg, G)
+    np.testing.assert_allclose(ones, plain, atol=1e-10)
+    # weight 0 drops a language: the same as the statistics of the others alone
+    keep = np.arange(len(dsg.languages)) != 2
+    dropped = FT.weighted_family_statistics(D, keep.astype(float), dsg, G)
+    small = FT.design([k for k, ok in zip(dsg.languages, keep) if ok])
+    np.testing.assert_allclose(dropped, FT._family_statistics(D[np.ix_(keep, keep)], small, G[np.ix_(keep, keep)]),
+                               atol=1e-10)
+
+
+def test_family_intervals_resample_families_and_include_the_language_variance():
+    """The claim is over languages: the crossed interval (families x passages) is wider than the
+    passage-only one, which treats the languages as fixed; both contain the estimate."""
+    prof = family_profile(family_shift=0.1, P=12)
+    crossed = FT.family_tests(prof, permutations=99, n_resamples=200).set_index("test")
+    passages = FT.family_tests(prof, permutations=99, n_resamples=200, interval="passages").set_index("test")
+    assert crossed.loc["auc", "interval"].startswith("jackknife over families")  # 5 families < 8
+    assert passages.loc["auc", "interval"] == "passages resampled, languages fixed"
+    for t in ("auc", "partial_tree"):
+        assert crossed.loc[t, "high"] - crossed.loc[t, "low"] > 2 * (passages.loc[t, "high"] - passages.loc[t, "low"])
+        assert crossed.loc[t, "low"] <= crossed.loc[t, "statistic"] <= crossed.loc[t, "high"]
+        assert -1 <= crossed.loc[t, "low"] and crossed.loc[t, "high"] <= 1  # within the statistic's range
+    # the AUC's null is its permutation mean, not 0.5, and the effect is measured from it
+    auc = crossed.loc["auc"]
+    assert auc["null_mean"] != 0.5 and auc["effect"] == pytest.approx(auc["statistic"] - auc["null_mean"])
+    with pytest.raises(ValueError, match="interval"):
+        FT.family_tests(prof, permutations=9, interval="languages")
+
+
+def test_one_holm_family_per_claim_across_chapters_5_and_6():
+    """A model's family tests get the same adjusted p-values in chapter 5 and in chapter 6 (each
+    model's tests one family, the two models' agreement another): the book cannot contradict itself."""
+    a = family_profile(family_shift=0.6, L=3, E=8, seed=0)
+    b = family_profile(family_shift=0.6, L=5, E=6, seed=0)
+    five = F.family_results({"main": a}, n_resamples=20, permutations=199, n_splits=4)["tests"].set_index("test")
+    six = MF.model_results({"A": {"main": a}, "B": {"main": b}}, n_resamples=20, permutations=199,
+                           n_splits=4)["tests"]
+    six_a = six[six["model"] == "A"].set_index("test")
+    for t in FT.FAMILY_TESTS:
+        assert six_a.loc[t[0], "p_holm"] == pytest.approx(five.loc[t[0], "p_holm"], nan_ok=True)
+    assert set(six["family"]) == {"families: A", "families: B", "two models"}
+
+
+def test_correct_by_family():
+    import pandas as pd
+
+    t = pd.DataFrame({"p_value": [0.01, 0.04, 0.03, 0.5], "family": ["x", "x", "y", "y"]})
+    out = S.correct(t, "p_value", "holm", out="p_holm", by="family")
+    np.testing.assert_allclose(out["p_holm"], [0.02, 0.04, 0.06, 0.5])
+    np.testing.assert_allclose(S.correct(t, "p_value", "holm", out="p_holm")["p_holm"], [0.04, 0.09, 0.09, 0.5])
+
+
+def test_model_agreement_interval_resamples_languages():
+    """Two models' agreement on language distances is a claim over languages: its interval (languages
+    and passages resampled) is not the degenerate passage-only one, and contains the estimate."""
+    a = family_profile(family_shift=0.3, L=3, E=8, seed=0, P=8)
+    b = family_profile(family_shift=0.3, L=5, E=6, seed=0, P=8)
+    dsg = FT.design(list(a.languages))
+    low, high = MF.crossed_agreement(a, b, dsg.script_difference, n_resamples=200, seed=0)
+    out = MF.model_results({"A": {"main": a}, "B": {"main": b}}, n_resamples=200, permutations=99, n_splits=4)
+    row = out["tests"].set_index("test").loc["models_mantel"]
+    assert row["low"] == pytest.approx(low[0]) and row["high"] == pytest.approx(high[0])
+    assert low[0] <= row["statistic"] <= high[0] and high[0] - low[0] > 0.02
+    w = np.ones(len(a.languages))
+    iu = np.triu_indices(len(w), 1)
+    Da, Db = DI.profile_distances(a.frequencies()), DI.profile_distances(b.frequencies())
+    assert FT.weighted_residual_correlation(DI.upper(Da), DI.upper(Db), [], w[iu[0]] * w[iu[1]]) == \
+        pytest.approx(row["statistic"])
