@@ -147,6 +147,31 @@ def _hf_statistics(profile, threshold: float):
     return fn
 
 
+def crossed_rho(profile, threshold: float, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
+                level: float = 0.95) -> stats.BootstrapResult:
+    """Interval of the Spearman correlation over languages between a language's high-frequency
+    experts (all layers) and its tokens per character: a claim over languages, so languages and
+    passages are resampled together (:func:`babel_lib.stats.crossed_bootstrap`; a language drawn k
+    times enters the correlation k times)."""
+    counts, tokens = profile.passage_counts, profile.passage_tokens
+    chars = np.asarray(profile.passage_characters, dtype=np.float64)
+    tok = np.asarray(tokens, dtype=np.float64)
+    n = counts.shape[0]
+
+    def rho(LW, PW):  # [m, n], [m, P] -> [m]
+        per_layer, _ = high_frequency_reductions(counts, tokens, threshold, PW)
+        totals = per_layer.astype(float).sum(axis=-1)  # [m, n]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpc = (PW @ tok.T) / (PW @ chars.T)
+        out = np.empty(len(LW))
+        for i, lw in enumerate(LW):
+            drawn = np.repeat(np.arange(n), np.rint(lw).astype(int))
+            out[i] = stats.spearman(tpc[i, drawn], totals[i, drawn])
+        return out
+
+    return stats.crossed_bootstrap(rho, n, profile.n_passages, n_resamples, seed, level=level, batched=True)
+
+
 def _entropy_statistics(profile):
     from .analysis import layer_entropy
 
@@ -223,6 +248,9 @@ def high_frequency_results(views: dict, n_resamples: int = 1000, permutations: i
     })
 
     p_depth = float(recentred_bootstrap_p(hf["pooled"].estimate, hf["pooled"].samples, expected))
+    # the correlation is a claim over languages: its interval resamples languages and passages
+    rho_crossed = crossed_rho(main, thr, n_resamples, seed) if n >= 3 and n_resamples >= 2 else \
+        stats.BootstrapResult(float("nan"), float("nan"), float("nan"), np.array([]), "none", 0, 0.95, n)
     tok = stats.permutation_test_over_languages(tpc, hf["totals"].estimate, "spearman", permutations, seed) \
         if n >= 3 else None
     tests = pd.DataFrame([
@@ -289,7 +317,8 @@ def high_frequency_results(views: dict, n_resamples: int = 1000, permutations: i
                            for r in by_third_table.itertuples()},
         "lowest_entropy_third": DEPTH_THIRDS[int(np.nanargmin(by_third_table["entropy"]))],
         "entropy_range": [float(by_layer["entropy"].min()), float(by_layer["entropy"].max())],
-        "rho": float(hf["rho"].estimate), "rho_low": float(hf["rho"].low), "rho_high": float(hf["rho"].high),
+        "rho": float(hf["rho"].estimate), "rho_low": float(rho_crossed.low), "rho_high": float(rho_crossed.high),
+        "rho_interval": rho_crossed.method,
         "p_rho": float(tests["p_value"].iloc[1]), "p_rho_holm": float(tests["p_holm"].iloc[1]),
         "rho_holds": bool(tests["p_holm"].iloc[1] < 0.05),
         "robust_depth": bool((robustness["p_depth"] < 0.05).all()

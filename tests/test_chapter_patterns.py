@@ -324,3 +324,19 @@ def test_shared_specific_results_on_constructed_views():
     assert sharing.shared_specific_verdicts(clear)[0]["verdict"] == "reproduced"
     gone = {**f, "robust_specific": 0, "robust_specific_every_view": False}
     assert sharing.shared_specific_verdicts(gone)[1]["verdict"] == "not reproduced"
+
+
+def test_tokenisation_rho_interval_resamples_languages():
+    """Spearman over languages is a claim about languages: with the languages' totals barely moved by
+    the passages, a passage-only interval is a point, while the crossed one (languages and passages
+    resampled; 5 languages: the jackknife) is wide."""
+    prof = late_heavy_profiles()
+    chars = np.array([1000, 800, 900, 600, 700])[:, None] * np.ones((1, prof.n_passages), dtype=np.int64)
+    prof = prof._replace(passage_characters=chars)  # tokens per character mostly, not perfectly, ordered
+    thr = high_frequency.hf_threshold(prof, 2.0)
+    r = high_frequency.crossed_rho(prof, thr, n_resamples=200, seed=0)
+    assert r.method == "jackknife+passages" and r.estimate == pytest.approx(0.8)
+    passages_only = stats.bootstrap_many(high_frequency._hf_statistics(prof, thr), prof.n_passages, 200, 0)["rho"]
+    assert passages_only.high - passages_only.low < 1e-9 < r.high - r.low
+    f = high_frequency.high_frequency_results({"main": prof}, n_resamples=200, permutations=99)["facts"]
+    assert (f["rho_low"], f["rho_high"]) == pytest.approx((r.low, r.high)) and f["rho_interval"] == r.method
