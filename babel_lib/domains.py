@@ -356,6 +356,91 @@ def bootstrap_statistics(udhr, bible, n_resamples: int = stats.DEFAULT_RESAMPLES
             "passages": (udhr.n_passages, bible.n_passages)}
 
 
+#: The statistics of :func:`claim_statistics`: claims over languages, whose intervals resample languages too.
+CLAIM_STATISTICS = ("identification", "closer", "closer_udhr", "closer_bible", "mantel_r", "mean_self",
+                    "mean_within", "ratio", "jaccard_self_mean", "jaccard_within_mean", "jaccard_gap")
+
+
+def claim_statistics(fu: np.ndarray, fb: np.ndarray, lw: np.ndarray, rate, hf_ratio: float = analysis.HF_RATIO) -> dict:
+    """The scalars of :func:`cross_domain_statistics` that are claims over languages
+    (:data:`CLAIM_STATISTICS`), with language weights lw [n] (how often each language was drawn; all
+    ones: the same values). A language's copies are never its rivals: a language is identified when
+    its own profile in the other corpus is nearer than every *other* drawn language's; a pair (i, j),
+    i < j, weighs lw[i] * lw[j]."""
+    fu, fb = _check_pair(fu, fb)
+    lw = np.asarray(lw, dtype=float)
+    n = len(fu)
+    D_uu, D_bb, D_ub = distance_blocks(fu, fb)
+    drawn = lw > 0
+    own = np.diag(D_ub).copy()
+
+    def rivals(D):  # [n, n] with the diagonal and undrawn columns out of reach
+        D = np.array(D, dtype=float)
+        D[:, ~drawn] = np.inf
+        np.fill_diagonal(D, np.inf)
+        return D
+
+    ub = np.argmin(np.where(drawn[None, :], D_ub, np.inf), axis=1) == np.arange(n)
+    bu = np.argmin(np.where(drawn[:, None], D_ub, np.inf), axis=0) == np.arange(n)
+    near_u, near_b = rivals(D_uu).min(axis=1), rivals(D_bb).min(axis=1)
+    total = lw.sum()
+    iu = np.triu_indices(n, 1)
+    w = lw[iu[0]] * lw[iu[1]]
+    w2 = np.concatenate([w, w])
+    within = np.concatenate([D_uu[iu], D_bb[iu]])
+    hu = analysis.high_frequency(fu, rate, hf_ratio=hf_ratio)
+    hb = analysis.high_frequency(fb, rate, hf_ratio=hf_ratio)
+    J_uu, J_bb, _ = jaccard_blocks(hu, hb)
+    j_self = set_jaccard(hu, hb)
+    j_within = np.concatenate([J_uu[iu], J_bb[iu]])
+
+    def mean(v, weights):
+        return float((weights * v).sum() / weights.sum()) if weights.sum() > 0 else float("nan")
+
+    mean_self, mean_within = mean(own, lw), mean(within, w2)
+    return {
+        "identification": float(((lw * ub).sum() + (lw * bu).sum()) / (2 * total)),
+        "closer": mean(((own < near_u) & (own < near_b)).astype(float), lw),
+        "closer_udhr": mean((own < near_u).astype(float), lw), "closer_bible": mean((own < near_b).astype(float), lw),
+        "mantel_r": weighted_pearson(D_uu[iu], D_bb[iu], w) if drawn.sum() >= 3 else float("nan"),
+        "mean_self": mean_self, "mean_within": mean_within,
+        "ratio": mean_self / mean_within if mean_within > 0 else float("nan"),
+        "jaccard_self_mean": mean(j_self, lw), "jaccard_within_mean": mean(j_within, w2),
+        "jaccard_gap": mean(j_self, lw) - mean(j_within, w2),
+    }
+
+
+def weighted_pearson(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
+    """Pearson correlation of a and b [m] with weights w [m] (NaN if a side is constant)."""
+    w = np.asarray(w, dtype=float)
+    if w.sum() <= 0:
+        return float("nan")
+    da, db = a - (w * a).sum() / w.sum(), b - (w * b).sum() / w.sum()
+    den = np.sqrt((w * da * da).sum() * (w * db * db).sum())
+    return float((w * da * db).sum() / den) if den > 0 else float("nan")
+
+
+def crossed_claim_intervals(udhr, bible, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
+                            hf_ratio: float = analysis.HF_RATIO, level: float = 0.95) -> tuple[dict, dict]:
+    """Intervals of :data:`CLAIM_STATISTICS` as claims over languages: the languages, the UDHR's
+    passages and the Bible's passages resampled together (:func:`joint_bootstrap` with the languages
+    as a third stratum; percentile). Returns (low, high): dicts keyed like :func:`claim_statistics`."""
+    _check_profiles(udhr, bible)
+    rate = analysis.base_rate(udhr)
+    cu, tu = udhr.passage_counts.astype(np.float64), udhr.passage_tokens
+    cb, tb = bible.passage_counts.astype(np.float64), bible.passage_tokens
+
+    def statistic(weights):
+        fu = stats.weighted_frequencies(cu, tu, weights[0])[0]
+        fb = stats.weighted_frequencies(cb, tb, weights[1])[0]
+        values = claim_statistics(fu, fb, weights[2], rate, hf_ratio)
+        return np.array([values[k] for k in CLAIM_STATISTICS])
+
+    res = joint_bootstrap(statistic, [udhr.n_passages, bible.n_passages, len(udhr.languages)], n_resamples, seed,
+                          "percentile", level)
+    return dict(zip(CLAIM_STATISTICS, map(float, res.low))), dict(zip(CLAIM_STATISTICS, map(float, res.high)))
+
+
 def _check_profiles(udhr, bible) -> None:
     if list(udhr.languages) != list(bible.languages):
         raise ValueError("the two profiles must cover the same languages in the same order")
@@ -514,6 +599,11 @@ def cross_domain_results(udhr_views: dict, bible_views: dict, n_resamples: int =
     rate = analysis.base_rate(pu)
     boot = bootstrap_statistics(pu, pb, n_resamples, seed, hf_ratio, method)
     est, low, high = boot["estimate"], boot["low"], boot["high"]
+    # claims over languages (identification, the distance ratio, the corpora's agreement): languages
+    # resampled with both corpora's passages; per-language quantities keep the passage intervals
+    if n >= 3:
+        c_low, c_high = crossed_claim_intervals(pu, pb, n_resamples, seed, hf_ratio)
+        low, high = {**low, **c_low}, {**high, **c_high}
     fu, fb = pu.frequencies(), pb.frequencies()
     D_uu, D_bb, D_ub = distance_blocks(fu, fb)
     near_u, _ = nearest_other(D_uu)
@@ -589,7 +679,8 @@ def cross_domain_results(udhr_views: dict, bible_views: dict, n_resamples: int =
     by_third["one_only_share"] = one_only / (one_only + by_third["both"]).where(lambda s: s > 0)
 
     summary = pd.DataFrame([
-        {"statistic": key, "words": words, "estimate": est[key], "low": low[key], "high": high[key]}
+        {"statistic": key, "words": words, "estimate": est[key], "low": low[key], "high": high[key],
+         "interval": "languages and passages resampled" if key in CLAIM_STATISTICS and n >= 3 else "passages resampled"}
         for key, words in SUMMARY_WORDS.items()])
     variance = pd.DataFrame([{"part": part, "words": VARIANCE_WORDS[part], "share": est[part], "low": low[part],
                               "high": high[part]} for part in VARIANCE_PARTS])
@@ -727,8 +818,9 @@ def cross_domain_verdicts(facts: dict) -> list[dict]:
         word = "partly reproduced"
     else:
         word = "not reproduced"
-    evidence = (f"joint bootstrap over {f['udhr_passages']} UDHR and {f['bible_passages']} Bible passages "
-                f"({f['resamples']:,} resamples), {f['permutations']:,} permutations of languages; "
+    evidence = (f"intervals resample the {f['languages']} languages with the {f['udhr_passages']} UDHR and "
+                f"{f['bible_passages']} Bible passages ({f['resamples']:,} resamples), {f['permutations']:,} "
+                f"permutations of languages; "
                 + ("holds under every partition seed and the neuron view" if f["robust"]
                    else "does not hold under every partition seed and the neuron view")
                 + "; two domains and one small model only")

@@ -251,3 +251,37 @@ def test_how_a_language_fails_identification():
     assert domains._miss_text(row) == "Vietnamese (its Bible profile is nearest to the UDHR's Indonesian)"
     both = {**row, "identified_ub": False, "udhr_matches": "Tagalog"}
     assert "UDHR profile is nearest to the Bible's Tagalog and its Bible profile" in domains._miss_text(both)
+
+
+# ---------------------------------------------------------------------------- claims over languages
+def test_claim_statistics_reduce_to_the_plain_ones_and_skip_copies():
+    pu, pb = two_corpora(language_effect=0.03, domain_effect=0.02)
+    fu, fb = pu.frequencies(), pb.frequencies()
+    plain = domains.cross_domain_statistics(fu, fb, 0.125)
+    ones = domains.claim_statistics(fu, fb, np.ones(6), 0.125)
+    for k in domains.CLAIM_STATISTICS:
+        assert ones[k] == pytest.approx(plain[k]), k
+    # weight 0 drops a language: the same as the statistics of the other five alone
+    keep = np.arange(6) != 1
+    dropped = domains.claim_statistics(fu, fb, keep.astype(float), 0.125)
+    alone = domains.cross_domain_statistics(fu[keep], fb[keep], 0.125)
+    for k in domains.CLAIM_STATISTICS:
+        assert dropped[k] == pytest.approx(alone[k]), k
+    # a language drawn twice is not its own rival: identification is unchanged by duplication
+    twice = domains.claim_statistics(fu, fb, np.array([2.0, 1, 1, 1, 1, 0]), 0.125)
+    assert twice["identification"] == pytest.approx(domains.claim_statistics(fu, fb, np.array([1.0, 1, 1, 1, 1, 0]),
+                                                                            0.125)["identification"])
+
+
+def test_claim_intervals_resample_languages():
+    """The distance ratio is a claim over languages: with languages resampled its interval is wider
+    than with the languages fixed, and the summary says which interval each statistic has."""
+    pu, pb = two_corpora(language_effect=0.03, domain_effect=0.02, n=8)
+    low, high = domains.crossed_claim_intervals(pu, pb, n_resamples=200, seed=0)
+    fixed = domains.bootstrap_statistics(pu, pb, n_resamples=200, seed=0, method="percentile")
+    assert high["ratio"] - low["ratio"] > fixed["high"]["ratio"] - fixed["low"]["ratio"]
+    out = domains.cross_domain_results({"main": pu}, {"main": pb}, n_resamples=200, permutations=99, n_splits=5)
+    s = out["summary"].set_index("statistic")
+    assert s.loc["ratio", "low"] == pytest.approx(low["ratio"]) and s.loc["ratio", "high"] == pytest.approx(high["ratio"])
+    assert s.loc["ratio", "interval"] == "languages and passages resampled"
+    assert out["facts"]["ratio"][1] == pytest.approx(low["ratio"])
