@@ -74,6 +74,22 @@ class Study:
                 f"{p.describe_short()}{' (pinned: the same experts on every machine)' if p.info.get('pinned') else ''}. "
                 f"**Profile** {self.profile.describe()}.{robust}")
 
+    def controls(self, kinds=None, seed: int = 0, batch_size: int = 8) -> dict[str, dict[str, Profile]]:
+        """Control inputs (:data:`babel_lib.profile.CONTROL_KINDS`: shuffled tokens, random tokens) on
+        the profiled passages, counted under every view: {kind: {view name: Profile}} (one language
+        each, named ``control:<kind>``; cached like a language)."""
+        from .profile import CONTROL_KINDS, profile_control
+
+        kinds = list(CONTROL_KINDS if kinds is None else kinds)
+        views = list(self.partitions) + ([Partition.neurons(self.lm)] if "neurons" in self.names else [])
+        text = self.passages.select([self.passages.ids.index(i) for i in self.profile.passage_ids])
+        max_length = int(self.profile.corpus.get("max_length", 128))
+        out = {}
+        for kind in kinds:
+            profiles = profile_control(self.lm, views, text, kind, self.definitions, max_length, batch_size, seed)
+            out[kind] = dict(zip(self.names, profiles))
+        return out
+
     def text_table(self) -> pd.DataFrame:
         """Per language: name, script, family, passages, characters, tokens, tokens per character."""
         table = self.profile.text_table()

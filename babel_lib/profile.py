@@ -104,6 +104,54 @@ def passage_windows(tokenizer, texts: list[str], max_length: int = 128) -> Passa
     return PassageWindows(windows, owner, tokens, chars, max_length)
 
 
+#: Control inputs profiled like a language: what experts do on input that is no language.
+CONTROL_KINDS = ("shuffled", "random")
+
+
+def control_windows(tokenizer, passages, kind: str, max_length: int = 128, seed: int = 0) -> PassageWindows:
+    """A control "language" on the same passages (a :class:`babel_lib.corpus.Passages`): passage p is
+    the p-th passage of one language, the languages taken in turn (language (p + seed) mod n), tokenised
+    as usual and then
+
+    - ``'shuffled'``: its tokens in a random order (word order and sentences gone, the tokens kept);
+    - ``'random'``: as many token ids drawn uniformly from the ids that the passages of all the
+      languages use (tokens the text knows, in no language's order or choice).
+
+    Windows as in :func:`passage_windows` (BOS first); tokens and characters per passage are those
+    of the passage it was made from."""
+    if kind not in CONTROL_KINDS:
+        raise InputError(f"unknown control input {kind!r}: choose one of {', '.join(CONTROL_KINDS)}")
+    check_max_length(max_length)
+    rng = np.random.default_rng(seed)
+    langs = list(passages.languages)
+
+    def encode(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text and text.strip() else []
+
+    chosen = [encode(passages.text[langs[(p + seed) % len(langs)]][p]) for p in range(len(passages.ids))]
+    characters = np.array([len(passages.text[langs[(p + seed) % len(langs)]][p]) for p in range(len(passages.ids))],
+                          dtype=np.int64)
+    if kind == "random":
+        pool = np.unique(np.concatenate([np.asarray(encode(t), dtype=np.int64) for lang in langs
+                                         for t in passages.text[lang]] + [np.zeros(0, dtype=np.int64)]))
+        if not len(pool):
+            raise InputError("no text to draw control tokens from: every passage is empty")
+        ids = [rng.choice(pool, size=len(c)).tolist() for c in chosen]
+    else:
+        ids = [rng.permutation(np.asarray(c, dtype=np.int64)).tolist() for c in chosen]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    body = max_length - 1 if bos is not None else max_length
+    head = [bos] if bos is not None else []
+    windows, owner = [], []
+    for p, seq in enumerate(ids):
+        for start in range(0, len(seq), body):
+            windows.append(head + [int(t) for t in seq[start:start + body]])
+            owner.append(p)
+    if not windows:
+        raise InputError("no text to profile: every passage is empty")
+    return PassageWindows(windows, owner, np.array([len(c) for c in chosen], dtype=np.int64), characters, max_length)
+
+
 def common_passages(windows: dict[str, PassageWindows], max_tokens: int | None) -> int:
     """The number of leading passages every language can keep under a cap of ``max_tokens`` counted
     tokens (at least one); all passages when ``max_tokens`` is None."""
@@ -402,6 +450,46 @@ def profile_passages(
             expert_size=view.expert_size, view=view.describe_short(), definitions=asdict(definitions),
             corpus=corpus_info, dtype=str(lm.dtype).replace("torch.", ""))
         out.append(prof if flags[v] else prof.summed())
+    return out[0] if single else out
+
+
+def profile_control(lm: LoadedModel, partitions: Partition | list[Partition], passages, kind: str,
+                    definitions: Definitions = Definitions(), max_length: int = 128, batch_size: int = 8,
+                    seed: int = 0, store: Store | None = None) -> Profile | list[Profile]:
+    """Counts of a control input (:func:`control_windows`) under every view, like one more language
+    named ``control:<kind>`` on the same passages: one :class:`Profile` per view (a list when
+    ``partitions`` is a list), cached like a language's counts."""
+    single = isinstance(partitions, Partition)
+    views = [partitions] if single else list(partitions)
+    for view in views:
+        view.check_fits(lm)
+    check_batch_size(batch_size)
+    store = store or Store()
+    name = f"control:{kind}"
+    windows = control_windows(lm.tokenizer, passages, kind, max_length, seed)
+    key = f"{name}:{seed}"
+    counts, missing = {}, []
+    for v, view in enumerate(views):
+        hit = store.load("counts", _parts(lm, view, definitions, key, windows, batch_size))
+        if hit is not None and hit[0]["counts"].shape == (windows.n_passages, view.n_layers, view.n_experts):
+            counts[v] = hit[0]["counts"]
+        else:
+            missing.append(v)
+    if missing:
+        for v, c in zip(missing, count_windows(lm, [views[v] for v in missing], windows, definitions, batch_size)):
+            store.save("counts", _parts(lm, views[v], definitions, key, windows, batch_size),
+                       {"counts": c, "tokens": windows.tokens, "characters": windows.characters},
+                       {"language": key, "view": views[v].method})
+            counts[v] = c
+    out = [Profile(languages=[name], passage_ids=list(passages.ids),
+                   passage_counts=counts[v][None].astype(np.int32), passage_tokens=windows.tokens[None].copy(),
+                   passage_characters=windows.characters[None].copy(), model_name=lm.name,
+                   model_fingerprint=lm.fingerprint, partition_key=view.key, expert_size=view.expert_size,
+                   view=view.describe_short(), definitions=asdict(definitions),
+                   corpus={"name": f"control ({kind})", "corpus": getattr(passages, "corpus", "udhr"),
+                           "split": passages.split, "max_length": max_length, "batch_size": batch_size,
+                           "seed": seed},
+                   dtype=str(lm.dtype).replace("torch.", "")) for v, view in enumerate(views)]
     return out[0] if single else out
 
 

@@ -203,7 +203,8 @@ def _specific_by_language(owner: np.ndarray, n: int) -> np.ndarray:
 
 def shared_specific_results(views: dict, partitions: list, n_resamples: int = 1000,
                             permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0, hf_ratio: float = 2.0,
-                            lape_top_rate: float = 0.01, lape_quantile: float = 0.95, level: float = 0.95) -> dict:
+                            lape_top_rate: float = 0.01, lape_quantile: float = 0.95, level: float = 0.95,
+                            controls: dict | None = None, null_draws: int = 200) -> dict:
     """Everything chapter 4 reports, from the views of a study ({name: Profile}, main view first;
     k-means views in the order of ``partitions``, their :class:`babel_lib.moefy.Partition` objects,
     and the neuron view, recognised by its expert size of 1).
@@ -223,7 +224,15 @@ def shared_specific_results(views: dict, partitions: list, n_resamples: int = 10
     - ``tests``: shared vs chance (exact), LAPE overlap vs chance (hypergeometric), robust specific
       experts vs script uniqueness (Spearman, permutations over languages), raw and Holm-adjusted p;
     - ``robustness``: the counts and tests per view;
+    - ``controls``: per view and control input, the shared experts that are high-frequency on it too;
     - ``facts``: the scalars the findings and the verdicts quote.
+
+    ``controls`` ({kind: {view name: Profile}}, :meth:`babel_lib.pipeline.Study.controls`): input that
+    is no language, profiled like one. A shared expert that is high-frequency on random tokens (the
+    same bar) is *always-on*, not multilingual (our rule); one high-frequency on shuffled tokens needs
+    no word order (reported). The nulls that keep each expert's busyness
+    (:func:`babel_lib.stats.pooled_null`, ``null_draws`` draws) say how many shared and specific
+    experts there would be if the languages did not differ: the specific experts are tested against it.
     """
     from .analysis import lape as lape_rank
 
@@ -250,13 +259,27 @@ def shared_specific_results(views: dict, partitions: list, n_resamples: int = 10
         per_view[name] = res
     m = per_view[names[0]]
 
+    # control inputs: which experts are high-frequency on input that is no language (per view)
+    control_kinds = list(controls) if controls else []
+    for name, r in per_view.items():
+        r["control_hf"] = {kind: controls[kind][name].frequencies()[0] >= r["threshold"] for kind in control_kinds}
+        r["always_on"] = r["control_hf"].get("random", np.zeros_like(r["shared"]))
+    always_on = m["always_on"]
+
     # counts with intervals (main view)
     def count_stats(W):
         _, sharing = high_frequency_reductions(main.passage_counts, main.passage_tokens, m["threshold"], W)
         return {"shared": (sharing == n).sum(axis=(1, 2)).astype(float),
-                "specific": (sharing == 1).sum(axis=(1, 2)).astype(float)}
+                "specific": (sharing == 1).sum(axis=(1, 2)).astype(float),
+                "multilingual": ((sharing == n) & ~always_on[None]).sum(axis=(1, 2)).astype(float)}
 
     counts_ci = stats.bootstrap_many(count_stats, P, n_resamples, seed, method="bca")
+    for name, prof in views.items():  # how many shared and specific experts if languages did not differ
+        r = per_view[name]
+        null = stats.pooled_null(_sharing_counts(r["threshold"], n), prof.passage_counts, prof.passage_tokens,
+                                 null_draws, seed)
+        observed = np.array([r["shared"].sum(), (r["owner"] >= 0).sum()], dtype=float)
+        r["null"] = stats.versus_null(observed, null, level)
     chance_hist = chance_sharing_histogram(m["high_per_layer"], E)
     observed_hist = np.bincount(m["sharing"].reshape(-1), minlength=n + 1)
     histogram = pd.DataFrame({"languages": np.arange(n + 1), "observed": observed_hist, "chance": chance_hist})
@@ -286,9 +309,11 @@ def shared_specific_results(views: dict, partitions: list, n_resamples: int = 10
     })
     script_test = _script_test(alone, spec_robust, permutations, seed)
 
+    null_m = m["null"]
     tests = pd.DataFrame([
-        {"test": "experts high-frequency in every language vs chance overlap (exact)",
-         "observed": n_shared, "expected": expected_shared, "p_value": p_shared},
+        {"test": "experts high-frequency in exactly one language vs languages that do not differ (pooled null)",
+         "observed": int((m["owner"] >= 0).sum()), "expected": float(null_m["null_mean"][1]),
+         "p_value": float(null_m["p"][1])},
         {"test": "overlap of LAPE's experts with the robust specific experts vs chance (hypergeometric)",
          "observed": lape_cmp["overlap"], "expected": lape_cmp["expected"], "p_value": lape_cmp["p"]},
         {"test": "robust specific experts vs being alone with its script (Spearman, permutations over languages)",
@@ -328,11 +353,22 @@ def shared_specific_results(views: dict, partitions: list, n_resamples: int = 10
             "spearman_with_main": stats.spearman(sr, spec_robust) if name != names[0] else 1.0,
             "rho_script": st["rho"], "p_script": st["p"],
             "lape_hf_median": lc["hf_languages_median"], "lape_overlap_ratio": lc["ratio"], "p_lape": lc["p"],
+            "null_shared": float(r["null"]["null_mean"][0]), "null_specific": float(r["null"]["null_mean"][1]),
+            "null_specific_high": float(r["null"]["null_high"][1]), "p_specific_null": float(r["null"]["p"][1]),
+            **{f"shared_hf_{kind}": int((r["shared"] & r["control_hf"][kind]).sum()) for kind in control_kinds},
+            "multilingual_shared": int((r["shared"] & ~r["always_on"]).sum()),
         })
     robustness = pd.DataFrame(view_rows)
+    control_table = pd.DataFrame([
+        {"view": name, "control": kind, "shared": int(r["shared"].sum()),
+         "high_frequency_on_control": int(r["control_hf"][kind].sum()),
+         "shared_and_high_on_control": int((r["shared"] & r["control_hf"][kind]).sum())}
+        for name, r in per_view.items() for kind in control_kinds])
 
     top = by_language.sort_values(["specific_robust", "specific_naive"], ascending=False).head(5)
     holm = tests.set_index(tests.index)["p_holm"].tolist()
+    views_ok_specific = bool(((robustness["specific"] > robustness["null_specific_high"])
+                              & (robustness["p_specific_null"] < 0.05)).all())
     shared_every_view = bool((robustness["shared"] > robustness["chance_shared"] + 1).all()
                              and (robustness["robust_shared"] > 0).all())
     facts = {
@@ -340,8 +376,16 @@ def shared_specific_results(views: dict, partitions: list, n_resamples: int = 10
         "hf_ratio": hf_ratio, "passages": P, "resamples": n_resamples, "permutations": permutations,
         "level": level, "views": len(views),
         "shared": n_shared, "shared_low": float(counts_ci["shared"].low), "shared_high": float(counts_ci["shared"].high),
-        "robust_shared": int(m["robust_shared"].sum()), "chance_shared": expected_shared,
-        "p_shared": p_shared, "p_shared_holm": holm[0],
+        "robust_shared": int(m["robust_shared"].sum()), "chance_shared": expected_shared, "p_shared": p_shared,
+        "controls": control_kinds,
+        **{f"shared_hf_{kind}": int((m["shared"] & m["control_hf"][kind]).sum()) for kind in control_kinds},
+        "multilingual": int((m["shared"] & ~always_on).sum()),
+        "multilingual_low": float(counts_ci["multilingual"].low), "multilingual_high": float(counts_ci["multilingual"].high),
+        "multilingual_every_view": bool(control_kinds and (robustness["multilingual_shared"] > 0).all()),
+        "null_shared": float(null_m["null_mean"][0]), "null_specific": float(null_m["null_mean"][1]),
+        "null_specific_low": float(null_m["null_low"][1]), "null_specific_high": float(null_m["null_high"][1]),
+        "p_specific_null": float(null_m["p"][1]), "p_specific_null_holm": holm[0], "null_draws": null_draws,
+        "specific_beyond_null_every_view": views_ok_specific,
         "specific": int((m["owner"] >= 0).sum()), "specific_low": float(counts_ci["specific"].low),
         "specific_high": float(counts_ci["specific"].high), "chance_specific": float(chance_hist[1]),
         "robust_specific": int((m["robust_owner"] >= 0).sum()),
@@ -374,7 +418,16 @@ def shared_specific_results(views: dict, partitions: list, n_resamples: int = 10
         "kmeans_views": len(kmeans), "neuron_view": bool(neuron_names),
     }
     return {"histogram": histogram, "by_layer": by_layer, "by_language": by_language, "lape": lape_table,
-            "survival": survival, "survivors": survivors, "tests": tests, "robustness": robustness, "facts": facts}
+            "survival": survival, "survivors": survivors, "tests": tests, "robustness": robustness,
+            "controls": control_table, "facts": facts}
+
+
+def _sharing_counts(threshold: float, n: int):
+    """statistic(F [n, L, E]) -> [shared, specific]: experts high-frequency in all n languages, in exactly one."""
+    def statistic(F):
+        sharing = (F >= threshold).sum(axis=0)
+        return np.array([(sharing == n).sum(), (sharing == 1).sum()], dtype=float)
+    return statistic
 
 
 def _script_test(alone: np.ndarray, counts: np.ndarray, permutations: int, seed: int) -> dict:
@@ -450,40 +503,52 @@ def chance_text(x: float) -> str:
 
 
 def shared_specific_verdicts(facts: dict) -> list[dict]:
-    """The chapter-4 verdict rows from :func:`shared_specific_results` facts."""
-    from .verdicts import row
+    """The chapter-4 verdict rows from :func:`shared_specific_results` facts, by
+    :func:`babel_lib.verdicts.decide`.
+
+    Shared experts: tested against the control inputs (an expert high-frequency in every language
+    that is high-frequency on random tokens too is always-on, not multilingual); the test passes when
+    the bootstrap interval of the multilingual count lies above 0, and it could fail (every shared
+    expert could be always-on). Without control inputs only chance overlap is left, a null any model
+    rejects: not testable here. Specific experts: more experts high-frequency in exactly one language
+    than the pooled null gives (languages that do not differ), after Holm; robust when that holds in
+    every view and some individual specific expert survives every view."""
+    from .verdicts import decide, row
 
     f = facts
-    shared_holds = f["shared"] > f["chance_shared"] and f["p_shared_holm"] < 0.05 and f["robust_shared"] > 0
-    result = (f"{stats.interval_text(f['shared'], f['shared_low'], f['shared_high'], 0)} of {f['units']:,} experts "
-              f"are high-frequency in all {f['languages']} languages ({f['robust_shared']} beyond noise) against "
-              f"{chance_text(f['chance_shared'])} expected by chance overlap, {stats.p_text(f['p_shared'], f['p_shared_holm'])}; "
-              f"{f['survivors_shared']} keep their identity under every view")
-    robust = f["robust_shared_every_view"]
-    word = "reproduced" if shared_holds and robust else ("partly reproduced" if shared_holds else "not reproduced")
-    evidence = (f"bootstrap over {f['passages']} passages ({f['resamples']:,} resamples); "
-                + ("beyond chance in every partition seed and the neuron view" if robust
-                   else "not beyond chance in every view"))
+    it = stats.interval_text
+    controls = bool(f["controls"])
+    shared_pass = controls and f["multilingual_low"] > 0
+    result = (f"{it(f['shared'], f['shared_low'], f['shared_high'], 0)} of {f['units']:,} experts are high-frequency "
+              f"in all {f['languages']} languages ({f['robust_shared']} beyond noise; {f['null_shared']:.0f} if the "
+              f"languages did not differ)")
+    if controls:
+        result += (f"; {f.get('shared_hf_random', 0)} of them are high-frequency on random tokens too (always-on) and "
+                   f"{f.get('shared_hf_shuffled', 0)} on shuffled tokens, leaving "
+                   f"{it(f['multilingual'], f['multilingual_low'], f['multilingual_high'], 0)} multilingual shared experts")
+    word = decide([shared_pass], robust=f["multilingual_every_view"], null_can_fail=controls)
+    evidence = (f"bootstrap over {f['passages']} passages ({f['resamples']:,} resamples); control inputs profiled "
+                f"like a language on the same passages (shuffled tokens, random tokens) under every view; "
+                + (("multilingual shared experts remain in every partition seed and the neuron view"
+                    if f["multilingual_every_view"] else "not every view keeps a multilingual shared expert")
+                   if controls else "no control input was profiled, so the count is read only against chance "
+                   "overlap, which any model exceeds")
+                + f"; {f['survivors_shared']} shared experts keep their identity under every view")
     rows = [row("shared", result, evidence, word)]
-    spec_holds = f["robust_specific"] > 0
-    result = (f"{stats.interval_text(f['specific'], f['specific_low'], f['specific_high'], 0)} experts are "
-              f"high-frequency in exactly one language (chance overlap: {chance_text(f['chance_specific'])}); "
+    spec_pass = f["p_specific_null_holm"] < 0.05 and f["specific"] > f["null_specific_high"]
+    result = (f"{it(f['specific'], f['specific_low'], f['specific_high'], 0)} experts are high-frequency in exactly "
+              f"one language against {f['null_specific']:.1f} [{f['null_specific_low']:.0f}, {f['null_specific_high']:.0f}] "
+              f"if the languages did not differ ({stats.p_text(f['p_specific_null'], f['p_specific_null_holm'])}); "
               f"{f['robust_specific']} of them beyond bootstrap noise, in {f['languages_with_robust']} languages; "
               f"{f['survivors_specific']} keep their identity and language under every view; LAPE's experts are "
               f"high-frequency in a median of {f['lape_hf_median']:.0f} languages")
-    robust = f["robust_specific_every_view"]
-    if spec_holds and robust and f["survivors_specific"] > 0:
-        word = "reproduced"
-    elif spec_holds and robust:
-        word = "partly reproduced"
-    elif spec_holds:
-        word = "partly reproduced"
-    else:
-        word = "not reproduced"
-    evidence = ("language-specific experts "
-                + ("exist beyond noise in every view" if robust else "do not exist beyond noise in every view")
+    robust = f["specific_beyond_null_every_view"] and f["survivors_specific"] > 0
+    word = decide([spec_pass], robust=robust, null_can_fail=True)
+    evidence = (f"pooled null: each language's counts redrawn from the all-language frequency at its own token "
+                f"count ({f['null_draws']} draws), so every expert keeps its busyness; "
+                + ("beyond that null in every view" if f["specific_beyond_null_every_view"]
+                   else "not beyond that null in every view")
                 + ("; individual experts survive every view" if f["survivors_specific"] > 0
-                   else "; no individual specific expert survives every view (weak evidence for any one expert)")
-                + "; shared experts (the non-language-specific part) as in the row above")
+                   else "; no individual specific expert survives every view (weak evidence for any one expert)"))
     rows.append(row("specific_neurons", result, evidence, word))
     return rows

@@ -73,6 +73,7 @@ CLAIMS: dict[str, Claim] = {
     "specific_neurons": Claim(
         "We discover the existence of non-language-specific neurons as well as language-specific activation "
         "neurons.", ARXIV_V1,
+        "more experts are high-frequency in exactly one language than if the languages did not differ",
         short="Language-specific and shared neurons",
         question="Are there language-specific as well as shared neurons?"),
     "high_frequency": Claim(
@@ -82,9 +83,10 @@ CLAIMS: dict[str, Claim] = {
         question="Do high-frequency experts exist, and are they spread unevenly over the layers?"),
     "shared": Claim(
         "multilingual shared experts", EMNLP,
-        "some experts are high-frequency in every language (shared), beyond what chance overlap gives",
-        short="Experts shared by every language",
-        question="Are some experts high-frequency in every language, beyond chance overlap?"),
+        "some experts are high-frequency in every language (shared) and not on random tokens (multilingual, "
+        "not always-on)",
+        short="Multilingual experts shared by every language",
+        question="Are some experts high-frequency in every language without being busy on any input?"),
     "families": Claim(
         "whether multilingual activation patterns are related to language families", EMNLP,
         "languages of one family have closer activation profiles than languages of different families",

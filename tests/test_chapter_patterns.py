@@ -316,14 +316,51 @@ def test_shared_specific_results_on_constructed_views():
     assert rob.loc["neurons", "robust_shared"] == 8  # neurons 0-3 in two layers
     assert list(out["histogram"]["observed"]) == [2, 4, 0, 2]  # per layer: experts in 3, 1, 1 and 0 languages
     assert out["tests"]["p_holm"].ge(out["tests"]["p_value"] - 1e-12).all()
-    # 2 shared experts where chance overlap gives 0.5 (E = 4 experts a layer): not beyond chance
-    assert f["chance_shared"] == pytest.approx(0.5) and f["p_shared"] > 0.05
+    # without control inputs the shared count meets only chance overlap, a null any model rejects
     words = [r["verdict"] for r in sharing.shared_specific_verdicts(f)]
-    assert words == ["not reproduced", "reproduced"]
-    clear = {**f, "p_shared": 1e-4, "p_shared_holm": 3e-4}
-    assert sharing.shared_specific_verdicts(clear)[0]["verdict"] == "reproduced"
-    gone = {**f, "robust_specific": 0, "robust_specific_every_view": False}
+    assert words == ["not testable here", "reproduced"]
+    # the English experts are specific beyond the pooled null (languages that do not differ: about none)
+    assert f["null_specific"] < 1 and f["p_specific_null"] < 0.05 and f["specific_beyond_null_every_view"]
+    assert f["null_shared"] == pytest.approx(2, abs=0.5)  # if the languages did not differ, the same 2 are shared
+    gone = {**f, "p_specific_null_holm": 0.3}
     assert sharing.shared_specific_verdicts(gone)[1]["verdict"] == "not reproduced"
+
+
+def _controls(views, shared_on_random: bool):
+    """Control inputs for :func:`shared_specific_setup`'s views: the shared neurons 0-3 high-frequency on
+    random tokens (always-on) or not; nothing else high-frequency."""
+    rng = np.random.default_rng(5)
+    L, N, P, t = 2, 16, 20, 200
+    q = np.full((L, N), 0.1)
+    if shared_on_random:
+        q[:, 0:4] = 0.9
+    neurons = rng.binomial(t, q[None, None].repeat(P, 1))  # [1, P, L, N]
+    tokens = np.full((1, P), t)
+    lab0 = np.tile(np.arange(N) // 4, (L, 1))
+    lab1 = lab0.copy()
+    lab1[:, [3, 4]] = lab1[:, [4, 3]]
+    lab1[:, [11, 12]] = lab1[:, [12, 11]]
+    one = {"seed 0": make_profile(sharing.grouped_counts(neurons, lab0) // 4, tokens, ["control:random"], 4),
+           "seed 1": make_profile(sharing.grouped_counts(neurons, lab1) // 4, tokens, ["control:random"], 4),
+           "neurons": make_profile(neurons, tokens, ["control:random"], 1)}
+    return {"random": one, "shuffled": one}
+
+
+@pytest.mark.parametrize("always_on", [True, False])
+def test_shared_experts_against_control_inputs(always_on):
+    """A shared expert that random tokens keep busy is always-on, not multilingual: the shared claim
+    can fail once a control input is profiled."""
+    views, parts = shared_specific_setup()
+    out = sharing.shared_specific_results(views, parts, n_resamples=200, permutations=99, lape_top_rate=0.25,
+                                          controls=_controls(views, always_on))
+    f = out["facts"]
+    assert f["shared"] == 2 and f["shared_hf_random"] == (2 if always_on else 0)
+    assert f["multilingual"] == (0 if always_on else 2)
+    shared_row = sharing.shared_specific_verdicts(f)[0]
+    assert shared_row["verdict"] == ("not reproduced" if always_on else "reproduced")
+    assert "always-on" in shared_row["result"]
+    c = out["controls"]
+    assert set(c["control"]) == {"random", "shuffled"} and set(c["view"]) == set(views)
 
 
 def test_tokenisation_rho_interval_resamples_languages():

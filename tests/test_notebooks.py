@@ -20,7 +20,7 @@ TABLES = {
                     "robustness"],
     "03_high_frequency": ["text", "high_frequency_by_language", "high_frequency_by_layer", "high_frequency_by_third",
                           "high_frequency_by_language_and_layer", "tests", "robustness"],
-    "04_shared_specific": ["text", "sharing_histogram", "shared_specific_by_layer", "specific_by_language",
+    "04_shared_specific": ["text", "sharing_histogram", "shared_specific_by_layer", "specific_by_language", "controls",
                            "lape_high_frequency_languages", "survival", "tests", "robustness"],
     "05_families": ["selection", "text", "distance_matrix", "dendrogram", "dendrogram_segments", "pair_classes",
                     "distance_by_clades", "family_tests", "family_by_layer", "robustness"],

@@ -167,3 +167,42 @@ def test_model_weights_restored_and_hooks_removed(tmp_path):
     for k, v in lm.model.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     assert all(not layer.down._forward_pre_hooks for layer in ffn_layers(lm.model))
+
+
+# ---------------------------------------------------------------------------- control inputs
+def test_control_windows_keep_lengths_and_break_order():
+    from babel_lib.profile import control_windows
+
+    lm = tiny_model("llama")
+    text = passages()
+    plain = {k: passage_windows(lm.tokenizer, TEXTS[k], max_length=24) for k in TEXTS}
+    shuffled = control_windows(lm.tokenizer, text, "shuffled", max_length=24, seed=0)
+    # passage p comes from language (p + seed) mod n: aaa, bbb, aaa; same tokens, other order
+    for p, lang in enumerate(["aaa", "bbb", "aaa"]):
+        assert shuffled.tokens[p] == plain[lang].tokens[p]
+        mine = [t for s, o in zip(shuffled.input_ids, shuffled.passage) if o == p for t in s[1:]]
+        theirs = [t for s, o in zip(plain[lang].input_ids, plain[lang].passage) if o == p for t in s[1:]]
+        assert sorted(mine) == sorted(theirs)
+    assert all(s[0] == lm.tokenizer.bos_token_id for s in shuffled.input_ids)
+    random = control_windows(lm.tokenizer, text, "random", max_length=24, seed=0)
+    used = {t for w in plain.values() for s in w.input_ids for t in s[1:]}
+    drawn = [t for s in random.input_ids for t in s[1:]]
+    assert (random.tokens == shuffled.tokens).all() and set(drawn) <= used
+    with pytest.raises(Exception, match="unknown control input"):
+        control_windows(lm.tokenizer, text, "reversed")
+
+
+def test_control_profile_counts_like_a_language_and_is_cached(tmp_path):
+    from babel_lib.profile import control_windows, profile_control
+
+    lm = tiny_model("llama")
+    part = build_partition(lm, expert_size=16, method="random", seed=3, store=Store(tmp_path))
+    defs = Definitions(top_k_fraction=0.25)
+    store = Store(tmp_path)
+    prof = profile_control(lm, part, passages(), "shuffled", defs, max_length=24, store=store)
+    win = control_windows(lm.tokenizer, passages(), "shuffled", max_length=24)
+    np.testing.assert_array_equal(prof.passage_counts[0], manual_counts(lm, part, win, defs))
+    assert prof.languages == ["control:shuffled"] and (prof.passage_tokens[0] == win.tokens).all()
+    again = profile_control(lm, [part], passages(), "shuffled", defs, max_length=24, store=store)[0]
+    np.testing.assert_array_equal(again.passage_counts, prof.passage_counts)
+    assert len(list((tmp_path / "counts").rglob("*.npz"))) == 1
