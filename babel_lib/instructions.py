@@ -237,6 +237,31 @@ def instruction_set(
     return datasets.Dataset.from_pandas(pd.DataFrame(rows), preserve_index=False)
 
 
+def continuation_set(languages="paper", split: str = "calibration", seed: int = 0):
+    """The placebo of the instruction set: the same languages' paragraphs as plain text to continue,
+    with no instruction and no template (prompt: the first half of a paragraph, response: the rest,
+    :func:`split_for_continuation`), every paragraph once, in a seeded order. Columns as
+    :func:`instruction_set` (task 'plain text', template 'plain': BOS before, EOS after, as
+    :func:`encode_example` writes it). Tuned with the same recipe, it shows how far any fine-tune of
+    this size moves a profile."""
+    import datasets
+
+    if split not in ("calibration", "evaluation"):
+        raise ValueError(f"split must be 'calibration' or 'evaluation', got {split!r}")
+    rows = []
+    for lang in corpus.resolve_languages(languages):
+        own = corpus.load_corpus([lang], split).to_pandas().sort_values(["article", "paragraph"], kind="stable")
+        for _, r in own.iterrows():
+            cut = split_for_continuation(r["text"])
+            if cut:
+                rows.append({"task": "plain text", "lang": lang, "source_lang": lang, "article": int(r["article"]),
+                             "paragraph": int(r["paragraph"]), "split": split, "head": "", "instruction": "",
+                             "input": cut[0], "reference": cut[1], "template": "plain", "prompt": cut[0],
+                             "response": cut[1]})
+    order = np.random.default_rng(seed).permutation(len(rows))
+    return datasets.Dataset.from_pandas(pd.DataFrame([rows[i] for i in order]), preserve_index=False)
+
+
 def dataset_hash(dataset) -> str:
     """Content hash (16 hex chars) of an instruction set's prompts, responses, tasks and languages."""
     cols = {c: list(dataset[c]) for c in ("task", "lang", "template", "prompt", "response")}

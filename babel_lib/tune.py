@@ -367,6 +367,35 @@ def _save_atomic(model, tokenizer, target: Path, meta: dict, log: pd.DataFrame, 
         (tmp / "SOURCE.txt").write_text(_description(meta) + "\n")
 
 
+def random_perturbation(base: LoadedModel, tuned: LoadedModel, seed: int = 0) -> LoadedModel:
+    """A placebo for a fine-tune: a copy of ``base`` whose every tensor that tuning changed gets
+    Gaussian noise of exactly the tuning's norm for that tensor, ||noise|| = ||W_tuned - W_base||
+    (seeded), and no other change. It moves the weights as far as tuning did, in no learned
+    direction. In memory (not cached; its fingerprint keys its profiles)."""
+    model = copy.deepcopy(base.model)
+    tuned_state = tuned.model.state_dict()
+    generator = torch.Generator().manual_seed(int(seed))
+    changed = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            other = tuned_state.get(name)
+            if other is None or other.shape != p.shape:
+                raise ValueError(f"the tuned model has no parameter {name} of shape {tuple(p.shape)}: not a tuned "
+                                 "version of this base model")
+            delta = other.detach().float().cpu() - p.detach().float().cpu()
+            norm = float(delta.norm())
+            if norm == 0.0:
+                continue
+            noise = torch.randn(p.shape, generator=generator, dtype=torch.float32)
+            p.add_((noise * (norm / float(noise.norm()))).to(p.dtype).to(p.device))
+            changed += 1
+    if not changed:
+        raise ValueError("the tuned model equals the base model: there is no tuning norm to match")
+    return LoadedModel(model, base.tokenizer, f"{base.name}+noise(seed {seed})",
+                  f"{base.description} with Gaussian noise of the tuning's norm on each of the {changed} tensors "
+                  f"tuning changed (seed {seed})", model_fingerprint(model))
+
+
 def load_tuned(path, dtype="bfloat16", device: str | None = "auto", tokenizer=None) -> TunedModel:
     """Load a tuned model folder (a path, or a key as returned in ``meta['key']``).
 

@@ -123,6 +123,33 @@ def make_pair(base_model: str = "gemma-3-270m", tuned_model: str | None = None, 
                 time.perf_counter() - started)
 
 
+#: The placebos of :func:`placebo_models`, in words.
+PLACEBOS = {"plain text": "the same recipe on plain text of the same languages (no instructions)",
+            "noise": "a random weight change of the tuning's norm, tensor by tensor"}
+
+
+def placebo_models(pair: Pair, kinds=tuple(PLACEBOS), seed: int = 0, progress: bool = False) -> dict:
+    """Placebo versions of the tuned model, {kind: LoadedModel}: ``'plain text'`` fine-tunes the base
+    with the pair's own recipe (steps, batch, learning rate, what is trained) on
+    :func:`babel_lib.instructions.continuation_set` of the same languages (cached like any tuning);
+    ``'noise'`` is :func:`babel_lib.tune.random_perturbation` (the tuning's norm, no direction). A
+    pair given as a release has no recipe here, so it gets the noise placebo only."""
+    unknown = set(kinds) - set(PLACEBOS)
+    if unknown:
+        raise ValueError(f"unknown placebo {sorted(unknown)}: choose from {list(PLACEBOS)}")
+    out = {}
+    for kind in kinds:
+        if kind == "plain text":
+            if pair.run is None:
+                continue
+            text = instructions.continuation_set(pair.languages, "calibration", seed=seed)
+            config = tune.TuneConfig(**pair.run.meta["hyperparameters"])
+            out[kind] = tune.instruction_tune(pair.base, text, config, progress=progress).lm
+        else:
+            out[kind] = tune.random_perturbation(pair.base, pair.tuned, seed)
+    return out
+
+
 def heldout_set(pair: Pair, languages=None, tasks=None, seed: int = 0):
     """The held-out instruction set: the evaluation split of the pair's languages (or ``languages``)
     and tasks, formatted the way the tuned model was trained."""

@@ -113,6 +113,13 @@ CLAIMS: dict[str, Claim] = {
         "instruction tuning changes a language's activation profile beyond sampling noise",
         short="Instruction tuning changes the patterns",
         question="Does instruction tuning change a language's activation profile beyond noise?"),
+    "tuning_beyond_placebo": Claim(
+        "(not in the paper) the change comes from instruction tuning, not from any fine-tune of its size",
+        "this book",
+        "instruction tuning moves a language's profile further than the same recipe on plain text (no "
+        "instructions) and further than a random weight change of the tuning's norm",
+        short="Beyond placebo fine-tunes (ours)",
+        question="Does instruction tuning move the profiles further than a placebo fine-tune of the same size?"),
     "beats_random": Claim("our method significantly outperformed random expert pruning", EMNLP,
         short="Frequency pruning beats random",
         question="Does pruning by a language's expert frequency beat random pruning?"),

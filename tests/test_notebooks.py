@@ -26,7 +26,7 @@ TABLES = {
                     "distance_by_clades", "family_tests", "family_by_layer", "robustness"],
     "06_model_families": ["text", "statistics_by_depth", "depth_agreement", "distances_two_models", "tests",
                           "holds_in", "tokens_per_character", "robustness"],
-    "07_instruction_tuning": ["training_curve", "text", "heldout_loss_by_task", "answer_rates_by_task", "tests",
+    "07_instruction_tuning": ["training_curve", "text", "heldout_loss_by_task", "answer_rates_by_task", "tests", "placebos",
                               "expert_retention", "robustness"],
     "08_pruning": ["calibration_text", "evaluation_text", "ratio_to_dense", "target_vs_agnostic",
                    "tests_over_languages", "cross_language_matrix"],

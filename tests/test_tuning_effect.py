@@ -301,3 +301,50 @@ def test_profile_pair_and_results_on_tiny_models(monkeypatch):
     weights = te.weight_change(pair, res["by_layer"])
     assert set(weights["table"].columns) >= {"layer", "ffn", "attention", "profile_shift"}
     assert weights["facts"]["ffn_mean"] > 0 and weights["facts"]["attention_mean"] == pytest.approx(0)
+
+
+# ---------------------------------------------------------------------------- placebos
+def test_placebo_results_compare_the_tuning_shift_with_each_placebo():
+    """A placebo that moves the profiles as far as the tuning fails the test; a smaller one passes."""
+    counts, tokens = simulated(n=6, P=12, tokens=400)
+    base = profile(counts, tokens)
+    tuned = profile(shifted(counts, 60), tokens)
+    views = {"main": (base, tuned), "other": (base, tuned)}
+    placebos = {"plain text": [profile(shifted(counts, 60), tokens)] * 2,  # as far as the tuning
+                "noise": [profile(shifted(counts, 5), tokens)] * 2}        # much less far
+    res = te.placebo_results(views, placebos, n_resamples=200, permutations=999)
+    t = res["table"].set_index("placebo")
+    assert t.loc["plain text", "ratio"] == pytest.approx(1.0) and not t.loc["plain text", "passes"]
+    assert t.loc["noise", "ratio"] > 2 and t.loc["noise", "passes"] and t.loc["noise", "robust"]
+    assert t.loc["noise", "languages_larger"] == 6 and t.loc["noise", "p_value"] == pytest.approx(1 / 64)
+    assert (t["p_holm"] >= t["p_value"]).all()
+    f = res["facts"]
+    (row,) = te.placebo_verdict(f)
+    assert row["verdict"] == "partly reproduced" and "plain text" in row["result"]
+    both = te.placebo_results(views, {"noise": placebos["noise"]}, n_resamples=200, permutations=999)["facts"]
+    assert te.placebo_verdict(both)[0]["verdict"] == "reproduced"
+    assert list(res["by_language"].columns) == ["language", "name", "tuning", "plain text", "noise"]
+
+
+def test_random_perturbation_matches_the_tuning_norm():
+    pair = tiny_pair()
+    noise = tp.placebo_models(pair, kinds=["noise"])["noise"]
+    base_state, tuned_state = pair.base.model.state_dict(), pair.tuned.model.state_dict()
+    for name, p in noise.model.state_dict().items():
+        tuned_norm = float((tuned_state[name].float() - base_state[name].float()).norm())
+        assert float((p.float() - base_state[name].float()).norm()) == pytest.approx(tuned_norm, rel=1e-4, abs=1e-6)
+    assert noise.fingerprint not in (pair.base.fingerprint, pair.tuned.fingerprint)
+    # not the tuning's direction: the noise is nearly orthogonal to the tuning's change
+    g = pair.tuned.model.model.layers[0].mlp.gate_proj.weight - pair.base.model.model.layers[0].mlp.gate_proj.weight
+    h = noise.model.model.layers[0].mlp.gate_proj.weight - pair.base.model.model.layers[0].mlp.gate_proj.weight
+    assert abs(float(torch.nn.functional.cosine_similarity(g.detach().flatten(), h.detach().flatten(), dim=0))) < 0.2
+    with pytest.raises(ValueError, match="equals the base"):
+        tp.placebo_models(tp.Pair(pair.base, pair.base, "tiny", "tiny", "float32", "cpu", None, pair.base.tokenizer,
+                                  "plain", LANGS, [], 0.0), kinds=["noise"])
+
+
+def test_continuation_set_is_plain_text_of_the_same_languages():
+    plain = instructions.continuation_set(LANGS, "calibration")
+    assert set(plain["template"]) == {"plain"} and set(plain["lang"]) == set(LANGS)
+    assert all("###" not in p for p in plain["prompt"]) and all(r for r in plain["response"])
+    assert instructions.continuation_set(LANGS, "calibration")["prompt"] == plain["prompt"]  # seeded
