@@ -98,3 +98,19 @@ def test_hand_typed_numbers_rule(tmp_path):
     # model names, chapter numbers, years, code spans and 95% are not run numbers
     names = _notebook(tmp_path, "Gemma 3 270M (2025), chapter 5, 95% intervals, `-p rates \"[0.05, 0.3]\"`.", "")
     assert book.hand_typed_numbers(names) == []
+
+
+def test_a_test_cited_by_two_chapters_has_one_adjusted_p_value():
+    """Chapter 06 reruns chapter 05's family tests on the same model, languages and passages: one
+    family per claim gives them the same corrected p-values, so the two chapters cannot disagree."""
+    import pandas as pd
+
+    five = pd.read_csv(book.BOOK_DIR / "results" / "05_families" / "family_tests.csv").set_index("test")
+    six = pd.read_csv(book.BOOK_DIR / "results" / "06_model_families" / "tests.csv")
+    model = book.resolve_parameters(book.NOTEBOOKS_DIR / "05_families.ipynb", "default")["model"]
+    six = six[six["model"] == model].set_index("test")
+    common = five.index.intersection(six.index)
+    assert len(common) >= 8, f"chapter 06 does not cite chapter 05's tests for {model}"
+    for test in common:
+        assert six.loc[test, "statistic"] == five.loc[test, "statistic"], test
+        assert six.loc[test, "p_holm"] == five.loc[test, "p_holm"], test
