@@ -529,7 +529,8 @@ def shared_specific_verdicts(facts: dict) -> list[dict]:
     word = decide([shared_pass], robust=f["multilingual_every_view"], null_can_fail=controls)
     evidence = (f"bootstrap over {f['passages']} passages ({f['resamples']:,} resamples); control inputs profiled "
                 f"like a language on the same passages (shuffled tokens, random tokens) under every view; "
-                + (("multilingual shared experts remain in every partition seed and the neuron view"
+                + (("every shared expert is busy on random tokens too (always-on)" if f["multilingual"] == 0 else
+                    "multilingual shared experts remain in every partition seed and the neuron view"
                     if f["multilingual_every_view"] else "not every view keeps a multilingual shared expert")
                    if controls else "no control input was profiled, so the count is read only against chance "
                    "overlap, which any model exceeds")
