@@ -422,8 +422,9 @@ def model_verdicts(facts: dict, sizes: dict | None = None) -> list[dict]:
     else:
         word = "not reproduced"
     evidence = (f"two models of different families ({a}, {f['layers'][a]} layers; {b}, {f['layers'][b]} layers), "
-                f"{f['languages']} languages on the same {f['passages']} passages, paired passage bootstrap "
-                f"({f['resamples']:,} resamples), {f['permutations']:,} permutations; "
+                f"{f['languages']} languages on the same {f['passages']} passages; intervals of the agreement and "
+                f"of the family tests resample languages (families) and passages, of the depth curves passages "
+                f"({f['resamples']:,} resamples); {f['permutations']:,} permutations; "
                 + ("the agreement holds under every partition seed and the neuron view" if f["robust_mantel"]
                    else "the agreement does not hold in every view")
                 + "; two models are a weak test of generality, and they differ in size, tokenizer, data and tuning "
