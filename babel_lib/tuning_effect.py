@@ -531,8 +531,10 @@ def placebo_results(views: dict, placebo_profiles: dict, n_resamples: int = 1000
 
     Shift of a model: a language's distance from the base on half A and on half B, averaged (as
     :func:`shift_statistics`). Main view: one bootstrap over passage pairs for the tuned and every
-    placebo model together (the same resample), centred intervals for shifts, percentile for the
-    ratio tuning shift / placebo shift (mean over languages); a one-sided sign-flip test over
+    placebo model together (the same resample), centred intervals (the resampling inflates a small
+    distance more than a large one, so a plain percentile interval of their ratio can miss the
+    estimate) for the shifts and for the ratio tuning shift / placebo shift (mean over languages);
+    a one-sided sign-flip test over
     languages of tuning shift - placebo shift, Holm over the placebos. Other views: the ratio only.
 
     Returns ``table`` (one row per placebo), ``by_language`` (language, name, tuning shift, one column
@@ -585,7 +587,7 @@ def placebo_results(views: dict, placebo_profiles: dict, n_resamples: int = 1000
         rows.append({"placebo": kind, "words": tuning_pair_words(kind),
                      "shift": float(est[m_i]), "shift_low": float(c_low[m_i]), "shift_high": float(c_high[m_i]),
                      "tuning_shift": float(est[cut]), "ratio": float(est[r_i]),
-                     "ratio_low": float(np.atleast_1d(res.low)[r_i]), "ratio_high": float(np.atleast_1d(res.high)[r_i]),
+                     "ratio_low": float(c_low[r_i]), "ratio_high": float(c_high[r_i]),
                      "languages_larger": int((diff > 0).sum()), "languages": n, "p_value": float(p),
                      "patterns": int(used), "view_ratio_min": float(np.nanmin(view_ratios)) if view_ratios else float("nan")})
     table = pd.DataFrame(rows)

@@ -318,6 +318,7 @@ def test_placebo_results_compare_the_tuning_shift_with_each_placebo():
     assert t.loc["noise", "ratio"] > 2 and t.loc["noise", "passes"] and t.loc["noise", "robust"]
     assert t.loc["noise", "languages_larger"] == 6 and t.loc["noise", "p_value"] == pytest.approx(1 / 64)
     assert (t["p_holm"] >= t["p_value"]).all()
+    assert ((t["ratio_low"] <= t["ratio"] + 1e-12) & (t["ratio"] <= t["ratio_high"] + 1e-12)).all()  # centred
     f = res["facts"]
     (row,) = te.placebo_verdict(f)
     assert row["verdict"] == "partly reproduced" and "plain text" in row["result"]
