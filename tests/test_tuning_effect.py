@@ -349,3 +349,15 @@ def test_continuation_set_is_plain_text_of_the_same_languages():
     assert set(plain["template"]) == {"plain"} and set(plain["lang"]) == set(LANGS)
     assert all("###" not in p for p in plain["prompt"]) and all(r for r in plain["response"])
     assert instructions.continuation_set(LANGS, "calibration")["prompt"] == plain["prompt"]  # seeded
+
+
+def test_placebo_ratio_interval_holds_its_estimate_for_a_noisy_small_placebo():
+    """A placebo whose shift is small and mostly noise: resampling inflates its distance far more than
+    the tuning's, so a plain percentile interval of the ratio misses the estimate; the centred one not."""
+    counts, tokens = simulated(n=6, P=12, tokens=400)
+    base, tuned = profile(counts, tokens), profile(shifted(counts, 60), tokens)
+    thinned = np.random.default_rng(1).binomial(counts, 0.97)  # a few activations dropped at random
+    res = te.placebo_results({"main": (base, tuned)}, {"noise": [profile(thinned, tokens)]}, n_resamples=200,
+                             permutations=999)
+    r = res["table"].iloc[0]
+    assert r["ratio"] > 10 and r["ratio_low"] <= r["ratio"] <= r["ratio_high"]
