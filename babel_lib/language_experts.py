@@ -372,7 +372,8 @@ def ablation_results(exp, sets: SpecificSets, controls: dict[str, list[np.ndarra
              **{f"{k}_high": v[2] for k, v in over.items()}, **{f"p_{k}": v[3] for k, v in over.items()},
              "median_ratio": float(np.nanmedian(ratio[:, 0])) if np.isfinite(ratio[:, 0]).any() else float("nan"),
              "max_target": float(target[:, 0].max()), "max_target_language": langs[int(target[:, 0].argmax())],
-             "mean_target": float(target[:, 0].mean()), "mean_control": float(C[:, 0].mean())}
+             **dict(zip(("mean_target", "mean_target_low", "mean_target_high"), _crossed_mean(target, exp.seed, level))),
+             **dict(zip(("mean_control", "mean_control_low", "mean_control_high"), _crossed_mean(C, exp.seed, level)))}
     return {"matrix": matrix, "selectivity": selectivity, "controls": pd.DataFrame(crow), "tests": pd.DataFrame(tests),
             "facts": facts}
 
@@ -987,7 +988,7 @@ def verdict_rows(f: dict) -> list[dict]:
     word = decide([sel, exc], robust=False)
     rows = [row("specific_causal",
                 f"switching off each language's {f['m']} most specific experts raises its own bits per character by "
-                f"{it(100 * f['mean_target'], None, None, 2)}% on average; selectivity (own minus other languages) "
+                f"{it(100 * f['mean_target'], 100 * f['mean_target_low'], 100 * f['mean_target_high'], 2)}% on average; selectivity (own minus other languages) "
                 f"{it(100 * f['selectivity_mean'], 100 * f['selectivity_low'], 100 * f['selectivity_high'], 2)} "
                 f"percentage points, {stats.p_text(f['p_selectivity'], f['p_selectivity_holm'])}; beyond matched "
                 f"controls {it(100 * f['excess_mean'], 100 * f['excess_low'], 100 * f['excess_high'], 2)} points, "

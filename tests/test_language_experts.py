@@ -122,6 +122,9 @@ def test_ablation_harms_the_target_language_only(wired):
     assert (s["excess_low"] > 0.5).all()
     assert (res["tests"]["observed"] > 0.5).all()
     assert set(res["tests"]["key"]) == {"selectivity", "excess", "own_vs_other_sets"}
+    f = res["facts"]  # the mean own damage that the verdict quotes has an interval around it
+    assert np.isfinite([f["mean_target_low"], f["mean_target_high"]]).all()
+    assert f["mean_target_low"] <= f["mean_target"] <= f["mean_target_high"] and f["mean_target_low"] > 1.0
 
 
 def test_generation_under_ablation_follows_the_wiring(wired):
