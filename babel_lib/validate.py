@@ -92,6 +92,19 @@ def _device(name, value):
     return check_device(value)
 
 
+def _boolean(name, value):
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+#: Choices of list parameters, named here so that checking them never imports the model stack (a test
+#: holds each equal to the library's own tuple).
+PRUNING_METHODS = ("language", "multilingual", "magnitude", "wanda", "random")  # applications.METHODS
+LAYER_RULES = ("layerwise", "entropy")  # applications.layer_rates, besides "uniform"
+TUNE_TASKS = ("translate", "to_english", "continue", "repeat")  # instructions.TASKS
+PLACEBO_KINDS = ("plain text", "noise")  # tuning_pair.PLACEBOS
+
 #: One rule for each chapter parameter with a range, applied to ``-p`` values before any kernel starts
 #: (:func:`check_parameters`) and to the same options of the command line (``--batch-size``, ...).
 #: A rule is ``check(name, value) -> value``; it raises InputError naming the parameter.
@@ -100,7 +113,7 @@ PARAMETER_RULES = {
     "max_tokens": _optional(positive_int), "max_length": _at_least(2), "top_k_fraction": fraction,
     "seed": _at_least(0), "seeds": _list_of(_at_least(0)), "random_seeds": _list_of(_at_least(0)),
     "n_resamples": _count, "permutations": _count, "hf_ratio": lambda n, v: number(n, v, 0, math.inf, "(]"),
-    "level": lambda n, v: number(n, v, 0, 1, "()"), "lape_top_rate": fraction, "lape_quantile": fraction,
+    "level": lambda n, v: number(n, v, 0, 1, "()"), "byte_fallback_share": lambda n, v: number(n, v, 0, 1, "()"), "lape_top_rate": fraction, "lape_quantile": fraction,
     "top_families": positive_int, "grid_points": _optional(_at_least(2)), "tune_steps": _optional(positive_int),
     "tune_batch_size": _optional(positive_int),
     "tune_learning_rate": _optional(lambda n, v: number(n, v, 0, math.inf, "(]")),
@@ -112,6 +125,14 @@ PARAMETER_RULES = {
     "corpus_name": _one_of(("udhr", "bible")), "view": _one_of(("slice", "mask")),
     "router_features": _one_of(("gate", "up", "both")),
     "linkage": _one_of(("single", "complete", "average", "weighted", "centroid", "median", "ward")),
+    "neurons": _boolean, "layer_tests": _boolean, "oracle": _boolean, "null_draws": _count,
+    "split": _one_of(("calibration", "evaluation", "all")), "methods": _list_of(_one_of(PRUNING_METHODS)),
+    "rules": _list_of(_one_of(LAYER_RULES)), "tune_tasks": _list_of(_one_of(TUNE_TASKS)),
+    "placebo_kinds": _list_of(_one_of(PLACEBO_KINDS)),
+    "m_experts": positive_int, "n_controls": positive_int, "eval_tokens": positive_int, "n_prompts": positive_int,
+    "gen_tokens": positive_int, "n_gen_controls": positive_int, "steer_passages": positive_int,
+    "wide_passages": positive_int, "wide_eval_tokens": positive_int,
+    "steer_scale": lambda n, v: number(n, v, 0, math.inf, "(]"), "steer_layer": _optional(_at_least(0)),
 }
 
 

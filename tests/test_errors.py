@@ -1,5 +1,7 @@
 """The README's table of bad inputs: each gets one clear error that says what to do."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -484,3 +486,55 @@ def test_pickle_weights_are_refused_in_one_line(tmp_path):
     with pytest.raises(ModelFolderError, match="pytorch_model.bin.*refused.*could run code") as info:
         load_model(str(folder), dtype="float32", device="cpu")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("byte_fallback_share", 1.0, "byte_fallback_share must be a number in (0, 1)"),
+    ("neurons", "yes", "neurons must be True or False"),
+    ("null_draws", 0, "null_draws must be a positive integer"),
+    ("methods", ["language", "lottery"], "methods[1] must be one of language, multilingual"),
+    ("rules", ["uniform"], "rules[0] must be one of layerwise, entropy"),
+    ("placebo_kinds", ["silence"], "placebo_kinds[0] must be one of plain text, noise"),
+    ("tune_tasks", [], "tune_tasks must be a non-empty list"),
+    ("split", "train", "split must be one of calibration, evaluation, all"),
+    ("m_experts", 0, "m_experts must be a positive integer"),
+    ("steer_scale", -1.0, "steer_scale must be a positive number"),
+    ("steer_layer", -1, "steer_layer must be an integer >= 0"),
+])
+def test_chapter_parameter_rules(name, value, message):
+    """Every range a chapter parameter has is checked before a kernel starts, naming the parameter."""
+    from babel_lib.errors import InputError
+    from babel_lib.validate import check_parameter
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        check_parameter(name, value)
+
+
+def test_choice_lists_match_the_library():
+    """validate.py names the choices without importing the model stack; they are the library's own."""
+    from babel_lib import applications, instructions, tuning_pair, validate
+
+    assert validate.PRUNING_METHODS == applications.METHODS
+    assert validate.TUNE_TASKS == instructions.TASKS
+    assert validate.PLACEBO_KINDS == tuple(tuning_pair.PLACEBOS)
+    assert set(validate.LAYER_RULES) | {"uniform"} == set(applications.layer_rates.__defaults__[0])
+
+
+def test_every_chapter_parameter_has_a_rule():
+    """A new parameter gets its range checked before a kernel starts; only names and language lists, which
+    are resolved when the chapter starts (an unknown model or language fails there), go without a rule."""
+    import ast
+    import json
+
+    from babel_lib import book
+    from babel_lib.validate import PARAMETER_RULES
+
+    resolved_later = {"model", "models", "base_model", "tuned_model", "languages", "matrix_languages",
+                      "wide_languages", "aliases"}
+    missing = set()
+    for source in book.chapters():
+        for cell in json.loads(source.read_text(encoding="utf-8"))["cells"]:
+            if "parameters" in cell["metadata"].get("tags", []):
+                names = {n.targets[0].id for n in ast.parse("".join(cell["source"])).body if isinstance(n, ast.Assign)}
+                missing |= {f"{source.stem}: {n}" for n in names - set(PARAMETER_RULES) - resolved_later}
+    assert not missing, sorted(missing)
