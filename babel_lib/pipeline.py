@@ -90,6 +90,39 @@ class Study:
             out[kind] = dict(zip(self.names, profiles))
         return out
 
+    def views_without(self, languages) -> dict[str, Profile]:
+        """:attr:`views` with ``languages`` (keys of this study) left out, for a sensitivity analysis."""
+        drop = list(languages)
+        unknown = [l for l in drop if l not in self.languages]
+        if unknown:
+            raise ValueError(f"not languages of this study: {unknown}")
+        kept = [l for l in self.languages if l not in drop]
+        if len(kept) < 3:
+            raise ValueError(f"leaving out {len(drop)} of {len(self.languages)} languages leaves fewer than 3")
+        return {name: p.select(kept) for name, p in self.views.items()}
+
+    def byte_fallback_table(self, share: float | None = None) -> pd.DataFrame:
+        """Per language: name, script, tokens of the profiled passages, raw-byte tokens among them, their
+        share, and ``byte_fallback`` (the share is above ``share``, default
+        :data:`babel_lib.definitions.BYTE_FALLBACK_SHARE`): languages whose script the tokenizer covers
+        mainly by byte fallback, so that their "experts" may be those of bytes rather than of a language."""
+        from .definitions import BYTE_FALLBACK_SHARE, byte_token_counts
+
+        share = BYTE_FALLBACK_SHARE if share is None else float(share)
+        if not 0 < share < 1:
+            raise ValueError(f"share must lie in (0, 1), got {share!r}")
+        text = self.passages.select([self.passages.ids.index(i) for i in self.profile.passage_ids])
+        labels = corpus.language_labels(self.languages)
+        scripts = corpus.language_table()["script"]
+        rows = []
+        for lang in self.languages:
+            byte, total = byte_token_counts(self.lm.tokenizer, text.text[lang])
+            rows.append({"language": lang, "name": labels[lang], "script": scripts.get(lang, ""), "tokens": total,
+                         "byte_tokens": byte, "byte_share": byte / max(total, 1)})
+        table = pd.DataFrame(rows)
+        table["byte_fallback"] = table["byte_share"] > share
+        return table
+
     def text_table(self) -> pd.DataFrame:
         """Per language: name, script, family, passages, characters, tokens, tokens per character."""
         table = self.profile.text_table()

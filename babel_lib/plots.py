@@ -401,6 +401,22 @@ def table(df, name: str | None = None, *, columns: dict | None = None, formats: 
         display(download_link(path, f"{name}.csv"))
 
 
+def show_byte_fallback(fallback) -> None:
+    """Display the languages that :meth:`babel_lib.pipeline.Study.byte_fallback_table` flags, with their
+    raw-byte share, or one sentence when there are none."""
+    flagged = fallback[fallback["byte_fallback"]]
+    if flagged.empty:
+        md(f"None of the {len(fallback)} languages is written mainly in raw-byte tokens under this tokenizer "
+           f"(highest share {fallback['byte_share'].max():.2f}): the analysis below repeats the chapter's.")
+        return
+    table(flagged, "byte_fallback_languages",
+          columns={"name": "Language", "script": "Script", "tokens": "Tokens", "byte_tokens": "Raw-byte tokens",
+                   "byte_share": "Share"},
+          formats={"byte_share": "{:.2f}"}, transpose=False,
+          caption=f"{len(flagged)} of {len(fallback)} languages written mainly in raw-byte tokens "
+                  f"(next highest share: {fallback.loc[~fallback['byte_fallback'], 'byte_share'].max():.2f})")
+
+
 # ---------------------------------------------------------------------------- helpers
 def _png(spec: dict, scale: float) -> bytes:
     import vl_convert

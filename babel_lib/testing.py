@@ -78,6 +78,12 @@ class ByteTokenizer:
     def decode(self, ids, skip_special_tokens=True):
         return bytes(i - 4 for i in ids if i >= 4).decode("utf-8", errors="replace")
 
+    def convert_ids_to_tokens(self, ids):
+        """Pieces as a SentencePiece vocabulary of printable ASCII would name them: an ASCII byte is a
+        piece of its own, any other byte a byte-fallback piece ``<0xNN>``."""
+        special = {0: self.pad_token, 1: self.bos_token, 2: self.eos_token, 3: "<unk>"}
+        return [special[i] if i < 4 else (chr(i - 4) if 32 <= i - 4 < 127 else f"<0x{i - 4:02X}>") for i in ids]
+
     def __len__(self):
         return 260
 

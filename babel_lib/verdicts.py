@@ -356,6 +356,49 @@ def show(rows: list[dict]) -> None:
     display(HTML(verdict_html(frame)))
 
 
+def sensitivity(full: list[dict], subset: list[dict]) -> pd.DataFrame:
+    """The same claims decided on all the data (``full``) and on a subset (``subset``, the rows of the
+    same verdict function on the reduced data, in the same order): one row a claim with ``claim``
+    (short), ``verdict``, ``verdict_subset``, ``change`` ('same' / 'changed', words for the page) and
+    ``result_subset``. A sensitivity analysis: these rows never enter the scorecard."""
+    if [r["claim"] for r in full] != [r["claim"] for r in subset] or \
+            [r.get("tested") for r in full] != [r.get("tested") for r in subset]:
+        raise ValueError("the two verdict lists must decide the same claims in the same order")
+    rows = []
+    for a, b in zip(full, subset):
+        c = _claim_of(a)
+        rows.append({"claim": c.short if c and c.short else a["claim"], "verdict": a["verdict"],
+                     "verdict_subset": b["verdict"], "change": "same" if a["verdict"] == b["verdict"] else "changed",
+                     "result_subset": b["result"]})
+    return pd.DataFrame(rows, columns=["claim", "verdict", "verdict_subset", "change", "result_subset"])
+
+
+def sensitivity_text(table: pd.DataFrame, without: str) -> str:
+    """One sentence on :func:`sensitivity`'s table: how many verdicts hold ``without`` (a phrase: 'without
+    the 7 byte-fallback languages') and which change, from what to what."""
+    changed = table[table["change"] == "changed"]
+    n = len(table)
+    if changed.empty:
+        return f"{without.capitalize()}, every verdict of this chapter stays the same ({n} of {n})."
+    moves = "; ".join(f"{r.claim}: {r.verdict} -> {r.verdict_subset}" for r in changed.itertuples())
+    return (f"{without.capitalize()}, {n - len(changed)} of {n} verdicts stay the same; "
+            f"{len(changed)} change ({moves}).")
+
+
+def show_sensitivity(full: list[dict], subset: list[dict], without: str, name: str) -> pd.DataFrame:
+    """Display :func:`sensitivity` of ``full`` and ``subset`` as a table saved as ``<name>.csv`` (never as
+    ``verdicts.csv``: these rows stay out of the scorecard), then :func:`sensitivity_text`; return the
+    table. ``without``: what the subset leaves out, as a phrase ('without the 7 languages ...')."""
+    from . import plots
+
+    frame = sensitivity(full, subset)
+    plots.table(frame, name, columns={"claim": "Claim", "verdict": "All languages", "verdict_subset": without.capitalize(),
+                                      "change": "Change", "result_subset": f"Result {without}"},
+                caption=f"The chapter's verdicts {without}", transpose=False)
+    plots.md(sensitivity_text(frame, without))
+    return frame
+
+
 # ---------------------------------------------------------------------------- the scorecard
 def _title(notebook: Path) -> str:
     try:

@@ -60,3 +60,16 @@ def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
     assert (dense.argmax(-1) == moe.argmax(-1)).float().mean() >= 0.95
     assert (moe - dense).abs().max() < 2.0 and (moe - dense).abs().mean() < 0.15  # logits of size ~20, bf16 step 0.125
     torch.testing.assert_close(fixed, moe, rtol=0, atol=0)  # multiplying by a mask of ones is exact
+
+
+def test_gemma_byte_fallback_known_answers(gemma):
+    """Javanese script and Adlam have no pieces of their own in Gemma 3's vocabulary (raw bytes); English
+    and Chinese do: the rule of chapters 03-05's sensitivity analysis separates them."""
+    from babel_lib.definitions import BYTE_FALLBACK_SHARE, byte_token_counts
+
+    def share(key):
+        byte, total = byte_token_counts(gemma.tokenizer, corpus.texts(key, "calibration")[:3])
+        return byte / total
+
+    assert share("jav_java") > BYTE_FALLBACK_SHARE and share("fuf_adlm") > BYTE_FALLBACK_SHARE
+    assert share("eng") < 0.01 and share("cmn_hans") < 0.01
