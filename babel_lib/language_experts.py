@@ -987,12 +987,13 @@ def verdict_rows(f: dict) -> list[dict]:
     # the same experts under other partition seeds are not checked here: never more than "partly"
     word = decide([sel, exc], robust=False)
     rows = [row("specific_causal",
-                f"switching off each language's {f['m']} most specific experts raises its own bits per character by "
-                f"{it(100 * f['mean_target'], 100 * f['mean_target_low'], 100 * f['mean_target_high'], 2)}% on average; selectivity (own minus other languages) "
-                f"{it(100 * f['selectivity_mean'], 100 * f['selectivity_low'], 100 * f['selectivity_high'], 2)} "
-                f"percentage points, {stats.p_text(f['p_selectivity'], f['p_selectivity_holm'])}; beyond matched "
-                f"controls {it(100 * f['excess_mean'], 100 * f['excess_low'], 100 * f['excess_high'], 2)} points, "
-                f"{stats.p_text(f['p_excess'], f['p_excess_holm'])}",
+                f"switching off each language's {f['m']} most specific experts harms it more than the other languages "
+                f"by {it(100 * f['selectivity_mean'], 100 * f['selectivity_low'], 100 * f['selectivity_high'], 2)} "
+                f"percentage points of bits per character ({stats.p_text(f['p_selectivity'], f['p_selectivity_holm'])}) "
+                f"and more than matched random experts by "
+                f"{it(100 * f['excess_mean'], 100 * f['excess_low'], 100 * f['excess_high'], 2)} points "
+                f"({stats.p_text(f['p_excess'], f['p_excess_holm'])}); its own bits per character rise by "
+                f"{it(100 * f['mean_target'], 100 * f['mean_target_low'], 100 * f['mean_target_high'], 2)}% on average",
                 f"{f['languages']} languages, {f['n_controls']} matched control sets each, bootstrap over passages "
                 f"({f['resamples']:,} resamples) crossed with languages; {f['robust_total']} of the "
                 f"{f['languages'] * f['m']} experts switched off pass chapter 04's robust definition"

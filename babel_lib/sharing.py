@@ -519,13 +519,14 @@ def shared_specific_verdicts(facts: dict) -> list[dict]:
     it = stats.interval_text
     controls = bool(f["controls"])
     shared_pass = controls and f["multilingual_low"] > 0
-    result = (f"{it(f['shared'], f['shared_low'], f['shared_high'], 0)} of {f['units']:,} experts are high-frequency "
+    shared = (f"{it(f['shared'], f['shared_low'], f['shared_high'], 0)} of {f['units']:,} experts are high-frequency "
               f"in all {f['languages']} languages ({f['robust_shared']} beyond noise; {f['null_shared']:.0f} if the "
               f"languages did not differ)")
-    if controls:
-        result += (f"; {f.get('shared_hf_random', 0)} of them are high-frequency on random tokens too (always-on) and "
-                   f"{f.get('shared_hf_shuffled', 0)} on shuffled tokens, leaving "
-                   f"{it(f['multilingual'], f['multilingual_low'], f['multilingual_high'], 0)} multilingual shared experts")
+    # the tested number leads (the Answer box quotes the first clause): the multilingual count when there are controls
+    result = (f"{it(f['multilingual'], f['multilingual_low'], f['multilingual_high'], 0)} multilingual shared experts "
+              f"(high-frequency in every language, not on random tokens); {shared}; {f.get('shared_hf_random', 0)} of "
+              f"them are high-frequency on random tokens too (always-on) and {f.get('shared_hf_shuffled', 0)} on "
+              f"shuffled tokens" if controls else shared)
     word = decide([shared_pass], robust=f["multilingual_every_view"], null_can_fail=controls)
     evidence = (f"bootstrap over {f['passages']} passages ({f['resamples']:,} resamples); control inputs profiled "
                 f"like a language on the same passages (shuffled tokens, random tokens) under every view; "
