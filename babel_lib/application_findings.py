@@ -406,7 +406,7 @@ def verdicts_layerwise(f: dict) -> list[dict]:
     better = sum(f.get(f"{rule}_{m}_better_rates", 0) for m in f["methods"] for rule in f["rules"])
     return [verdicts.row(
         "layerwise", "; ".join(parts) + ".",
-        f"{_strength(better, f['tests'])}: geometric-mean ratio over languages with a bootstrap interval, exact "
+        f"{_strength(better, f['tests'])}: geometric-mean ratio over languages with the interval that inverts the exact "
         f"sign-flip tests over languages, Holm over the chapter's {f['tests']} tests ({better} significant in favour "
         f"of a per-layer rule); {f['cells_better']} of {f['cells']} language cells better than uniform beyond noise, "
         f"{f['cells_worse']} worse. The rules are ours: the paper's formula is not published.",

@@ -29,7 +29,7 @@ interval ('beats X' when it lies wholly below 1, 'worse than X' wholly above, el
 'indistinguishable'). Claims over languages are tested over languages, never over cells: per
 rate (not pooled over rates), a sign-flip permutation test of the per-language log ratios (exact
 over all 2^n sign patterns when 2^n <= permutations + 1), with the geometric-mean ratio and a bootstrap
-interval over languages as the effect size, Holm-corrected within the table. Random pruning
+interval over languages (inverting that test) as the effect size, Holm-corrected within the table. Random pruning
 with several seeds enters as the geometric mean of its seeds' perplexities; the seed-to-seed
 spread is reported, not folded into the passage interval.
 
@@ -387,11 +387,14 @@ def run_grid(exp: Experiment, grid: Grid) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ tests over languages
-def over_languages(d: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float, float]:
-    """Geometric-mean ratio exp(mean d) with a percentile bootstrap interval over languages."""
-    res = stats.bootstrap_units(lambda W: np.exp((W @ d) / W.sum(axis=1)), len(d), max(n_resamples, 1000), seed,
-                                batched=True)
-    return float(res.estimate), float(res.low), float(res.high)
+def over_languages(d: np.ndarray, permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0,
+                   level: float = 0.95) -> tuple[float, float, float]:
+    """Geometric-mean ratio exp(mean d) over languages (d: per-language log ratios [n]) with the
+    interval that inverts the exact sign-flip test (:func:`babel_lib.stats.sign_flip_interval`): it
+    excludes 1 exactly when :func:`babel_lib.stats.sign_flip_test` of d gives p < 1 - level. (A
+    percentile bootstrap over nine languages gave [0.959, 0.997] for a test with p = 0.086.)"""
+    mean, lo, hi = stats.sign_flip_interval(d, level, permutations, seed)
+    return float(np.exp(mean)), float(np.exp(lo)), float(np.exp(hi))
 
 
 def _log_ppl(results: list[dict]) -> float:
@@ -462,7 +465,7 @@ def language_tests(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("lan
         d = np.array([_log_ppl(a[l]) - _log_ppl(b[l]) for l in langs])
         per = [exp.compare(b[l], a[l], (resolved, method)) for l in langs]
         test = stats.sign_flip_test(d, permutations, exp.seed)
-        gm, lo, hi = over_languages(d, exp.n_resamples, exp.seed)
+        gm, lo, hi = over_languages(d, permutations, exp.seed)
         rows.append({"method": method, "against": against, "against_method": resolved, "rate": rate,
                      "allocation": allocation, "languages": len(langs), "ratio": gm, "low": lo, "high": hi,
                      "wins": int((d < 0).sum()),
@@ -587,7 +590,7 @@ def allocation_comparison(exp: Experiment, grid_table: pd.DataFrame, rules=("lay
         if len(langs) >= 2:
             d = np.array(d)
             test = stats.sign_flip_test(d, permutations, exp.seed)
-            gm, lo, hi = over_languages(d, exp.n_resamples, exp.seed)
+            gm, lo, hi = over_languages(d, permutations, exp.seed)
             tests.append({"method": method, "rule": rule, "rate": rate, "languages": len(langs), "ratio": gm,
                           "low": lo, "high": hi, "wins": int((d < 0).sum()),
                           "wins_beyond_noise": sum(c["decision"] == f"beats {reference}" for c in cells[-len(langs):]),

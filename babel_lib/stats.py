@@ -42,7 +42,7 @@ from .permutation import (HEADLINE_PERMUTATIONS, STRATUM_CLASSES, MantelResult, 
                           PermutationResult, StratifiedResult, mantel, mantel_table,  # the chapters' statistics)
                           orthonormal_basis, pair_auc, partial_correlation, partial_mantel,
                           partial_mantel_covariates, permutation_p, permutation_rows,
-                          permutation_test_over_languages, same_label, sign_flip, sign_flip_test,
+                          permutation_test_over_languages, same_label, sign_flip, sign_flip_interval, sign_flip_test,
                           stratified_permutation_test, within_strata_permutations)
 #: Default number of bootstrap resamples (the design's minimum for an interval).
 DEFAULT_RESAMPLES = 1000

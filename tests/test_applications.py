@@ -240,7 +240,7 @@ def test_findings_are_plain_values(exp, grid):
     assert all(_plain(v) for v in f9.values()) and f9["sparsity_gap"] == 0.0
     sp = sparse.sparse_activation(exp, keep_fractions=(0.5,))
     speed, _ = sparse.speed_table(exp, keep_fractions=(0.5,), batch=1, length=8, rounds=1, warmup=0)
-    q = sparse.quality_vs_speed(sp, speed, n_resamples=1000)
+    q = sparse.quality_vs_speed(sp, speed)
     f10 = findings.findings_sparse(q, sp, speed)
     assert all(_plain(v) for v in f10.values())
     assert "static_0.5" in f10 and "speed_0.5" in f10 and f10["languages"] == 3
@@ -309,7 +309,7 @@ def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
     assert row9["verdict"] == f9["verdict_layerwise"] and f9["entropy_language_text"] in row9["result"]
 
     sp = sparse.sparse_activation(exp, keep_fractions=(0.75, 0.5), oracle=True)
-    st = sparse.sparse_tests(sp, n_resamples=1000)
+    st = sparse.sparse_tests(sp)
     assert len(st) == 2 * 3 and set(st.against) == {"dense", "static"}
     np.testing.assert_allclose(st.p_adjusted, stats.holm(st.p_value))
     router = sp[(sp.selector == "router") & (sp.keep == 0.5)]
@@ -320,7 +320,7 @@ def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
                                    whole_model=True)
     assert {"dense | model", "keep 0.5 | model"} <= set(times.name)
     assert speed.model_speedup.notna().all() and (speed.dense_tokens_per_second > 0).all()
-    q = sparse.quality_vs_speed(sp, speed, n_resamples=1000)
+    q = sparse.quality_vs_speed(sp, speed)
     assert q[q.selector == "static"].model_speedup.notna().all()
     recall = findings.recall_summary(sparse.router_recall(exp, keep_fractions=(0.75, 0.5)))
     assert set(recall.selector) == {"centroid router", "static 0.75", "static 0.5"}

@@ -440,3 +440,27 @@ def test_verdict_rows():
     with pytest.raises(ValueError):
         S.verdict("c", "r", "e", "confirmed")
     assert len(pd.DataFrame([row, row])) == 2
+
+
+def test_sign_flip_interval_agrees_with_the_test():
+    """The interval over languages excludes 0 exactly when the sign-flip test rejects at 5%: the
+    percentile bootstrap it replaced gave [0.959, 0.997] for a ratio whose test gave p = 0.086."""
+    rng = np.random.default_rng(3)
+    disagreements = 0
+    for trial in range(300):
+        n = int(rng.integers(6, 12))
+        d = rng.normal(rng.normal(0, 0.5), 1.0, n)
+        mean, lo, hi = S.sign_flip_interval(d, permutations=9999, seed=trial)
+        _, p, _ = S.sign_flip(d, 9999, trial)
+        assert lo <= mean <= hi
+        disagreements += (lo > 0 or hi < 0) != (p < 0.05)
+    assert disagreements == 0
+    # a shift at an edge of the interval is not rejected; a little beyond it, it is
+    d = np.array([0.3, 0.1, 0.25, -0.05, 0.4, 0.2, 0.15, 0.35, 0.05])
+    _, lo, hi = S.sign_flip_interval(d)
+    assert S.sign_flip(d - lo)[1] >= 0.05 and S.sign_flip(d - hi)[1] >= 0.05
+    span = hi - lo
+    assert S.sign_flip(d - (lo - 0.01 * span))[1] < 0.05 and S.sign_flip(d - (hi + 0.01 * span))[1] < 0.05
+    # too few languages to reject anything at 5% (smallest exact p = 2/32): an unbounded interval
+    assert S.sign_flip_interval(d[:5])[1:] == (-np.inf, np.inf)
+    assert np.isnan(S.sign_flip_interval([0.2])[1])
