@@ -624,8 +624,9 @@ def placebo_verdict(facts: dict) -> list[dict]:
     parts = [f"{stats.interval_text(*f[k]['ratio'], digits=2)} times the shift of {tuning_pair_words(k)} "
              f"({f[k]['larger']} of {f['languages']} languages larger; {stats.p_text(f[k]['p'], f[k]['p_holm'])})"
              for k in kinds]
-    result = (f"tuning moved the profiles by {stats.interval_text(*f['tuning_shift'], digits=4)} (mean Hellinger over "
-              f"{f['languages']} languages): " + "; ".join(parts))
+    # the tested ratios lead (the Answer box quotes the first clause)
+    result = (f"the tuning shift is " + "; ".join(parts) + f"; tuning moved the profiles by "
+              f"{stats.interval_text(*f['tuning_shift'], digits=4)} (mean Hellinger over {f['languages']} languages)")
     robust = all(f[k]["robust"] for k in kinds)
     evidence = (f"the same held-out passages and bootstrap over passage pairs ({f['resamples']:,} resamples) for "
                 f"every model; one-sided sign-flip tests over languages, Holm over the {len(kinds)} placebos; "
@@ -642,12 +643,12 @@ def verdict_rows(facts: dict, pair_facts: dict) -> list[dict]:
     from .verdicts import row
 
     f = facts
-    result = (f"tuning moved a language's profile by {stats.interval_text(*f['mean_shift'], digits=4)} (Hellinger, "
-              f"mean over {f['languages']} languages, {f['half']} held-out passages), "
-              f"{stats.interval_text(*f['ratio_resample'], digits=2)} times a new sample of the same language and "
-              f"{stats.interval_text(*f['ratio_language'], digits=2)} times a change of language; beyond sampling "
-              f"noise in {f['beyond_noise']} of {f['languages']} languages "
-              f"({stats.p_text(f['p_resample'], f['p_resample_holm'])})")
+    result = (f"tuning moves a language's profile {stats.interval_text(*f['ratio_resample'], digits=2)} times as far "
+              f"as a new sample of the same language ({stats.p_text(f['p_resample'], f['p_resample_holm'])}; beyond "
+              f"sampling noise in {f['beyond_noise']} of {f['languages']} languages) and "
+              f"{stats.interval_text(*f['ratio_language'], digits=2)} times as far as a change of language; the shift "
+              f"is {stats.interval_text(*f['mean_shift'], digits=4)} (Hellinger, mean over {f['languages']} languages, "
+              f"{f['half']} held-out passages)")
     here = pair_facts.get("made_here", True)
     pair = (f"a pair made here ({pair_facts.get('steps', '?')} steps of {pair_facts.get('batch_size', '?')} "
             "UDHR instructions on a 270M base model) stands for light supervised instruction tuning only, not for a "
