@@ -61,7 +61,7 @@ class Definitions:
 # ---------------------------------------------------------------------------- byte-fallback languages
 #: A language is "written mainly in byte-fallback tokens" under a tokenizer when more than this share
 #: of its tokens are raw-byte pieces (our rule; under Gemma 3's tokenizer the 120 UDHR languages of
-#: chapters 03-05 split at a gap: 7 at 0.51-0.99 on their profiled passages, the next at 0.17).
+#: chapters 03-05 split at a gap: 7 at 0.51-0.99 on their profiled passages, the next at 0.14).
 BYTE_FALLBACK_SHARE = 0.5
 
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
