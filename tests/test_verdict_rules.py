@@ -55,3 +55,20 @@ def test_chapter_one_states_its_design_and_tests_against_a_random_grouping():
     assert design["verdict"] == "descriptive" and tested["verdict"] == "reproduced"
     no_better = mass.assign(diff_low=[-0.01])  # the random grouping does as well: a test that can fail, failing
     assert quality.moefication_verdicts(no_better, agreement, "kmeans", 0.2)[1]["verdict"] == "partly reproduced"
+
+
+def test_every_tested_verdict_says_what_was_tested():
+    """The Answer box reads "Tested: ..." from each verdict row: a row that decides a claim states the
+    test in words (only descriptive statements, which nothing tests, go without)."""
+    import glob
+
+    import pandas as pd
+
+    from babel_lib import book
+
+    missing = []
+    for path in sorted(glob.glob(str(book.BOOK_DIR / "results" / "*" / "verdicts.csv"))):
+        frame = pd.read_csv(path, keep_default_na=False)
+        missing += [f"{path.split('/')[-2]}: {r.claim[:50]}" for r in frame.itertuples()
+                    if r.verdict != "descriptive" and not str(r.tested).strip()]
+    assert not missing, missing
