@@ -28,8 +28,8 @@ passage resample for both conditions; ``n_resamples`` >= 1,000, seeded) and a de
 interval ('beats X' when it lies wholly below 1, 'worse than X' wholly above, else
 'indistinguishable'). Claims over languages are tested over languages, never over cells: per
 rate (not pooled over rates), a sign-flip permutation test of the per-language log ratios (exact
-over all 2^n sign patterns when 2^n <= permutations + 1), with the geometric-mean ratio and a bootstrap
-interval over languages (inverting that test) as the effect size, Holm-corrected within the table. Random pruning
+over all 2^n sign patterns when 2^n <= permutations + 1), with the geometric-mean ratio and the
+interval that inverts that test as the effect size, Holm-corrected within the table. Random pruning
 with several seeds enters as the geometric mean of its seeds' perplexities; the seed-to-seed
 spread is reported, not folded into the passage interval.
 

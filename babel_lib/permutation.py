@@ -421,27 +421,20 @@ def sign_flip_interval(d, level: float = 0.95, permutations: int = HEADLINE_PERM
     if n < 2:
         return (float(d.mean()) if n else float("nan")), float("nan"), float("nan")
     alpha = 1 - level
-    exact = 2 ** n <= permutations + 1
-    signs = (1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1) if exact else
-             np.random.default_rng(seed).choice([-1.0, 1.0], size=(permutations, n)))
-    count = len(signs)
 
-    def p_of(theta):  # theta [m] -> p [m], as sign_flip computes it for d - theta
-        z = d[None, :] - np.atleast_1d(theta)[:, None]  # [m, n]
-        obs = np.abs(z.mean(axis=1))
-        hits = (np.abs(z @ signs.T / n) >= obs[:, None] - 1e-12 * np.maximum(1.0, np.abs(z).max(axis=1))[:, None]
-                ).sum(axis=1)
-        return hits / count if exact else (1 + hits) / (1 + count)
+    def p_of(theta):  # theta [m] -> p [m]: sign_flip of d - theta, one column a shift (the same patterns)
+        theta = np.atleast_1d(theta)
+        return np.concatenate([np.atleast_1d(sign_flip(d[:, None] - theta[None, i:i + 256], permutations, seed)[1])
+                               for i in range(0, len(theta), 256)])
 
     mean = float(d.mean())
     lo, hi = float(d.min()), float(d.max())
     beyond = 1e-6 * max(hi - lo, 1e-12)  # just outside the data: every difference has one sign
     if p_of(lo - beyond)[0] >= alpha or p_of(hi + beyond)[0] >= alpha:
         return mean, -math.inf, math.inf
-    grid = np.linspace(lo, hi, 2001)
+    step = (hi - lo) / 2000
+    grid = np.union1d(np.linspace(lo, hi, 2001), [mean])  # the mean (p = 1) keeps `accepted` non-empty
     accepted = grid[p_of(grid) >= alpha]
-    if not len(accepted):  # every shift rejected: cannot happen for the mean itself (p = 1), kept for safety
-        return mean, float("nan"), float("nan")
 
     def edge(inside, outside):  # bisection between an accepted and a rejected shift
         for _ in range(100):
@@ -451,7 +444,6 @@ def sign_flip_interval(d, level: float = 0.95, permutations: int = HEADLINE_PERM
             inside, outside = (mid, outside) if p_of(mid)[0] >= alpha else (inside, mid)
         return inside
 
-    step = grid[1] - grid[0]
     return mean, edge(float(accepted.min()), float(accepted.min()) - step), \
         edge(float(accepted.max()), float(accepted.max()) + step)
 

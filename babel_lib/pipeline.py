@@ -82,13 +82,17 @@ class Study:
 
         kinds = list(CONTROL_KINDS if kinds is None else kinds)
         views = list(self.partitions) + ([Partition.neurons(self.lm)] if "neurons" in self.names else [])
-        text = self.passages.select([self.passages.ids.index(i) for i in self.profile.passage_ids])
+        text = self.profiled_passages()
         max_length = int(self.profile.corpus.get("max_length", 128))
         out = {}
         for kind in kinds:
             profiles = profile_control(self.lm, views, text, kind, self.definitions, max_length, batch_size, seed)
             out[kind] = dict(zip(self.names, profiles))
         return out
+
+    def profiled_passages(self) -> corpus.Passages:
+        """The passages the profile counted (a token budget may keep fewer than were loaded)."""
+        return self.passages.select([self.passages.ids.index(i) for i in self.profile.passage_ids])
 
     def views_without(self, languages) -> dict[str, Profile]:
         """:attr:`views` with ``languages`` (keys of this study) left out, for a sensitivity analysis."""
@@ -111,7 +115,7 @@ class Study:
         share = BYTE_FALLBACK_SHARE if share is None else float(share)
         if not 0 < share < 1:
             raise ValueError(f"share must lie in (0, 1), got {share!r}")
-        text = self.passages.select([self.passages.ids.index(i) for i in self.profile.passage_ids])
+        text = self.profiled_passages()
         labels = corpus.language_labels(self.languages)
         scripts = corpus.language_table()["script"]
         rows = []

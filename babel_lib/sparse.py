@@ -143,13 +143,13 @@ def speed_table(exp: Experiment, keep_fractions=(0.75, 0.5), batch: int = 2, len
 def quality_vs_speed(sparse: pd.DataFrame, speed: pd.DataFrame, permutations: int = stats.HEADLINE_PERMUTATIONS,
                      seed: int = 0) -> pd.DataFrame:
     """Per keep fraction and selector: the geometric-mean perplexity ratio to dense over languages
-    with an interval over languages that inverts the sign-flip test, the range of per-language ratios, how many
-    languages are worse than dense beyond noise, and the measured speed-ups of the static set's
+    with an interval over languages that inverts the sign-flip test, the range of per-language
+    ratios, how many languages are worse than dense beyond noise, and the measured speed-ups of the static set's
     sliced model (the router's masked evaluation has no speed-up of its own)."""
     rows = []
     for (selector, keep), g in sparse.groupby(["selector", "keep"], sort=False):
         d = np.log(g["ratio"].to_numpy())
-        gm, lo, hi = over_languages(d, permutations, seed) if len(d) >= 2 else (float(np.exp(d[0])), np.nan, np.nan)
+        gm, lo, hi = over_languages(d, permutations, seed)  # one language: its ratio, no interval
         row = {"selector": selector, "keep": keep, "experts": int(g["experts"].iloc[0]), "languages": len(g),
                "ratio": gm, "low": lo, "high": hi, "best": float(g["ratio"].min()), "worst": float(g["ratio"].max()),
                "worse_than_dense": int((g["decision"] == "worse than dense").sum()),
@@ -165,12 +165,13 @@ def quality_vs_speed(sparse: pd.DataFrame, speed: pd.DataFrame, permutations: in
     return pd.DataFrame(rows)
 
 
-def sparse_tests(sparse: pd.DataFrame, seed: int = 0, permutations: int = stats.HEADLINE_PERMUTATIONS, correction: str = "holm") -> pd.DataFrame:
+def sparse_tests(sparse: pd.DataFrame, seed: int = 0, permutations: int = stats.HEADLINE_PERMUTATIONS,
+                 correction: str = "holm") -> pd.DataFrame:
     """Tests over languages of :func:`sparse_activation`'s rows, per keep fraction: the static set
     against dense (is it worse?), and every per-token selector (router, oracle) against the static
     set at equal compute. Per row: the per-language log ratios d (from the paired comparisons),
-    the geometric-mean ratio exp(mean d) with an interval over languages that inverts the sign-flip test, a two-sided
-    sign-flip test (:func:`babel_lib.stats.sign_flip_test`), how many languages the
+    the geometric-mean ratio exp(mean d) with an interval over languages that inverts the sign-flip
+    test, a two-sided sign-flip test (:func:`babel_lib.stats.sign_flip_test`), how many languages the
     paired passage intervals decide each way, and ``p_adjusted`` (``correction`` over the rows of
     this table: one family per chapter).
 
