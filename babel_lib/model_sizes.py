@@ -390,42 +390,84 @@ def _size_facts(models, fam, summary, pairs, contrast, within, between, n, P, n_
     return f
 
 
-def size_verdict(facts: dict, memorised: list[str] | None = None, corpus_name: str = "the UDHR") -> dict:
-    """The verdict row for the paper's 'different model sizes' claim (``model_sizes``) from
-    :func:`size_results` facts: do the patterns hold across the sizes of one family? Reproduced when the
-    sizes' language distances agree (Mantel interval above 0.5) and at least three of the four depth
-    statistics keep their shape; partly when one of the two holds; else not reproduced. Variants stay
-    untested (no base/instruct pair of one model offline)."""
-    from .verdicts import row
+def _size_tests(facts: dict) -> list[bool]:
+    """The size claim's two tests on one corpus: the sizes' language distances agree (Mantel interval above
+    :data:`SAME_SHAPE`), and at least three of the four depth statistics keep their shape."""
+    return [bool(facts["size_mantel_holds"]), len(facts["size_same_shape"]) >= 3]
 
-    f = facts
+
+def _size_clause(f: dict) -> str:
     it = stats.interval_text
     (a, b) = f["size_pairs"][0]
-    shapes = len(f["size_same_shape"])
-    mantel = f["size_mantel"][0]
-    con = f["contrast"]
-    cm = con["language distances (Mantel r)"]
-    result = (f"{a} and {b}: the language distances agree at r = {it(*mantel, digits=2)} (different families: r from "
-              f"{f['family_mantel_range'][0]:.2f} to {f['family_mantel_range'][1]:.2f}; same-family minus "
-              f"different-family {it(*cm[:3], digits=2)}, {cm[3]}); {shapes} of {len(DEPTH_STATISTICS)} depth "
-              f"statistics keep their shape across the sizes; high-frequency share {it(*f['hf_share'][a])} vs "
-              f"{it(*f['hf_share'][b])}; shared experts {f['shared_count'][a]} vs {f['shared_count'][b]} "
-              f"({100 * f['shared'][a][0]:.1f}% vs {100 * f['shared'][b][0]:.1f}% of the experts). Variants "
-              "(base vs instruct of one model): not testable here, no such pair ships offline")
-    if f["size_mantel_holds"] and shapes >= 3:
-        word = "reproduced"
-    elif f["size_mantel_holds"] or shapes:
-        word = "partly reproduced"
-    else:
-        word = "not reproduced"
-    note = (f"; the memorisation table flags {', '.join(memorised)}: a size difference there mixes size with "
-            "memorised text" if memorised else "")
+    cm = f["contrast"]["language distances (Mantel r)"]
+    return (f"{a} and {b}: the language distances agree at r = {it(*f['size_mantel'][0], digits=2)} (different "
+            f"families: r from {f['family_mantel_range'][0]:.2f} to {f['family_mantel_range'][1]:.2f}; same-family "
+            f"minus different-family {it(*cm[:3], digits=2)}, {cm[3]}); {len(f['size_same_shape'])} of "
+            f"{len(DEPTH_STATISTICS)} depth statistics keep their shape across the sizes; high-frequency share "
+            f"{it(*f['hf_share'][a])} vs {it(*f['hf_share'][b])}; shared experts {f['shared_count'][a]} vs "
+            f"{f['shared_count'][b]} ({100 * f['shared'][a][0]:.1f}% vs {100 * f['shared'][b][0]:.1f}% of the "
+            "experts)")
+
+
+def size_verdict(facts: dict, memorised: list[str] | None = None, corpus_name: str = "the UDHR",
+                 check: dict | None = None, check_name: str = "the Bible") -> dict:
+    """The verdict row for the paper's 'different model sizes' claim (``model_sizes``) from
+    :func:`size_results` facts on the main corpus (``corpus_name``), and optionally on a second corpus
+    (``check``, ``check_name``) as the robustness view. Two tests (:func:`_size_tests`): the sizes' language
+    distances agree (Mantel interval above 0.5) and at least three of the four depth statistics keep their
+    shape; the word comes from :func:`babel_lib.verdicts.decide`, robust when every test that passes on the
+    main corpus passes on the check corpus too. ``memorised``: languages the memorisation table flags on the
+    check corpus (named in the evidence). Variants stay untested (no base/instruct pair of one model
+    offline)."""
+    from .verdicts import decide, row
+
+    f = facts
+    (a, b) = f["size_pairs"][0]
+    passed = _size_tests(f)
+    robust = True
+    result = f"on {corpus_name}, {_size_clause(f)}"
+    if check is not None:
+        again = _size_tests(check)
+        robust = all(c for p, c in zip(passed, again) if p)
+        result += f"; on {check_name}, {_size_clause(check)}"
+    result += ". Variants (base vs instruct of one model): not testable here, no such pair ships offline"
+    word = decide(passed, robust=robust)
+    note = (f"; the memorisation table flags {', '.join(memorised)} on {check_name}: a size difference there mixes "
+            "size with memorised text" if memorised else "")
+    corpora = corpus_name + (f" ({check_name} as the robustness view)" if check is not None else "")
     evidence = (f"one family in two sizes ({a}, {b}) beside {f['n_families'] - 1} other "
                 f"famil{'y' if f['n_families'] == 2 else 'ies'}, {f['languages']} languages on the same "
-                f"{f['passages']} passages of {corpus_name}; intervals over languages and passages "
+                f"{f['passages']} passages of {corpora}; intervals over languages and passages "
                 f"({f['resamples']:,} resamples, {f['interval_method']}); two sizes only, both 4-bit quantised "
-                f"(the 0.5B through AWQ, then Q4_K_M), instruction-tuned code models" + note)
+                f"(the smaller through AWQ, then Q4_K_M), instruction-tuned code models" + note)
     return row("model_sizes", result, evidence, word)
+
+
+def size_tables(results: dict) -> dict:
+    """Display tables of the size comparison from {corpus: :func:`size_results`}, intervals as text:
+    ``summary`` (per corpus and model: family, parameters in millions, layers, experts a layer, the share
+    of high-frequency experts, the experts shared by every language and specific to one: count and share),
+    ``pairs`` (per corpus and pair of models: relation, Mantel r of their language distances, the shape
+    word of each depth statistic) and ``contrast`` (per corpus and measure: same-family minus
+    different-family pairs, and its reading)."""
+    it = stats.interval_text
+    summary, pairs, contrast = [], [], []
+    for corpus_key, res in results.items():
+        for r in res["summary"].itertuples():
+            summary.append({"corpus": corpus_key, "model": r.model, "family": r.family,
+                            "parameters_m": r.parameters / 1e6, "layers": r.layers, "experts": r.experts,
+                            "high_frequency": it(r.hf_share, r.hf_low, r.hf_high),
+                            "shared": f"{r.shared_count:,} ({it(100 * r.shared_share, 100 * r.shared_low, 100 * r.shared_high, digits=1)}%)",
+                            "specific": f"{r.specific_count:,} ({it(100 * r.specific_share, 100 * r.specific_low, 100 * r.specific_high, digits=1)}%)",
+                            "tokens_per_character": r.tokens_per_character})
+        for _, r in res["pairs"].iterrows():
+            pairs.append({"corpus": corpus_key, "a": r["a"], "b": r["b"], "relation": r["relation"],
+                          "mantel": it(r["mantel_r"], r["mantel_low"], r["mantel_high"], digits=2),
+                          **{s: r[f"shape: {s}"] for s in DEPTH_STATISTICS}})
+        for r in res["contrast"].itertuples():
+            contrast.append({"corpus": corpus_key, "measure": r.measure,
+                             "difference": it(r.difference, r.low, r.high), "reading": r.reading})
+    return {"summary": pd.DataFrame(summary), "pairs": pd.DataFrame(pairs), "contrast": pd.DataFrame(contrast)}
 
 
 # ------------------------------------------------------------------------------------------ memorisation
@@ -494,3 +536,17 @@ def memorised_languages(table: pd.DataFrame) -> dict:
     """{model: [language names flagged as memorised]} from :func:`memorisation_table` (flagged models only)."""
     hit = table[table["memorised"]]
     return {m: g["name"].tolist() for m, g in hit.groupby("model", sort=False)}
+
+
+def bits_table(bpc: pd.DataFrame, memorisation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Bits per character as one row per language and one column per corpus and model ('<corpus>: <model>')
+    from :func:`bits_per_character`, and with :func:`memorisation_table` the models that evidently
+    memorised the language's text (``memorised_by``)."""
+    wide = bpc.pivot_table(index=["language", "name"], columns=["corpus", "model"], values="bits_per_char",
+                           sort=False)
+    wide.columns = [f"{c}: {m}" for c, m in wide.columns]
+    wide = wide.reset_index()
+    if memorisation is not None:
+        hit = memorisation[memorisation["memorised"]].groupby("language")["model"].agg(", ".join)
+        wide["memorised_by"] = wide["language"].map(hit).fillna("")
+    return wide

@@ -400,6 +400,20 @@ def load_model(
     return LoadedModel(model, tokenizer, str(spec), description, model_fingerprint(model))
 
 
+def check_available(spec: str) -> None:
+    """Raise now the error that loading ``spec`` would raise for a missing offline package (naming the
+    packages and the setup command), a broken model folder or an unknown name; reads no weights and converts
+    nothing (seconds), so a chapter can check every model it will load before its first forward."""
+    inner = spec[len(RANDOM_PREFIX):] if str(spec).startswith(RANDOM_PREFIX) else spec
+    entry = OFFLINE_MODELS.get(inner)
+    if entry is None:
+        _resolve_spec(inner)  # a folder is verified, a name is matched; no conversion, no download
+    elif entry.chunks is not None:
+        entry.chunks.locate(inner)
+    elif not entry.installed():
+        raise UnknownModelError(f"Package {entry.package!r} for model {inner!r} is not installed; run `make setup`.")
+
+
 def _check_architecture(folder: Path | str) -> None:
     """UnsupportedArchitectureError when config.json's model_type (read as text, whether or not
     transformers knows it) has no row in the FFN adapter table."""

@@ -180,6 +180,26 @@ def heatmap(df, x: str, y: str, color: str, facet: str | None = None, columns: i
     return chart
 
 
+def depth_curves(by_layer, title: str, order=None, columns: int = 2, width: int = 300,
+                 height: int = 170) -> alt.FacetChart:
+    """Per-layer statistics of several models at relative depth, one panel a statistic (independent y
+    scales): each model's value per layer as a line with points and its 95% interval as a band, and a
+    dashed line where ``by_layer`` has a ``floor`` column (a noise floor). ``by_layer``: tidy rows with
+    model, statistic, layer, relative_depth (layer + 0.5) / layers, value, low, high; ``order``: the
+    statistics' panel order."""
+    base = alt.Chart().encode(x=alt.X("relative_depth:Q", title="Relative depth", scale=alt.Scale(domain=[0, 1])),
+                              color=alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom")))
+    tooltip = ["model:N", "statistic:N", "layer:O"] + [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("value", "low", "high")]
+    layers = [base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title=None, scale=alt.Scale(zero=False)), y2="high:Q"),
+              base.mark_line(point=alt.OverlayMarkDef(size=16)).encode(y="value:Q", tooltip=tooltip)]
+    if "floor" in by_layer.columns:
+        layers.append(base.mark_line(strokeDash=[4, 3]).encode(y="floor:Q"))
+    panel = alt.layer(*layers, data=by_layer).properties(width=width, height=height)
+    sort = list(order) if order is not None else list(dict.fromkeys(by_layer["statistic"]))
+    return panel.facet(facet=alt.Facet("statistic:N", title=None, sort=sort), columns=columns
+                       ).resolve_scale(y="independent").properties(title=title)
+
+
 def show(chart, name: str, *, image: bool = False, table=None):
     """Display *chart* and keep a copy in the chapter's results folder.
 

@@ -165,18 +165,30 @@ def common_passages(windows: dict[str, PassageWindows], max_tokens: int | None) 
 
 
 # ---------------------------------------------------------------------------- counting
+def per_view(definitions, n_views: int) -> list[Definitions]:
+    """``definitions`` as one :class:`Definitions` per view: one object is used for every view; a list
+    or tuple must hold exactly one per view."""
+    if isinstance(definitions, Definitions):
+        return [definitions] * n_views
+    out = list(definitions)
+    if len(out) != n_views or not all(isinstance(d, Definitions) for d in out):
+        raise ValueError(f"definitions: one Definitions, or one per view ({n_views}), got {definitions!r}")
+    return out
+
+
 class ExpertCounter:
     """Counts, for each view, how often each expert is activated, per passage (a context manager).
 
     Runs inside the forward passes of ``runner`` (a :class:`BatchRunner` over windows whose
     passage indices are ``window_passage``). ``counts[v]`` is int64 [layers, passages, experts]
-    on the model's device. Nothing is modified in the model.
+    on the model's device. ``definitions``: one :class:`Definitions` for every view, or one per view
+    (e.g. several top-k fractions counted in the same forward passes). Nothing is modified in the model.
     """
 
-    def __init__(self, lm: LoadedModel, views: list[Partition], definitions: Definitions, runner: BatchRunner,
+    def __init__(self, lm: LoadedModel, views: list[Partition], definitions, runner: BatchRunner,
                  window_passage: list[int], n_passages: int):
         self.views = list(views)
-        self.definitions = definitions
+        self.definitions = per_view(definitions, len(self.views))
         self.runner = runner
         device = lm.device
         self.n_layers = len(ffn_layers(lm.model))
@@ -187,7 +199,7 @@ class ExpertCounter:
         self.n_passages = int(n_passages)
         self.counts = [torch.zeros(self.n_layers, self.n_passages, v.n_experts, dtype=torch.int64, device=device)
                        for v in self.views]
-        self.k = [definitions.k(v.n_experts) for v in self.views]
+        self.k = [d.k(v.n_experts) for d, v in zip(self.definitions, self.views)]
         self._onehot = [None if v.expert_size == 1 else
                         [torch.nn.functional.one_hot(torch.from_numpy(v.labels[l]).to(device), v.n_experts)
                          .to(torch.float32) for l in range(self.n_layers)] for v in self.views]
@@ -201,17 +213,21 @@ class ExpertCounter:
 
     def _hook(self, layer: int, a: torch.Tensor) -> None:
         batch = self.runner.current
-        x = a.reshape(-1, a.shape[-1]).index_select(0, batch.rows)
-        x = (x.abs() if self.definitions.score == "abs" else x.clamp_min(0)).float()
+        raw = a.reshape(-1, a.shape[-1]).index_select(0, batch.rows)
+        scored = {}  # one score tensor per score rule in use
         passage = self.passage_of[batch.row_sequence]
         for v, view in enumerate(self.views):
+            d = self.definitions[v]
+            if d.score not in scored:
+                scored[d.score] = (raw.abs() if d.score == "abs" else raw.clamp_min(0)).float()
+            x = scored[d.score]
             E = view.n_experts
             s = x if self._onehot[v] is None else x @ self._onehot[v][layer]
-            if self.definitions.activation == "topk":
+            if d.activation == "topk":
                 idx = s.topk(self.k[v], dim=1).indices
                 self._add(v, layer, (passage[:, None] * E + idx).reshape(-1))
             else:
-                rows, experts = (s / view.expert_size > self.definitions.threshold).nonzero(as_tuple=True)
+                rows, experts = (s / view.expert_size > d.threshold).nonzero(as_tuple=True)
                 self._add(v, layer, passage[rows] * E + experts)
 
     def __enter__(self):
@@ -226,7 +242,7 @@ class ExpertCounter:
         return [c.permute(1, 0, 2).cpu().numpy().astype(np.int32) for c in self.counts]
 
 
-def count_windows(lm: LoadedModel, views: list[Partition], windows: PassageWindows, definitions: Definitions,
+def count_windows(lm: LoadedModel, views: list[Partition], windows: PassageWindows, definitions,
                   batch_size: int = 8, progress=None, subset: list[int] | None = None) -> list[np.ndarray]:
     """Counts of every view over ``windows`` (or the windows at ``subset``): int32 [P, L, E] each."""
     ids = windows.input_ids if subset is None else [windows.input_ids[i] for i in subset]
@@ -370,7 +386,7 @@ def profile_passages(
     lm: LoadedModel,
     partitions: Partition | list[Partition],
     passages,
-    definitions: Definitions = Definitions(),
+    definitions: Definitions | list[Definitions] = Definitions(),
     max_length: int = 128,
     batch_size: int = 8,
     max_tokens_per_language: int | None = None,
@@ -383,7 +399,8 @@ def profile_passages(
     """Count expert activations of every language of ``passages`` (a :class:`babel_lib.corpus.Passages`).
 
     partitions: one partition (returns one :class:`Profile`) or several views counted in the
-    same forward passes (returns a list, same order). keep_passages: False (or one flag per view)
+    same forward passes (returns a list, same order). definitions: one for every view, or one per
+    view (:func:`per_view`; e.g. other top-k fractions counted in the same forward passes). keep_passages: False (or one flag per view)
     sums the passages of that view's profile (the cache keeps them), e.g. for the neuron view.
     distributed: data-parallel over the processes of an ``accelerate launch`` (or any
     torch.distributed group): each process counts every N-th window and the counts are summed
@@ -401,6 +418,7 @@ def profile_passages(
         view.check_fits(lm, allow_other_model=allow_other_model)
     check_batch_size(batch_size)
     flags = keep_passages if isinstance(keep_passages, (list, tuple)) else [keep_passages] * len(views)
+    defs = per_view(definitions, len(views))
     store = store or Store()
     windows = {lang: passage_windows(lm.tokenizer, passages.text[lang], max_length) for lang in passages.languages}
     available = min(w.n_passages for w in windows.values())
@@ -411,7 +429,7 @@ def profile_passages(
     results: dict[tuple[str, int], dict] = {}
     for lang, win in windows.items():
         for v, view in enumerate(views):
-            hit = store.load("counts", _parts(lm, view, definitions, lang, win, batch_size))
+            hit = store.load("counts", _parts(lm, view, defs[v], lang, win, batch_size))
             if hit is not None and hit[0]["counts"].shape == (win.n_passages, view.n_layers, view.n_experts):
                 results[(lang, v)] = hit[0]
             else:
@@ -420,15 +438,15 @@ def profile_passages(
                disable=not progress)
     for lang, missing in todo.items():
         win = windows[lang]
-        mine = [views[v] for v in missing]
+        mine, mine_defs = [views[v] for v in missing], [defs[v] for v in missing]
         if distributed:
-            counts = _count_distributed(lm, mine, win, definitions, batch_size)
+            counts = _count_distributed(lm, mine, win, mine_defs, batch_size)
         else:
-            counts = count_windows(lm, mine, win, definitions, batch_size, bar)
+            counts = count_windows(lm, mine, win, mine_defs, batch_size, bar)
         for v, c in zip(missing, counts):
             arrays = {"counts": c, "tokens": win.tokens, "characters": win.characters}
             if not distributed or _is_main_process():
-                store.save("counts", _parts(lm, views[v], definitions, lang, win, batch_size), arrays,
+                store.save("counts", _parts(lm, views[v], defs[v], lang, win, batch_size), arrays,
                            {"language": lang, "view": views[v].method})
             results[(lang, v)] = arrays
         bar.set_postfix_str(lang)
@@ -447,20 +465,22 @@ def profile_passages(
             passage_characters=np.stack([results[(lang, v)]["characters"].astype(np.int64)
                                          for lang in passages.languages]),
             model_name=lm.name, model_fingerprint=lm.fingerprint, partition_key=view.key,
-            expert_size=view.expert_size, view=view.describe_short(), definitions=asdict(definitions),
+            expert_size=view.expert_size, view=view.describe_short(), definitions=asdict(defs[v]),
             corpus=corpus_info, dtype=str(lm.dtype).replace("torch.", ""))
         out.append(prof if flags[v] else prof.summed())
     return out[0] if single else out
 
 
 def profile_control(lm: LoadedModel, partitions: Partition | list[Partition], passages, kind: str,
-                    definitions: Definitions = Definitions(), max_length: int = 128, batch_size: int = 8,
-                    seed: int = 0, store: Store | None = None) -> Profile | list[Profile]:
+                    definitions: Definitions | list[Definitions] = Definitions(), max_length: int = 128,
+                    batch_size: int = 8, seed: int = 0, store: Store | None = None) -> Profile | list[Profile]:
     """Counts of a control input (:func:`control_windows`) under every view, like one more language
     named ``control:<kind>`` on the same passages: one :class:`Profile` per view (a list when
-    ``partitions`` is a list), cached like a language's counts."""
+    ``partitions`` is a list), cached like a language's counts. ``definitions``: as in
+    :func:`profile_passages`."""
     single = isinstance(partitions, Partition)
     views = [partitions] if single else list(partitions)
+    defs = per_view(definitions, len(views))
     for view in views:
         view.check_fits(lm)
     check_batch_size(batch_size)
@@ -470,14 +490,15 @@ def profile_control(lm: LoadedModel, partitions: Partition | list[Partition], pa
     key = f"{name}:{seed}"
     counts, missing = {}, []
     for v, view in enumerate(views):
-        hit = store.load("counts", _parts(lm, view, definitions, key, windows, batch_size))
+        hit = store.load("counts", _parts(lm, view, defs[v], key, windows, batch_size))
         if hit is not None and hit[0]["counts"].shape == (windows.n_passages, view.n_layers, view.n_experts):
             counts[v] = hit[0]["counts"]
         else:
             missing.append(v)
     if missing:
-        for v, c in zip(missing, count_windows(lm, [views[v] for v in missing], windows, definitions, batch_size)):
-            store.save("counts", _parts(lm, views[v], definitions, key, windows, batch_size),
+        for v, c in zip(missing, count_windows(lm, [views[v] for v in missing], windows, [defs[v] for v in missing],
+                                               batch_size)):
+            store.save("counts", _parts(lm, views[v], defs[v], key, windows, batch_size),
                        {"counts": c, "tokens": windows.tokens, "characters": windows.characters},
                        {"language": key, "view": views[v].method})
             counts[v] = c
@@ -485,7 +506,7 @@ def profile_control(lm: LoadedModel, partitions: Partition | list[Partition], pa
                    passage_counts=counts[v][None].astype(np.int32), passage_tokens=windows.tokens[None].copy(),
                    passage_characters=windows.characters[None].copy(), model_name=lm.name,
                    model_fingerprint=lm.fingerprint, partition_key=view.key, expert_size=view.expert_size,
-                   view=view.describe_short(), definitions=asdict(definitions),
+                   view=view.describe_short(), definitions=asdict(defs[v]),
                    corpus={"name": f"control ({kind})", "corpus": getattr(passages, "corpus", "udhr"),
                            "split": passages.split, "max_length": max_length, "batch_size": batch_size,
                            "seed": seed},

@@ -443,9 +443,11 @@ def _survival(views, names, kmeans, neuron_names, part_of, per_view, hf_ratio, n
     """Which main-view shared / specific experts the other views confirm (see :func:`shared_specific_results`)."""
     main_name = names[0]
     m = per_view[main_name]
-    main_labels = part_of[main_name].labels
     checks = {}  # check name -> (shared_ok, owner_seen) for naive and robust, [L, E] in main-view experts
     shares = []
+    if main_name not in part_of:  # the neuron view is the main view: no other view's experts match its neurons
+        kmeans, neuron_names = [], []
+    main_labels = part_of[main_name].labels if main_name in part_of else None
     for v in kmeans[1:]:
         best, overlap, _ = match_experts(main_labels, part_of[v].labels)
         shares.append(float((overlap / views[main_name].expert_size).mean()))

@@ -107,7 +107,8 @@ CLAIMS: dict[str, Claim] = {
     "model_sizes": Claim(
         "Through comprehensive experiments on different model families, different model sizes, and different "
         "variants", EMNLP,
-        "the patterns hold across sizes of one model family and across variants of one model",
+        "the patterns hold across two sizes of one model family (language distances and depth profiles; "
+        "variants of one model are not testable offline)",
         short="Holds across sizes and variants",
         question="Do the patterns hold across model sizes and variants?"),
     "instruction_tuning": Claim(
@@ -165,6 +166,13 @@ CLAIMS: dict[str, Claim] = {
         "beyond tokens per character and script",
         short="Distance from English predicts weakness",
         question="Does a language's routing distance from English predict where the model is weak?"),
+    "definitions_robust": Claim(
+        "(not in the paper) the book's verdicts on languages do not depend on its choice of definitions",
+        "this book",
+        "chapters 4 and 5's verdicts keep their word when one definition changes: the top-k fraction, the expert "
+        "size, the high-frequency ratio, the partition seed, or no experts at all (the neuron view)",
+        short="Verdicts hold under other definitions (ours)",
+        question="Do the verdicts on shared, specific experts and families change under other definitions?"),
     "cross_domain": Claim(
         "(not in the paper) the activation patterns belong to the language rather than to the text", "this book",
         "a language's profile on one corpus is closer to its own profile on another corpus than to other "
@@ -465,7 +473,22 @@ def scorecard_markdown(book_dir) -> str:
             items.append(f"- [{r['title']}]({r['chapter']}.ipynb): {r['claim']} ({c.short if c and c.short else r['source']})")
         text += ("\nDescriptive statements of the paper (what it did; no outcome could refute them, so they are not "
                  "verdicts):\n\n" + "\n".join(items) + "\n")
-    return text
+    return text + robustness_line(book_dir)
+
+
+def robustness_line(book_dir) -> str:
+    """One paragraph linking the robustness map (chapter 13's ``robustness_grid.csv``): per mapped verdict,
+    in how many cells of other definitions it keeps its word; '' when the map has not run."""
+    grids = sorted((Path(book_dir) / "results").glob("*/robustness_grid.csv"))
+    if not grids:
+        return ""
+    grid = pd.read_csv(grids[0], keep_default_na=False)
+    chapter = grids[0].parent.name
+    cells = len(grid.columns) - 2  # name, the cells, same_as_default
+    kept = "; ".join(f"{r['name']}: {r['default']} in {r['same_as_default']} of {cells}" for _, r in grid.iterrows())
+    return (f"\nUnder other definitions (one changed at a time: top-k fraction, expert size, high-frequency ratio, "
+            f"partition seed, neuron view), the [robustness map]({chapter}.ipynb) decides these verdicts again in "
+            f"{cells} cells: {kept}.\n")
 
 
 def write_scorecard(book_dir) -> Path:

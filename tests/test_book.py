@@ -257,6 +257,23 @@ def test_heatmap_schemes_and_facets(plots_env):
     assert len(labels) <= 560 // 24 and labels[:2] == [0, 3]
 
 
+def test_depth_curves_render_a_band_and_a_line_per_model_and_the_floor_only_when_given(plots_env):
+    import pandas as pd
+
+    plots = plots_env
+    rows = [{"model": m, "statistic": s, "layer": l, "relative_depth": (l + 0.5) / L, "value": 0.1 * l,
+             "low": 0.1 * l - 0.05, "high": 0.1 * l + 0.05} for m, L in (("a", 4), ("b", 6))
+            for s in ("entropy", "departure") for l in range(L)]
+    df = pd.DataFrame(rows)
+    spec = plots.depth_curves(df, "Depth", order=["departure", "entropy"]).to_dict()
+    marks = [layer["mark"]["type"] for layer in spec["spec"]["layer"]]
+    assert marks == ["area", "line"] and spec["facet"]["sort"] == ["departure", "entropy"]
+    assert spec["resolve"]["scale"]["y"] == "independent" and spec["title"] == "Depth"
+    with_floor = plots.depth_curves(df.assign(floor=0.01), "Depth").to_dict()
+    assert [layer["mark"]["type"] for layer in with_floor["spec"]["layer"]] == ["area", "line", "line"]
+    plots.show(plots.depth_curves(df, "Depth"), "depth")  # renders (the width check runs vl-convert)
+
+
 def test_show_writes_results_and_limits_inline_data(plots_env, tmp_path):
     plots = plots_env
     small = _frame(4, 8)
@@ -310,6 +327,25 @@ def test_scorecard_gathers_the_chapters_verdicts_only(tmp_path):
     assert "1 verdicts from 1 chapters: 1 reproduced; and 0 descriptive statements counted apart." in text
     assert "scratch" not in text
     assert isinstance(card, pd.DataFrame)
+
+
+def test_scorecard_links_the_robustness_map_with_its_counts(tmp_path):
+    import pandas as pd
+
+    from babel_lib import verdicts
+
+    (tmp_path / "results" / "02_heatmaps").mkdir(parents=True)
+    verdicts.table([verdicts.row("heatmaps", "r", "e", "reproduced")]).to_csv(
+        tmp_path / "results" / "02_heatmaps" / "verdicts.csv", index=False)
+    write_notebook(tmp_path / "02_heatmaps.ipynb")
+    assert "robustness map" not in verdicts.scorecard_markdown(tmp_path)  # no map run: no line
+    (tmp_path / "results" / "13_robustness_map").mkdir(parents=True)
+    pd.DataFrame({"name": ["shared experts (ch. 4)"], "default": ["not reproduced"], "top-k fraction 0.1": ["reproduced"],
+                  "same_as_default": [1]}).to_csv(tmp_path / "results" / "13_robustness_map" / "robustness_grid.csv",
+                                                  index=False)
+    text = verdicts.scorecard_markdown(tmp_path)
+    assert "[robustness map](13_robustness_map.ipynb)" in text
+    assert "in 2 cells: shared experts (ch. 4): not reproduced in 1 of 2." in text
 
 
 @pytest.mark.parametrize("source", book.chapters(), ids=lambda p: p.stem)

@@ -154,6 +154,41 @@ def test_size_results_do_not_invent_agreement_when_the_sizes_differ():
     assert MS.size_verdict(out["facts"])["verdict"] != "reproduced"
 
 
+def test_size_verdict_is_partly_reproduced_when_the_check_corpus_breaks_a_passing_test():
+    good = MS.size_results(*_four_models(True), n_resamples=200)["facts"]
+    bad = MS.size_results(*_four_models(False), n_resamples=200)["facts"]
+    alone = MS.size_verdict(good)
+    assert MS._size_tests(good)[0] and not MS._size_tests(bad)[0]
+    both = MS.size_verdict(good, ["English"], "corpus one", check=good, check_name="corpus two")
+    assert both["verdict"] == alone["verdict"] and "on corpus two" in both["result"]
+    assert "flags English on corpus two" in both["evidence"] and "robustness view" in both["evidence"]
+    assert alone["verdict"] == "partly reproduced"  # the constructed depth curves differ in shape
+    shaped = dict(good, size_same_shape=list(MF.DEPTH_STATISTICS))  # both tests pass on the main corpus
+    assert MS.size_verdict(shaped)["verdict"] == "reproduced"
+    assert MS.size_verdict(shaped, check=shaped)["verdict"] == "reproduced"
+    assert MS.size_verdict(shaped, check=bad)["verdict"] == "partly reproduced"  # not robust on the check corpus
+    assert MS.size_verdict(bad)["verdict"] == "not reproduced"
+
+
+def test_size_tables_and_bits_table_keep_every_model_and_corpus():
+    import pandas as pd
+
+    results = {c: MS.size_results(*_four_models(True), n_resamples=50) for c in ("udhr", "bible")}
+    t = MS.size_tables(results)
+    assert len(t["summary"]) == 8 and list(t["summary"]["corpus"].unique()) == ["udhr", "bible"]
+    assert t["summary"]["high_frequency"].str.match(r"^0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]$").all()
+    assert len(t["pairs"]) == 2 * 6 and set(MF.DEPTH_STATISTICS) <= set(t["pairs"].columns)
+    assert len(t["contrast"]) == 2 * len(results["udhr"]["contrast"])
+    bpc = pd.DataFrame([{"model": m, "corpus": c, "language": l, "name": l.upper(), "bits_per_char": b}
+                        for m in ("s", "l") for c in ("udhr", "bible") for l, b in (("eng", 1.0), ("fra", 1.2))])
+    bpc.loc[(bpc["model"] == "l") & (bpc["corpus"] == "bible") & (bpc["language"] == "eng"), "bits_per_char"] = 0.2
+    wide = MS.bits_table(bpc, MS.memorisation_table(bpc))
+    assert list(wide.columns) == ["language", "name", "udhr: s", "bible: s", "udhr: l", "bible: l", "memorised_by"]
+    assert wide.set_index("language").loc["eng", "memorised_by"] == "l"
+    assert wide.set_index("language").loc["fra", "memorised_by"] == ""
+    assert wide.set_index("language").loc["eng", "bible: l"] == pytest.approx(0.2)
+
+
 def test_size_results_need_a_size_pair_and_another_family():
     profiles, _ = _four_models(True)
     with pytest.raises(ValueError, match="size pair"):

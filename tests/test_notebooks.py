@@ -39,6 +39,7 @@ TABLES = {
     "12_language_experts": ["calibration_text", "experts_and_controls", "ablation_matrix", "selectivity",
                             "selectivity_by_language", "language_change", "continuations", "steering",
                             "routing_competence", "tests"],
+    "13_robustness_map": ["cells", "robustness_chart", "robustness_grid", "robustness_map"],
 }
 
 

@@ -69,6 +69,24 @@ def test_missing_chunk_package_names_the_packages_and_the_make_target(site, tmp_
     assert not (tmp_path / "fake-size.gguf").exists()
 
 
+def test_check_available_fails_at_once_on_a_missing_chunk_package(site, tmp_path, monkeypatch):
+    """A chapter checks every model before its first forward: the missing package is named, nothing is
+    joined or converted; an installed model, a model folder and an unknown name behave as a load would."""
+    chunks = fake_packages(site, b"y" * 900, 3)
+    entry = OfflineModel("fake-size", "fake", "a fake chunked model", chunks)
+    monkeypatch.setitem(models.OFFLINE_MODELS, "fake-size", entry)
+    monkeypatch.setattr(models, "_convert_offline", lambda e: pytest.fail("check_available converted a model"))
+    models.check_available("fake-size")  # installed: no error, no conversion
+    (site / chunks.parts[2][0] / "data" / "part03.bin").unlink()
+    with pytest.raises(UnknownModelError, match=f"{re.escape(chunks.distributions[2])} is missing.*make setup-sizes"):
+        models.check_available("fake-size")
+    with pytest.raises(UnknownModelError, match="did you mean the offline model 'fake-size'"):
+        models.check_available("fake-sise")
+    with pytest.raises(ModelFolderError):
+        models.check_available(str(tmp_path))  # a folder without config.json
+    assert not list(tmp_path.glob("*.gguf"))
+
+
 def test_wrong_size_or_checksum_is_refused(site, tmp_path):
     data = bytes(range(256)) * 20
     chunks = fake_packages(site, data, 2)

@@ -70,6 +70,29 @@ def test_views_are_counted_independently_of_each_other(tmp_path):
     assert (together[2].sum(axis=2) == win.tokens[:, None] * active_count(0.2, 128)).all()
 
 
+def test_definitions_per_view_count_each_view_as_if_alone_and_cache_under_their_own_key(tmp_path):
+    """Several top-k fractions and score rules in the same forward passes: each view's counts equal a
+    count with its own definitions alone, and each is cached under its own definitions."""
+    lm = tiny_model("llama")
+    a = build_partition(lm, expert_size=16, seed=0, store=Store(tmp_path))
+    b = build_partition(lm, expert_size=32, seed=0, store=Store(tmp_path))
+    defs = [Definitions(top_k_fraction=0.1), Definitions(top_k_fraction=0.3), Definitions(score="relu")]
+    win = passage_windows(lm.tokenizer, TEXTS["aaa"], max_length=16)
+    together = count_windows(lm, [a, a, b], win, defs, batch_size=2)
+    for view, d, got in zip([a, a, b], defs, together):
+        (alone,) = count_windows(lm, [view], win, d, batch_size=2)
+        np.testing.assert_array_equal(got, alone)
+    assert (together[0].sum(axis=2) == win.tokens[:, None] * defs[0].k(a.n_experts)).all()
+    assert not np.array_equal(together[0], together[1])
+    with pytest.raises(ValueError, match="one per view"):
+        count_windows(lm, [a, b], win, defs, batch_size=2)
+    store = Store(tmp_path / "cache")
+    first = profile_passages(lm, [a, a], passages(), definitions=defs[:2], max_length=16, store=store, progress=False)
+    assert [p.definitions["top_k_fraction"] for p in first] == [0.1, 0.3]
+    again = profile_passages(lm, a, passages(), definitions=defs[1], max_length=16, store=store, progress=False)
+    np.testing.assert_array_equal(again.passage_counts, first[1].passage_counts)  # its own cache entry
+
+
 def test_active_count_rounds_half_up():
     assert active_count(0.25, 10) == 3  # round() would give 2 (half to even)
     assert active_count(0.2, 64) == 13 and active_count(0.2, 2048) == 410
