@@ -79,6 +79,14 @@ def size_studies(models, release_weights: bool = True, **study_parameters) -> di
     return out
 
 
+def corpus_studies(models, languages: dict, passages: dict, **study_parameters) -> dict:
+    """{corpus: :func:`size_studies`} for each corpus of ``passages`` ({corpus: budget in passages}) whose
+    budget is above 0, on that corpus's ``languages`` ({corpus: language keys}, e.g.
+    :func:`size_language_sets`); a budget of 0 leaves the corpus out."""
+    return {c: size_studies(models, languages=languages[c], corpus_name=c, max_passages=n, **study_parameters)
+            for c, n in passages.items() if n}
+
+
 def model_info(lm) -> dict:
     """Architecture, family, parameters (unique tensors), layers, FFN neurons per layer of a loaded model."""
     from .adapters import ffn_layers

@@ -135,7 +135,7 @@ PARAMETER_RULES = {
     "wide_passages": positive_int, "wide_eval_tokens": positive_int,
     "top_k_fractions": _list_of(fraction), "expert_sizes": _list_of(positive_int),
     "hf_ratios": _list_of(lambda n, v: number(n, v, 0, math.inf, "(]")), "partition_seeds": _list_of(_at_least(0)),
-    "size_passages": positive_int, "size_bible_passages": positive_int, "size_eval_tokens": positive_int,
+    "size_passages": positive_int, "size_bible_passages": _at_least(0), "size_eval_tokens": positive_int,
     "steer_scale": lambda n, v: number(n, v, 0, math.inf, "(]"), "steer_layer": _optional(_at_least(0)),
 }
 

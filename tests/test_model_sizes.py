@@ -292,3 +292,12 @@ def test_size_language_sets_are_the_papers_nine_and_the_bibles_languages():
     sets = MS.size_language_sets()
     assert set(corpus.resolve_languages("paper")) <= set(sets["udhr"]) and set(sets["bible"]) <= set(sets["udhr"])
     assert len(sets["bible"]) == 22 and len(sets["udhr"]) == 24 and "urd" in sets["udhr"]
+
+
+def test_corpus_studies_leave_out_a_corpus_with_no_budget(tiny_series):
+    langs = ["eng", "fra", "rus"]
+    runs = MS.corpus_studies(tiny_series, {"udhr": langs, "bible": langs}, {"udhr": 2, "bible": 0},
+                             expert_size=16, seeds=[0], max_length=32, batch_size=4,
+                             dtype="float32", device="cpu", progress=False)
+    assert list(runs) == ["udhr"] and list(runs["udhr"]) == tiny_series
+    assert runs["udhr"]["tiny-qwen-s"].profile.n_passages == 2
