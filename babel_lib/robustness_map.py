@@ -11,6 +11,7 @@ robustness clause over their partition seeds and the neuron view, which is what 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -149,6 +150,7 @@ def map_study(model: str = "gemma-3-270m", languages="families:120", corpus_name
     from .moefy import build_partition
     from .profile import profile_passages
 
+    progress = progress and not os.environ.get("TQDM_DISABLE")  # the book runner sets it
     cells = grid() if cells is None else list(cells)
     if not cells:
         raise ValueError("no cell to profile")

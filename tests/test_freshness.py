@@ -114,3 +114,20 @@ def test_a_test_cited_by_two_chapters_has_one_adjusted_p_value():
     for test in common:
         assert six.loc[test, "statistic"] == five.loc[test, "statistic"], test
         assert six.loc[test, "p_holm"] == five.loc[test, "p_holm"], test
+
+
+def test_executed_chapters_show_no_progress_bars():
+    """The runner silences progress bars (TQDM_DISABLE); a library step that ignores it leaves
+    'profiling: 0tok [00:00, ?tok/s]' boxes in the reader's page."""
+    import re
+
+    bars = re.compile(r"\[\d\d:\d\d[<,]|[?\d.]+(?:tok|it)/s\]")
+    found = {}
+    for c in book.chapters():
+        nb = json.loads((book.BOOK_DIR / c.name).read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
+                if bars.search(text):
+                    found.setdefault(c.stem, []).append(text.strip()[:60])
+    assert not found, f"progress bars in the executed chapters: {found}"
