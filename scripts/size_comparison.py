@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--max-passages", type=int, default=5, help="UDHR passages")
     ap.add_argument("--bible-passages", type=int, default=0,
                     help="Bible chapters a language for a second size comparison (0: the Bible is only evaluated for "
-                         "memorisation; a chapter is about 1,000 tokens, and the 1.5B reads some ten a second here)")
+                         "memorisation; a chapter is about 1,000 tokens)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--min-tokens", type=int, default=500, help="evaluation tokens per language and corpus")
     ap.add_argument("--resamples", type=int, default=1000)
