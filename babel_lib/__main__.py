@@ -27,7 +27,7 @@ import threading
 #: The functions that add one subcommand each, in the order they appear in --help.
 SUBCOMMANDS = []
 
-#: babel_lib.prune's rankings and allocations (kept here so that --help does not import torch;
+#: babel_lib.interventions.prune's rankings and allocations (kept here so that --help does not import torch;
 #: a test checks that they are equal).
 RANKINGS = ("language", "multilingual", "random")
 ALLOCATIONS = ("uniform", "layerwise", "entropy")
@@ -72,7 +72,7 @@ def parse_value(text: str):
         depth += ch in "[{"
         depth -= ch in "]}"
         if depth > MAX_DEPTH:
-            from babel_lib.errors import InputError
+            from babel_lib.core.errors import InputError
 
             raise InputError(f"-p value {text[:40]!r}... is nested more than {MAX_DEPTH} levels deep; a parameter is "
                              "a number, a string or a list")
@@ -93,7 +93,7 @@ def _version() -> str:
 
 @subcommand
 def add_run(subparsers):
-    from babel_lib import book  # cheap: the standard library only
+    from babel_lib.book import runner as book  # cheap: the standard library only
 
     names = ", ".join(p.stem for p in book.chapters()) or "none found"
     p = subparsers.add_parser(
@@ -125,11 +125,11 @@ def add_run(subparsers):
                    help="check the chapters and parameters and print what would run, without running it")
 
     def handler(args):
-        from babel_lib import book
+        from babel_lib.book import runner as book
 
         overrides = {k: parse_value(v) for k, v in args.parameter}
         if args.output is not None:  # the default folders (book/, runs/) are the project's own
-            from babel_lib import validate
+            from babel_lib.core import validate
 
             validate.check_output(book.resolve_path(args.output), "contents", force=args.force)
         output = args.output or book.default_output(args.profile, overrides)
@@ -153,7 +153,7 @@ def add_build(subparsers):
                    help="folder for _build/ (default: book, so the site is book/_build/html)")
 
     def handler(args):
-        from babel_lib import book
+        from babel_lib.book import runner as book
 
         html = book.build_book(strict=not args.no_strict, path_output=args.output)
         print(f"book: {html / 'index.html'}")
@@ -173,7 +173,7 @@ def add_check_fresh(subparsers):
     p.add_argument("--strict", action="store_true", help="also fail on chapters run with another library version")
 
     def handler(args):
-        from babel_lib import book
+        from babel_lib.book import runner as book
 
         problems = book.check_fresh(args.output)
         warnings = book.library_changes(args.output)
@@ -205,8 +205,8 @@ def add_verify(subparsers):
     def handler(args):
         import time
 
-        from babel_lib import book, reproduction
-        from babel_lib.errors import BabelError
+        from babel_lib.book import reproduction, runner as book
+        from babel_lib.core.errors import BabelError
 
         if args.all == bool(args.chapters):
             raise BabelError("name the chapters to verify, or pass --all (not both)")
@@ -237,7 +237,7 @@ def add_profiles(subparsers):
     p = subparsers.add_parser("profiles", help="print the parameter profiles")
 
     def handler(args):
-        from babel_lib import book
+        from babel_lib.book import runner as book
 
         for name, params in book.PROFILES.items():
             print(f"{name}:")
@@ -250,7 +250,7 @@ def add_profiles(subparsers):
 
 @subcommand
 def add_cache(subparsers):
-    from babel_lib.cache import KINDS
+    from babel_lib.core.cache import KINDS
 
     p = subparsers.add_parser(
         "cache", help="list or clear the result cache ($BABEL_CACHE)",
@@ -264,14 +264,14 @@ def add_cache(subparsers):
     def handler(args):
         from collections import Counter
 
-        from babel_lib.cache import Store
+        from babel_lib.core.cache import Store
 
         store = Store()
         if args.action == "path":
             print(store.root)
             return 0
         if args.kind is not None and args.kind not in KINDS:
-            from babel_lib.errors import InputError
+            from babel_lib.core.errors import InputError
 
             raise InputError(f"unknown cache kind {args.kind!r}; kinds: {', '.join(KINDS)}")
         if args.action == "clear":
@@ -307,7 +307,7 @@ def add_cache(subparsers):
 def _confirm(root) -> bool:
     """Ask on a terminal before clearing the whole cache; without one, refuse (the caller passes --yes)."""
     if not sys.stdin.isatty():
-        from babel_lib.errors import InputError
+        from babel_lib.core.errors import InputError
 
         raise InputError(f"clearing the whole cache ({root}) needs confirmation: pass --yes, or --kind KIND to "
                          "clear one kind (stdin is not a terminal, so there is no one to ask)")
@@ -341,16 +341,17 @@ def _add_study_arguments(p, dtype: str = "bfloat16") -> None:
 def _check_study_arguments(args, output_kind: str, extra_language: str | None = None):
     """Every argument of a profiling command checked before any heavy work (model load, profiling).
     Returns (language keys, output path, the key of ``extra_language`` or None)."""
-    from babel_lib import validate
-    from babel_lib.errors import InputError
+    from babel_lib.core import validate
+    from babel_lib.core.errors import InputError
+    from babel_lib.data.corpus import check_languages
 
     for name in ("expert_size", "batch_size", "max_passages", "max_tokens", "max_length", "top_k_fraction", "seed",
                  "dtype"):
         validate.check_parameter(name, getattr(args, name), option="--" + name.replace("_", "-"))
-    languages = validate.check_languages(args.languages, args.corpus)
+    languages = check_languages(args.languages, args.corpus)
     extra = None
     if extra_language is not None:
-        keys = validate.check_languages(extra_language, args.corpus)
+        keys = check_languages(extra_language, args.corpus)
         if len(keys) != 1:
             raise InputError(f"--language names one language, got {extra_language!r} ({', '.join(keys)})")
         extra = keys[0]
@@ -363,7 +364,7 @@ def _check_study_arguments(args, output_kind: str, extra_language: str | None = 
 
 def _study(args, languages):
     """pipeline.study from the shared arguments and the resolved language keys."""
-    from babel_lib import pipeline
+    from babel_lib.experts import pipeline
 
     return pipeline.study(model=args.model, languages=languages, corpus_name=args.corpus,
                           max_passages=args.max_passages, expert_size=args.expert_size,
@@ -382,7 +383,7 @@ def add_profile(subparsers):
     def handler(args):
         import time
 
-        from babel_lib.cache import atomic_write_bytes
+        from babel_lib.core.cache import atomic_write_bytes
 
         languages, output, _ = _check_study_arguments(args, "file")
         started = time.perf_counter()
@@ -410,7 +411,7 @@ def add_prune(subparsers):
         "prune", help="drop the least frequently activated experts of every layer; save the smaller model",
         description="Profile the model, rank every layer's experts by activation frequency, slice the FFN "
                     "weights of the dropped experts out and save_pretrained the smaller model (reload it with "
-                    "babel_lib.prune.load_pruned, or plain from_pretrained when every layer keeps the same width).")
+                    "babel_lib.interventions.prune.load_pruned, or plain from_pretrained when every layer keeps the same width).")
     _add_study_arguments(p, dtype="float32")
     p.add_argument("--rate", type=float, required=True, help="fraction of experts to drop, in [0, 1)")
     p.add_argument("--by", default="multilingual", choices=RANKINGS,
@@ -422,9 +423,8 @@ def add_prune(subparsers):
                                                    "folder is replaced only with --force)")
 
     def handler(args):
-        from babel_lib import prune
-
-        from babel_lib.errors import InputError
+        from babel_lib.core.errors import InputError
+        from babel_lib.interventions import prune
 
         prune.check_rate(args.rate)  # before minutes of profiling
         if args.by == "language" and not args.language:
@@ -471,7 +471,7 @@ def _user_error(err: Exception) -> bool:
     other exception, a ValueError included, is a bug and keeps its traceback."""
     import errno
 
-    from babel_lib.errors import BabelError
+    from babel_lib.core.errors import BabelError
 
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True

@@ -1,4 +1,4 @@
-"""Benchmark: babel_lib.clustering.balanced_kmeans against k_means_constrained.
+"""Benchmark: babel_lib.experts.clustering.balanced_kmeans against k_means_constrained.
 
 MoEfication groups neurons with ``k_means_constrained.KMeansConstrained(n_clusters,
 size_min=s, size_max=s)`` (default ``n_init=10``). This script times both on
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from babel_lib.clustering import balanced_kmeans, inertia, random_partition  # noqa: E402
+from babel_lib.experts.clustering import balanced_kmeans, inertia, random_partition  # noqa: E402
 
 REF_SCRIPT = r"""
 import json, sys, time, warnings

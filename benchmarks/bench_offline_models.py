@@ -24,7 +24,7 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 torch.set_num_threads(2)
-from babel_lib import models
+from babel_lib.core import models
 name, dtype = sys.argv[1], sys.argv[2]
 converted = models.converted_folder(name).is_dir()
 t0 = time.perf_counter()

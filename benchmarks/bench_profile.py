@@ -31,14 +31,14 @@ import time
 import torch
 from _common import sync
 
-from babel_lib.timing import make_batch
+from babel_lib.interventions.timing import make_batch
 
 
 class StoreThenCount:
     """Baseline: hooks keep every layer's neuron values (as activation-caching tools do), counted after the forward."""
 
     def __init__(self, lm, partition, definitions):
-        from babel_lib.hooks import ffn_pre_hooks
+        from babel_lib.core.hooks import ffn_pre_hooks
 
         self.lm, self.partition, self.defs = lm, partition, definitions
         self.stored = {}
@@ -64,8 +64,8 @@ class StoreThenCount:
 
 
 def setup(args):
-    from babel_lib.models import load_model
-    from babel_lib.moefy import Partition, build_partition
+    from babel_lib.core.models import load_model
+    from babel_lib.experts.moefy import Partition, build_partition
 
     dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() and args.device != "cpu" else "float32")
     lm = load_model(args.model, dtype=dtype, device=args.device)
@@ -76,10 +76,10 @@ def setup(args):
 
 def run_variant(variant: str, lm, parts, ids, steps: int) -> float:
     """Seconds for ``steps`` passes over the batch with ``variant`` ('bare', 'profile', 'views', 'store'),
-    each through the book's one batch loop (babel_lib.hooks.BatchRunner)."""
-    from babel_lib.definitions import Definitions
-    from babel_lib.hooks import BatchRunner, run_all
-    from babel_lib.profile import ExpertCounter
+    each through the book's one batch loop (babel_lib.core.hooks.BatchRunner)."""
+    from babel_lib.core.definitions import Definitions
+    from babel_lib.core.hooks import BatchRunner, run_all
+    from babel_lib.experts.profile import ExpertCounter
 
     seqs = ids.cpu().tolist()
     defs = Definitions()

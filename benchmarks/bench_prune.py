@@ -3,7 +3,7 @@
 Gemma 3 270M (bf16 by default), a batch of 8 x 128 tokens of real UDHR text, experts of 32
 neurons, a uniform plan dropping p = 0.5 of every layer's experts (which experts does not
 matter for speed: a seeded random ranking). The pruned model is a physically sliced copy
-(babel_lib.prune.prune_model: gate/up rows and down columns removed).
+(babel_lib.interventions.prune.prune_model: gate/up rows and down columns removed).
 
 - FFN only: every layer's MLP module run on the same recorded inputs (each layer's FFN input
   from one dense forward), dense vs pruned.
@@ -27,8 +27,8 @@ import time
 
 import torch
 
-from babel_lib import timing
-from babel_lib.timing import make_batch
+from babel_lib.interventions import timing
+from babel_lib.interventions.timing import make_batch
 
 
 def main(argv=None) -> int:
@@ -44,10 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args(argv)
 
-    from babel_lib import prune
-    from babel_lib.adapters import backbone
-    from babel_lib.models import load_model
-    from babel_lib.moefy import Partition, moe_view
+    from babel_lib.core.adapters import backbone
+    from babel_lib.core.models import load_model
+    from babel_lib.experts.moefy import Partition, moe_view
+    from babel_lib.interventions import prune
 
     t0 = time.perf_counter()
     lm = load_model(args.model, dtype=args.dtype, device=args.device)

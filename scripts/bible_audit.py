@@ -14,7 +14,7 @@ import random
 
 import pandas as pd
 
-from babel_lib import bible, corpus
+from babel_lib.data import bible, corpus
 
 #: Conservative characters per Gemma 3 token by script (the largest measured on the UDHR for the
 #: paper's languages: English 5.5, Hindi 4.2, Arabic 3.0, Korean 1.8, Japanese 1.8, Chinese 1.5,

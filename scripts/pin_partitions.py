@@ -3,7 +3,7 @@
 Balanced k-means is deterministic on one machine, but the rounding of another machine's matrix
 kernels can lead it to another local optimum (measured once: one Gemma layer in eighteen). The
 partitions the book's chapters use are therefore kept in ``babel_lib/data/partitions/`` and loaded
-by ``babel_lib.moefy.build_partition`` when model fingerprint and settings match.
+by ``babel_lib.experts.moefy.build_partition`` when model fingerprint and settings match.
 
     python scripts/pin_partitions.py                      # the book's set (below)
     python scripts/pin_partitions.py --model M --seeds 0 1 2 --features gate --expert-size 32 [--force]
@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from babel_lib import moefy
-from babel_lib.models import load_model
+from babel_lib.core.models import load_model
+from babel_lib.experts import moefy
 
 BOOK_SET = [("gemma-3-270m", "gate", (0, 1, 2), 32), ("gemma-3-270m", "both", (0,), 32),
             ("smollm2-135m-instruct", "gate", (0, 1, 2), 32),

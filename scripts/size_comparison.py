@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
 
-    from babel_lib import model_sizes, pipeline
+    from babel_lib.chapters import model_families as model_sizes
+    from babel_lib.experts import pipeline
 
     args.out.mkdir(parents=True, exist_ok=True)
     languages = model_sizes.size_language_sets()

@@ -34,7 +34,7 @@ INSTRUCTION_LANGS = ["eng", "fra", "cmn_hans"]
 @pytest.fixture(scope="session")
 def train_set():
     """The instruction set's calibration (training) split for INSTRUCTION_LANGS, seed 0."""
-    from babel_lib import instructions
+    from babel_lib.data import instructions
 
     return instructions.instruction_set(INSTRUCTION_LANGS, "calibration", seed=0)
 
@@ -42,6 +42,6 @@ def train_set():
 @pytest.fixture(scope="session")
 def eval_set():
     """The instruction set's held-out evaluation split for INSTRUCTION_LANGS, seed 0."""
-    from babel_lib import instructions
+    from babel_lib.data import instructions
 
     return instructions.instruction_set(INSTRUCTION_LANGS, "evaluation", seed=0)

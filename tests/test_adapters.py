@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from babel_lib.adapters import FFN_ADAPTERS, ffn_layers
-from babel_lib.errors import UnsupportedArchitectureError
-from babel_lib.hooks import ffn_pre_hooks
+from babel_lib.core.adapters import FFN_ADAPTERS, ffn_layers
+from babel_lib.core.errors import UnsupportedArchitectureError
+from babel_lib.core.hooks import ffn_pre_hooks
 from babel_lib.testing import TINY_TYPES, tiny_model
 
 

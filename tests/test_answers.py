@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_lib import answers, instructions
+from babel_lib.data import instructions
+from babel_lib.interventions import answers
 from babel_lib.testing import tiny_model
 
 pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")

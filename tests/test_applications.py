@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_lib import applications as app
-from babel_lib import application_findings as findings
-from babel_lib import corpus, evaluate, prune, sparse, stats, timing
-from babel_lib.cache import Store
-from babel_lib.moefy import build_partition
-from babel_lib.profile import Definitions, profile_passages
+from babel_lib import stats
+from babel_lib.chapters import layerwise_pruning, pruning, sparse_activation as sparse
+from babel_lib.core.cache import Store
+from babel_lib.data import corpus
+from babel_lib.experts.moefy import build_partition
+from babel_lib.experts.profile import Definitions, profile_passages
+from babel_lib.interventions import applications as app, evaluate, prune, timing
 from babel_lib.testing import tiny_model
 
 LANGS = ["aaa", "bbb", "ccc"]
@@ -231,17 +232,17 @@ def _plain(value):
 def test_findings_are_plain_values(exp, grid):
     tests = app.language_tests(exp, grid, permutations=99)
     _, summary = app.cross_language_matrix(exp, 0.5)
-    f = findings.findings_pruning(grid, tests, summary)
+    f = pruning.findings_pruning(grid, tests, summary)
     assert all(_plain(v) for v in f.values())
     assert f["languages"] == 3 and f["cells_language"] == 6
     assert f["verdict_beats_random"] in ("reproduced", "partly reproduced", "not reproduced")
     cells, t = app.allocation_comparison(exp, grid, permutations=99)
-    f9 = findings.findings_layerwise(t, cells, app.layer_rates(exp, [0.25, 0.5]))
+    f9 = layerwise_pruning.findings_layerwise(t, cells, app.layer_rates(exp, [0.25, 0.5]))
     assert all(_plain(v) for v in f9.values()) and f9["sparsity_gap"] == 0.0
     sp = sparse.sparse_activation(exp, keep_fractions=(0.5,))
     speed, _ = sparse.speed_table(exp, keep_fractions=(0.5,), batch=1, length=8, rounds=1, warmup=0)
     q = sparse.quality_vs_speed(sp, speed)
-    f10 = findings.findings_sparse(q, sp, speed)
+    f10 = sparse.findings_sparse(q, sp, speed)
     assert all(_plain(v) for v in f10.values())
     assert "static_0.5" in f10 and "speed_0.5" in f10 and f10["languages"] == 3
 
@@ -282,30 +283,30 @@ def test_comparison_cells_match_the_tests_over_languages(exp, grid):
 
 
 def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
-    from babel_lib import verdicts
+    from babel_lib.report import verdicts
 
     comparisons = (("language", "best agnostic"), ("language", "random"), ("language", "multilingual"))
     tests = app.language_tests(exp, grid, comparisons, permutations=99)
     cells = app.comparison_cells(exp, grid, comparisons)
     cells_m, summary = app.cross_language_matrix(exp, 0.5)
-    f = findings.findings_pruning(grid, tests, summary, cells=cells)
+    f = pruning.findings_pruning(grid, tests, summary, cells=cells)
     assert all(_plain(v) for v in f.values())
     assert f["n_tests"] == 6 and f["random_seeds"] == 2 and f["udhr_languages"] == ", ".join(LANGS)
     assert "tests_multilingual" in f and f["tests_multilingual_rates"] == 2
     assert f["vs_best_agnostic_cells"] == 6 and f["vs_random_cells"] == 6
     assert f["vs_random_better"] == int(cells[cells.against == "random"].decision.str.startswith("beats").sum())
     assert f["best_cell"].startswith(tuple(LANGS)) and f["matrix_names"] == ", ".join(LANGS)
-    rows = findings.verdicts_pruning(f)
+    rows = pruning.verdicts_pruning(f)
     assert [r["claim"] for r in rows] == [verdicts.table([verdicts.row(c, "", "", "reproduced")]).claim[0]
                                           for c in ("beats_random", "beats_dense")]
     assert all(r["verdict"] in verdicts.VERDICTS for r in rows)
     assert f["tests_random"] in rows[0]["result"]
 
     ac, at = app.allocation_comparison(exp, grid, methods=("language", "multilingual"), permutations=99)
-    f9 = findings.findings_layerwise(at, ac, app.layer_rates(exp, [0.25, 0.5]))
+    f9 = layerwise_pruning.findings_layerwise(at, ac, app.layer_rates(exp, [0.25, 0.5]))
     assert f9["methods"] == ["language", "multilingual"] and f9["rules"] == ["layerwise", "entropy"]
     assert f9["rates"] == [0.25, 0.5] and "entropy_range" in f9 and "layerwise_language_cells_text" in f9
-    (row9,) = findings.verdicts_layerwise(f9)
+    (row9,) = layerwise_pruning.verdicts_layerwise(f9)
     assert row9["verdict"] == f9["verdict_layerwise"] and f9["entropy_language_text"] in row9["result"]
 
     sp = sparse.sparse_activation(exp, keep_fractions=(0.75, 0.5), oracle=True)
@@ -322,14 +323,14 @@ def test_findings_and_verdicts_of_the_three_chapters(exp, grid):
     assert speed.model_speedup.notna().all() and (speed.dense_tokens_per_second > 0).all()
     q = sparse.quality_vs_speed(sp, speed)
     assert q[q.selector == "static"].model_speedup.notna().all()
-    recall = findings.recall_summary(sparse.router_recall(exp, keep_fractions=(0.75, 0.5)))
+    recall = sparse.recall_summary(sparse.router_recall(exp, keep_fractions=(0.75, 0.5)))
     assert set(recall.selector) == {"centroid router", "static 0.75", "static 0.5"}
     assert ((recall.lowest_layer <= recall.recall + 1e-12) & (recall.recall <= recall.highest_layer + 1e-12)).all()
-    f10 = findings.findings_sparse(q, sp, speed, tests=st, recall=recall)
+    f10 = sparse.findings_sparse(q, sp, speed, tests=st, recall=recall)
     assert all(_plain(v) for v in f10.values())
     assert f10["keeps"] == [0.75, 0.5] and f10["n_tests"] == 6 and "whole model" in f10["speed_0.5"]
     assert "test_router_static_0.5" in f10 and "recall_router_0.25" in f10 and "recall_static_0.5_0.5" in f10
-    (row10,) = findings.verdicts_sparse(f10)
+    (row10,) = sparse.verdicts_sparse(f10)
     assert row10["verdict"] == f10["verdict_sparse_activation"] and "target-language pruning" in row10["result"]
 
 
@@ -342,11 +343,11 @@ def test_sparse_verdict_rule():
                               "backbone_speedup_high": 1.1, "model_speedup": 1.02, "model_speedup_low": model_speedup_low,
                               "model_speedup_high": 1.04, "speed_noisy": False}])
 
-    assert findings.findings_sparse(quality(1.02, 1.04, 1.01))["verdict_sparse_activation"] == "reproduced"
-    assert findings.findings_sparse(quality(1.04, 1.07, 1.01))["verdict_sparse_activation"] == "partly reproduced"
-    assert findings.findings_sparse(quality(1.24, 1.3, 1.01))["verdict_sparse_activation"] == "not reproduced"
+    assert sparse.findings_sparse(quality(1.02, 1.04, 1.01))["verdict_sparse_activation"] == "reproduced"
+    assert sparse.findings_sparse(quality(1.04, 1.07, 1.01))["verdict_sparse_activation"] == "partly reproduced"
+    assert sparse.findings_sparse(quality(1.24, 1.3, 1.01))["verdict_sparse_activation"] == "not reproduced"
     # not measurably faster (a round in which the whole sliced model was slower): not reproduced
-    f = findings.findings_sparse(quality(1.02, 1.04, 0.99))
+    f = sparse.findings_sparse(quality(1.02, 1.04, 0.99))
     assert f["verdict_sparse_activation"] == "not reproduced" and f["faster_keeps"] == 0
 
 
@@ -362,33 +363,33 @@ def test_sparse_text_follows_the_timing_table():
     tests = pd.DataFrame([{"selector": s, "against": a, "keep": 0.7, "ratio": r, "low": r * 0.9, "high": r * 1.1,
                            "p_value": 0.004, "p_adjusted": 0.02} for s, a, r in
                           (("static", "dense", 2.48), ("router", "static", 4.39), ("oracle", "static", 0.57))])
-    f = findings.findings_sparse(q, tests=tests)
+    f = sparse.findings_sparse(q, tests=tests)
     assert f["faster_parts_0.7"] == ["FFN", "backbone"] and f["faster_keeps"] == 0
     assert f["router_worse_keeps"] == 1 and f["oracle_better_keeps"] == 1
-    speed = findings.speed_sentence(f)
+    speed = sparse.speed_sentence(f)
     assert "the FFN and the backbone at keep 0.7" in speed and "No part" not in speed
     assert "whole model" in speed and f["verdict_sparse_activation"] == "not reproduced"
-    per_token = findings.per_token_sentence(f)
+    per_token = sparse.per_token_sentence(f)
     assert "oracle is better at 1" in per_token and "can beat the static set" in per_token
-    (row,) = findings.verdicts_sparse(dict(f, languages=9))
+    (row,) = sparse.verdicts_sparse(dict(f, languages=9))
     assert "No static set" not in row["evidence"] and speed in row["evidence"]
     # nothing faster anywhere: said so
-    slow = findings.findings_sparse(q.assign(ffn_speedup_low=0.9, backbone_speedup_low=0.95))
-    assert findings.speed_sentence(slow).startswith("No part of the sliced model")
+    slow = sparse.findings_sparse(q.assign(ffn_speedup_low=0.9, backbone_speedup_low=0.95))
+    assert sparse.speed_sentence(slow).startswith("No part of the sliced model")
 
 
 def test_readable_tables_and_numbers(exp, grid):
-    rows = findings.labelled(grid[grid.method != "dense"])
+    rows = app.labelled(grid[grid.method != "dense"])
     assert set(rows.ranking) == {app.METHOD_LABELS[m] for m in app.METHODS}
     assert (rows.name == rows.language).all()  # the tiny languages have no names: their keys stay
     assert set(rows[rows.method == "random"].seed_name) == {"seed 0", "seed 1"}
     assert (rows[rows.method != "random"].seed_name == "").all()
-    cells = findings.labelled(app.comparison_cells(exp, grid, (("language", "best agnostic"), ("language", "random"))))
+    cells = app.labelled(app.comparison_cells(exp, grid, (("language", "best agnostic"), ("language", "random"))))
     best = cells[cells.against == "best agnostic"]
     assert (best.against_label == "best agnostic (" + best.against_name + ")").all()
     assert (cells[cells.against == "random"].against_label == "random").all()
     text = exp.text_table()
     assert list(text.language) == LANGS and {"name", "corpus", "text", "tokens"} <= set(text.columns)
-    assert findings._num(1.04321) == "1.04" and findings._num(0.00153) == "0.00153" and findings._num(4031.2) == "4,031"
-    assert findings._num(12.345) == "12.3" and findings._num(float("nan")) == "n/a"
-    assert findings._fmt_ratio(0.5, 0.25, 1.5) == "x0.500 [0.250, 1.50]"
+    assert app.number_text(1.04321) == "1.04" and app.number_text(0.00153) == "0.00153" and app.number_text(4031.2) == "4,031"
+    assert app.number_text(12.345) == "12.3" and app.number_text(float("nan")) == "n/a"
+    assert app.ratio_interval_text(0.5, 0.25, 1.5) == "x0.500 [0.250, 1.50]"

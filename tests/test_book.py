@@ -10,9 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from babel_lib import book
 from babel_lib.__main__ import build_parser, main, parse_value
-
+from babel_lib.book import runner as book
 
 REPORT = """import json, os, sys
 print(json.dumps({"seed": seed, "languages": languages, "has_model": "model" in dir(),
@@ -62,7 +61,7 @@ def test_profiles_are_well_formed():
     assert book.PROFILES["default"]["model"] == "gemma-3-270m"
     assert 2 <= len(book.PROFILES["smoke"]["languages"]) <= 3
     assert book.PROFILES["smoke"]["max_passages"] <= 4 and book.PROFILES["smoke"]["min_tokens"] <= 128
-    from babel_lib import corpus
+    from babel_lib.data import corpus
 
     assert len(corpus.resolve_languages(book.PROFILES["paper"]["languages"])) == 9
     assert book.PROFILES["paper"]["min_tokens"] > book.PROFILES["smoke"]["min_tokens"]
@@ -73,7 +72,7 @@ def test_paper_languages_are_in_the_corpus_metadata():
     if not table.exists():
         pytest.skip("babel_lib/data/languages.csv not present")
     codes = {line.split(",")[0] for line in table.read_text(encoding="utf-8").splitlines()[1:]}
-    from babel_lib import corpus
+    from babel_lib.data import corpus
 
     assert set(corpus.PAPER_LANGUAGES) <= codes
     assert set(book.PROFILES["smoke"]["languages"]) <= codes
@@ -140,7 +139,7 @@ def test_stamp_and_freshness(executed, tmp_path):
 
 
 SAVE = """import pandas as pd
-from babel_lib import plots
+from babel_lib.report import plots
 plots.setup()
 plots.save_table(pd.DataFrame({"x": [1]}), None, name)"""
 
@@ -218,7 +217,7 @@ def test_cli_profiles_and_errors(capsys):
 # ---------------------------------------------------------------------------- plots
 @pytest.fixture
 def plots_env(tmp_path, monkeypatch):
-    from babel_lib import plots
+    from babel_lib.report import plots
 
     monkeypatch.setenv("BABEL_BOOK_DIR", str(tmp_path))
     monkeypatch.delenv("BABEL_RENDER", raising=False)
@@ -297,11 +296,12 @@ def test_save_table_is_atomic_and_linkable(plots_env, tmp_path):
 
 
 def test_a_notebook_run_by_hand_never_writes_into_the_book(tmp_path, monkeypatch):
-    from babel_lib import plots
+    from babel_lib.core import paths
+    from babel_lib.report import plots
 
     monkeypatch.delenv("BABEL_BOOK_DIR", raising=False)
     monkeypatch.delenv("BABEL_CHAPTER", raising=False)
-    monkeypatch.setattr(book, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(paths, "RUNS_DIR", tmp_path / "runs")
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     plots.setup("02_heatmaps")  # a notebook names its chapter: one folder a chapter under runs/interactive/
     path = plots.save_table(_frame(2, 2), None, "t")
@@ -314,7 +314,7 @@ def test_a_notebook_run_by_hand_never_writes_into_the_book(tmp_path, monkeypatch
 def test_scorecard_gathers_the_chapters_verdicts_only(tmp_path):
     import pandas as pd
 
-    from babel_lib import verdicts
+    from babel_lib.report import verdicts
 
     rows = [verdicts.row("heatmaps", "a result", "some evidence", "reproduced")]
     for folder in ("02_heatmaps", "scratch", "03_orphan"):  # only 02 has an executed chapter beside it
@@ -332,7 +332,7 @@ def test_scorecard_gathers_the_chapters_verdicts_only(tmp_path):
 def test_scorecard_links_the_robustness_map_with_its_counts(tmp_path):
     import pandas as pd
 
-    from babel_lib import verdicts
+    from babel_lib.report import verdicts
 
     (tmp_path / "results" / "02_heatmaps").mkdir(parents=True)
     verdicts.table([verdicts.row("heatmaps", "r", "e", "reproduced")]).to_csv(

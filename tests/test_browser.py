@@ -33,11 +33,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import browser_layout as layout
 import pytest
 
-from babel_lib import book
-
-import browser_layout as layout
+from babel_lib.book import runner as book
 
 pytestmark = pytest.mark.browser
 

@@ -4,11 +4,13 @@ without them, and the verdict comparison that reports which findings change (cha
 import pandas as pd
 import pytest
 
-from babel_lib import corpus, pipeline, verdicts
-from babel_lib.cache import Store
-from babel_lib.definitions import BYTE_FALLBACK_SHARE, Definitions, byte_token_counts
-from babel_lib.moefy import build_partition
-from babel_lib.profile import profile_passages
+from babel_lib.core.cache import Store
+from babel_lib.core.definitions import BYTE_FALLBACK_SHARE, Definitions, byte_token_counts
+from babel_lib.data import corpus
+from babel_lib.experts import pipeline
+from babel_lib.experts.moefy import build_partition
+from babel_lib.experts.profile import profile_passages
+from babel_lib.report import verdicts
 from babel_lib.testing import ByteTokenizer, tiny_model
 
 TEXTS = {
@@ -81,7 +83,7 @@ def test_sensitivity_names_the_verdicts_that_change():
 
 
 def test_show_sensitivity_saves_its_own_table_not_the_verdicts(tmp_path, monkeypatch):
-    from babel_lib import plots
+    from babel_lib.report import plots
 
     monkeypatch.setenv("BABEL_BOOK_DIR", str(tmp_path))
     monkeypatch.setenv("BABEL_CHAPTER", "03_test")

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
-from babel_lib.cache import KINDS, Store, cache_key
+from babel_lib.core.cache import KINDS, Store, cache_key
 
 
 def _fill(root: Path) -> dict[str, Path]:
@@ -92,7 +91,7 @@ def test_known_kinds_cover_every_kind_the_library_writes():
 
     lib = Path(__file__).resolve().parents[1] / "babel_lib"
     used = set()
-    for path in lib.glob("*.py"):
+    for path in lib.rglob("*.py"):
         text = path.read_text()
         used |= set(re.findall(r"(?:get_or_compute|\.save|\.load)\(\s*\"([a-z_]+)\"", text))
         used |= set(re.findall(r"_KIND = \"([a-z_]+)\"", text))
@@ -139,8 +138,8 @@ def test_clear_models_keeps_a_users_own_model_folder(tmp_path):
 
 
 def test_offline_model_names_equal_the_models_table():
-    from babel_lib import models
-    from babel_lib.cache import OFFLINE_MODEL_NAMES
+    from babel_lib.core import models
+    from babel_lib.core.cache import OFFLINE_MODEL_NAMES
 
     assert tuple(OFFLINE_MODEL_NAMES) == tuple(models.OFFLINE_MODELS)
 
@@ -182,7 +181,7 @@ def test_leftovers_of_killed_writes_are_listed_and_cleared(tmp_path):
 
 
 def test_a_later_write_cleans_the_stale_leftovers_it_owns(tmp_path):
-    from babel_lib.cache import atomic_folder
+    from babel_lib.core.cache import atomic_folder
 
     made = _leftovers(tmp_path, _ended_pid())
     live = tmp_path / "models" / f".gemma-3-270m.pid{os.getpid()}.qwerty12.tmp"

@@ -5,8 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from babel_lib import analysis, heatmaps, high_frequency, sharing, stats
-from babel_lib.profile import Profile
+from babel_lib import stats
+from babel_lib.chapters import heatmaps, high_frequency, shared_specific as sharing
+from babel_lib.experts.profile import Profile
+from babel_lib.stats import analysis
 
 
 def profile_from(counts, tokens, languages):

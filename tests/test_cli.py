@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from babel_lib.__main__ import main
-from babel_lib.cache import Store
-from babel_lib.corpus import UnknownLanguageError
-from babel_lib.errors import CacheCorruptError, InputError, OutputPathError
+from babel_lib.core.cache import Store
+from babel_lib.core.errors import CacheCorruptError, InputError, OutputPathError
+from babel_lib.data.corpus import UnknownLanguageError
 
-HEAVY = ("torch", "transformers", "pandas", "babel_lib.prune")
+HEAVY = ("torch", "transformers", "pandas", "babel_lib.interventions.prune")
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
@@ -51,7 +50,7 @@ def test_version(capsys):
 
 
 def test_run_help_lists_the_chapters(capsys):
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     with pytest.raises(SystemExit):
         main(["run", "--help"])
@@ -63,7 +62,7 @@ def test_run_help_lists_the_chapters(capsys):
 
 def test_prune_choices_equal_the_library_constants():
     from babel_lib import __main__ as cli
-    from babel_lib import prune
+    from babel_lib.interventions import prune
 
     assert tuple(cli.RANKINGS) == tuple(prune.RANKINGS)
     assert tuple(cli.ALLOCATIONS) == tuple(prune.ALLOCATIONS)
@@ -79,8 +78,8 @@ for argv in {argvs!r}:
     except SystemExit as exc:
         rc = exc.code
     print("rc", argv[0], rc, flush=True)
-import babel_lib.book
-import babel_lib.plots
+import babel_lib.book.runner as book
+import babel_lib.report.plots as plots
 print("imports ok")
 """
 
@@ -101,7 +100,7 @@ def test_light_commands_never_import_torch(tmp_path):
     UnknownLanguageError("no language"), OSError(28, "No space left on device"),
 ])
 def test_user_errors_print_one_line(exc, monkeypatch, capsys):
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     monkeypatch.setattr(book, "PROFILES", type("Broken", (), {"items": lambda self: (_ for _ in ()).throw(exc)})())
     assert main(["profiles"]) == 1
@@ -110,7 +109,7 @@ def test_user_errors_print_one_line(exc, monkeypatch, capsys):
 
 
 def test_chapter_error_prints_one_line(monkeypatch, capsys):
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     def fail(*a, **k):
         raise book.ChapterError("1 chapter(s) failed:\n02_heatmaps: see artifacts/failed")
@@ -124,7 +123,7 @@ def test_chapter_error_prints_one_line(monkeypatch, capsys):
 def test_bugs_keep_their_traceback(exc, monkeypatch):
     """Only the project's own errors (and a missing file, a full disk) are user input: a ValueError of a bug
     keeps its traceback."""
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     monkeypatch.setattr(book, "PROFILES", type("Broken", (), {"items": lambda self: (_ for _ in ()).throw(exc)})())
     with pytest.raises(type(exc)):
@@ -204,15 +203,15 @@ def test_cache_clear_asks_on_a_terminal(tmp_path, monkeypatch, capsys):
 
 # ------------------------------------------------------------------------------ checked before the work
 def _stand_in_pipeline(monkeypatch, study):
-    """Replace babel_lib.pipeline by a module whose study() is ``study`` (the command line's only entry)."""
+    """Replace babel_lib.experts.pipeline by a module whose study() is ``study`` (the command line's only entry)."""
     import types
 
-    import babel_lib
+    import babel_lib.experts
 
-    fake = types.ModuleType("babel_lib.pipeline")
+    fake = types.ModuleType("babel_lib.experts.pipeline")
     fake.study = study
-    monkeypatch.setitem(sys.modules, "babel_lib.pipeline", fake)
-    monkeypatch.setattr(babel_lib, "pipeline", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "babel_lib.experts.pipeline", fake)
+    monkeypatch.setattr(babel_lib.experts, "pipeline", fake, raising=False)
 
 
 @pytest.fixture
@@ -341,15 +340,15 @@ def _install_fake_prune(monkeypatch):
     import types
     from types import SimpleNamespace
 
-    import babel_lib
-    from babel_lib.prune import save_pruned as real_save_pruned
+    import babel_lib.interventions
+    from babel_lib.interventions.prune import save_pruned as real_save_pruned
 
     class Writer:  # a stand-in model whose save_pretrained writes a config.json
         def save_pretrained(self, folder):
             (Path(folder) / "config.json").write_text('{"model_type": "llama"}')
 
     seen = []
-    fake = types.ModuleType("babel_lib.prune")
+    fake = types.ModuleType("babel_lib.interventions.prune")
     fake.check_rate = lambda rate: rate
     fake.rank_experts = lambda profile, by, language=None, seed=0: seen.append((by, language)) or "ranking"
 
@@ -364,8 +363,8 @@ def _install_fake_prune(monkeypatch):
         SimpleNamespace(model=Writer(), tokenizer=None), folder, force=force)
     fake.size_report = lambda lm, small: {"params_dense": 2, "params_pruned": 1, "params_removed": 0.5,
                                           "ffn_params_removed": 0.5}
-    monkeypatch.setitem(sys.modules, "babel_lib.prune", fake)
-    monkeypatch.setattr(babel_lib, "prune", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "babel_lib.interventions.prune", fake)
+    monkeypatch.setattr(babel_lib.interventions, "prune", fake, raising=False)
     return seen
 
 
@@ -407,7 +406,7 @@ def test_study_keywords_fit_the_pipeline(tmp_path, monkeypatch):
     import inspect
     from types import SimpleNamespace
 
-    from babel_lib import pipeline
+    from babel_lib.experts import pipeline
 
     signature, seen = inspect.signature(pipeline.study), []
 
@@ -493,7 +492,7 @@ def test_profile_force_never_replaces_a_special_file(node, tmp_path, no_study, c
 @pytest.fixture
 def no_chapter(monkeypatch):
     """book.run_chapter that fails the test when reached."""
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     calls = []
 
@@ -550,8 +549,8 @@ def test_dry_run_range_checks_every_parameter_in_one_line(key, value, message, t
 def test_parameter_rules_cover_the_command_line_options_and_dtypes():
     """The command line checks its options with the chapters' rules, and the rule for dtype names what
     models.resolve_dtype loads."""
-    from babel_lib import validate
-    from babel_lib.models import resolve_dtype
+    from babel_lib.core import validate
+    from babel_lib.core.models import resolve_dtype
 
     for dtype in validate.DTYPES:
         resolve_dtype(dtype)
@@ -572,7 +571,7 @@ def test_prune_language_only_with_by_language(tmp_path, no_study, fake_prune, ca
 def test_a_language_without_text_is_one_line(tmp_path, monkeypatch, capsys):
     """The corpus's own input errors (no text in a split, no passage shared by every language) are user input,
     not a bug: one line."""
-    from babel_lib import corpus
+    from babel_lib.data import corpus
 
     def study(**kw):
         corpus._rows("xx_none", "calibration")
@@ -587,7 +586,7 @@ def test_a_full_disk_keeps_the_chapters_already_run(tmp_path, monkeypatch, capsy
     chapters' notebooks and results stay."""
     import errno
 
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     def run_chapter(source, profile, overrides, output_dir, **kw):
         source = book.find_chapter(source)
@@ -623,7 +622,7 @@ def _plain_study(**kw):
 
 def _fake_chapter(source, profile, overrides, output_dir, **kw):
     """A stand-in chapter run: writes what run_chapter writes (a notebook, results/<chapter>/)."""
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     source = book.find_chapter(source)
     results = Path(output_dir) / "results" / source.stem
@@ -649,7 +648,7 @@ def test_no_command_changes_an_existing_output_without_force(command, layout, ar
     byte of an output that exists unchanged when --force is not given."""
     import tempfile
 
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         root = Path(tmp)

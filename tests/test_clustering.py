@@ -1,14 +1,13 @@
-"""Tests of babel_lib.clustering: equal sizes, determinism, quality, planted structure, errors."""
+"""Tests of babel_lib.experts.clustering: equal sizes, determinism, quality, planted structure, errors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from babel_lib.clustering import balanced_kmeans, coactivation_partition, inertia, random_partition
+from babel_lib.experts.clustering import balanced_kmeans, coactivation_partition, inertia, random_partition
 
 
 def _ari(a: np.ndarray, b: np.ndarray) -> float:
@@ -116,7 +115,7 @@ def test_assignment_step_is_exact(seed):
     """The cycle-cancelling assignment equals the optimum of the linear assignment problem."""
     from scipy.optimize import linear_sum_assignment
 
-    from babel_lib.clustering import _optimal_assignment
+    from babel_lib.experts.clustering import _optimal_assignment
 
     rng = np.random.default_rng(seed)
     k, s = 6, 8

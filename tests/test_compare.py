@@ -1,6 +1,6 @@
 """Comparing two profiles of the same languages (babel_lib.compare) on constructed profiles with
 known answers and on real profiles of two tiny models; the overlap of two partitions
-(babel_lib.quality.partition_overlap, chance_overlap)."""
+(babel_lib.experts.quality.partition_overlap, chance_overlap)."""
 
 import dataclasses
 from dataclasses import asdict
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib import analysis, compare, quality
-from babel_lib.cache import Store
-from babel_lib.definitions import Definitions
-from babel_lib.moefy import build_partition
-from babel_lib.profile import Profile, profile_passages
+from babel_lib.core.cache import Store
+from babel_lib.core.definitions import Definitions
+from babel_lib.experts import quality
+from babel_lib.experts.moefy import build_partition
+from babel_lib.experts.profile import Profile, profile_passages
+from babel_lib.stats import analysis, compare
 from babel_lib.testing import tiny_model
 
 E, TOKENS = 10, 10  # top 20% of 10 experts: k = 2, base rate 0.2, high-frequency at f >= 0.4
@@ -137,7 +138,7 @@ def test_real_profiles_of_two_models(tmp_path):
                                      "bbb": ["Ein zweiter Text auf Deutsch.", "Noch ein Satz hier."]})
     kw = dict(max_length=32, batch_size=2, store=store, progress=False)
     pa = profile_passages(lm, part, passages, **kw)
-    from babel_lib.errors import PartitionMismatchError
+    from babel_lib.core.errors import PartitionMismatchError
 
     with pytest.raises(PartitionMismatchError):
         profile_passages(other, part, passages, **kw)

@@ -1,4 +1,4 @@
-"""Tests of babel_lib.corpus: the committed UDHR corpus, the Bible corpus (a small database built
+"""Tests of babel_lib.data.corpus: the committed UDHR corpus, the Bible corpus (a small database built
 here, and one test on the installed package), language metadata and selections (no network)."""
 
 import importlib.util
@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babel_lib import bible, corpus
-from babel_lib.corpus import (PAPER_LANGUAGES, CorpusUnavailableError, Passages, UnknownLanguageError,
-                              clean_verse, corpus_languages, describe_selection, has_language, language_table,
-                              load_corpus, passages, resolve_languages, texts)
-from babel_lib.genealogy import ROOT, family_graph, max_clade_depth, shared_clades, tree_distance
+from babel_lib.data import bible, corpus
+from babel_lib.data.corpus import (PAPER_LANGUAGES, CorpusUnavailableError, Passages, UnknownLanguageError, clean_verse,
+                                   corpus_languages, describe_selection, has_language, language_table, load_corpus,
+                                   passages, resolve_languages, texts)
+from babel_lib.data.genealogy import ROOT, family_graph, max_clade_depth, shared_clades, tree_distance
 
 
 def test_breadth_of_languages():
@@ -113,7 +113,7 @@ def test_unknown_language_lists_close_matches():
         resolve_languages(["eng", "Portugese"])
     message = str(err.value)
     assert "Portugese" in message and "por_pt" in message and "por_br" in message
-    assert "babel_lib.corpus.language_table()" in message
+    assert "babel_lib.data.corpus.language_table()" in message
     assert isinstance(err.value, ValueError)
     with pytest.raises(UnknownLanguageError, match="ambiguous"):
         resolve_languages(["und"])  # ten undetermined languages: no default

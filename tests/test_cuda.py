@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib import prune
-from babel_lib.cache import Store
-from babel_lib.models import LoadedModel, model_fingerprint
-from babel_lib.moefy import build_partition, moe_view
-from babel_lib.definitions import Definitions
-from babel_lib.moefy import Partition
-from babel_lib.profile import count_windows, passage_windows
+from babel_lib.core.cache import Store
+from babel_lib.core.definitions import Definitions
+from babel_lib.core.models import LoadedModel, model_fingerprint
+from babel_lib.experts.moefy import Partition, build_partition, moe_view
+from babel_lib.experts.profile import count_windows, passage_windows
+from babel_lib.interventions import prune
 from babel_lib.testing import tiny_model
 
 #: the device under test; BABEL_TEST_DEVICE=cpu runs the same checks on the CPU (to test the tests)
@@ -68,7 +67,8 @@ def test_moe_view_and_pruning_on_cuda(model_type, tmp_path):
 
 def test_tuning_on_cuda_lowers_loss(tmp_path, monkeypatch):
     pytest.importorskip("datasets")  # the instruction set is a datasets.Dataset
-    from babel_lib import instructions, tune
+    from babel_lib.data import instructions
+    from babel_lib.interventions import tune
 
     monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
     lm = on(tiny_model("gemma3_text"), DEVICE)

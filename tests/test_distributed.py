@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from babel_lib.cache import Store
-from babel_lib.moefy import build_partition
-from babel_lib.profile import profile_passages
+from babel_lib.core.cache import Store
+from babel_lib.experts.moefy import build_partition
+from babel_lib.experts.profile import profile_passages
 from babel_lib.testing import passages, tiny_model
 
 TEXTS = {"aaa": ["One paragraph of text for the test.", "Another one, a bit longer than the first one is."],

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babel_lib import domains, stats
-from babel_lib.profile import Profile
+from babel_lib import stats
+from babel_lib.chapters import language_or_text as domains
+from babel_lib.experts.profile import Profile
 
 
 def profile_from(counts, tokens, languages, corpus="udhr"):

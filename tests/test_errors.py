@@ -4,15 +4,15 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from babel_lib import corpus
-from babel_lib.cache import Store
-from babel_lib.errors import ModelFolderError, PartitionMismatchError, UnknownModelError, UnsupportedArchitectureError
-from babel_lib.models import load_model
-from babel_lib.moefy import build_partition
-from babel_lib.profile import passage_windows, profile_passages
+from babel_lib.core.cache import Store
+from babel_lib.core.errors import (ModelFolderError, PartitionMismatchError, UnknownModelError,
+                                   UnsupportedArchitectureError)
+from babel_lib.core.models import load_model
+from babel_lib.data import corpus
+from babel_lib.experts.moefy import build_partition
+from babel_lib.experts.profile import passage_windows, profile_passages
 from babel_lib.testing import tiny_model
 
 
@@ -106,7 +106,7 @@ def _tiny_folder(path, model_type="llama"):
 
 
 def test_model_folder_without_config(tmp_path):
-    from babel_lib.errors import ModelFolderError
+    from babel_lib.core.errors import ModelFolderError
 
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(ModelFolderError, match=r"has no config\.json.*save_pretrained"):
@@ -114,7 +114,7 @@ def test_model_folder_without_config(tmp_path):
 
 
 def test_model_folder_with_invalid_config_json(tmp_path):
-    from babel_lib.errors import ModelFolderError
+    from babel_lib.core.errors import ModelFolderError
 
     folder = _tiny_folder(tmp_path / "m")
     (folder / "config.json").write_text('{"model_type": "llama",')
@@ -125,7 +125,7 @@ def test_model_folder_with_invalid_config_json(tmp_path):
 def test_model_folder_without_model_type(tmp_path):
     import json
 
-    from babel_lib.errors import ModelFolderError
+    from babel_lib.core.errors import ModelFolderError
 
     folder = _tiny_folder(tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
@@ -136,7 +136,7 @@ def test_model_folder_without_model_type(tmp_path):
 
 
 def test_model_folder_with_truncated_weights(tmp_path):
-    from babel_lib.errors import ModelFolderError
+    from babel_lib.core.errors import ModelFolderError
 
     folder = _tiny_folder(tmp_path / "m")
     data = (folder / "model.safetensors").read_bytes()
@@ -147,7 +147,7 @@ def test_model_folder_with_truncated_weights(tmp_path):
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "gemma3_text"])
 def test_verify_model_folder_accepts_a_sound_folder(tmp_path, model_type):
-    from babel_lib.models import verify_model_folder
+    from babel_lib.core.models import verify_model_folder
 
     assert verify_model_folder(_tiny_folder(tmp_path / "m", model_type)) is None
 
@@ -155,7 +155,7 @@ def test_verify_model_folder_accepts_a_sound_folder(tmp_path, model_type):
 def test_verify_model_folder_finds_each_problem(tmp_path):
     import json
 
-    from babel_lib.models import verify_model_folder
+    from babel_lib.core.models import verify_model_folder
 
     folder = _tiny_folder(tmp_path / "m")
     weights = folder / "model.safetensors"
@@ -185,7 +185,7 @@ def test_verify_model_folder_finds_each_problem(tmp_path):
 def test_device_without_gpu_is_refused_before_loading(monkeypatch):
     import torch
 
-    from babel_lib import validate
+    from babel_lib.core import validate
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA GPU.*cpu"):
@@ -200,14 +200,14 @@ def test_device_without_gpu_is_refused_before_loading(monkeypatch):
 # ------------------------------------------------------------------------------ numbers
 @pytest.mark.parametrize("value", [0, -1, -8, True, 2.5, "8", None])
 def test_positive_int_refuses(value):
-    from babel_lib.validate import positive_int
+    from babel_lib.core.validate import positive_int
 
     with pytest.raises(ValueError, match="--batch-size must be a positive integer, got"):
         positive_int("--batch-size", value)
 
 
 def test_positive_int_with_a_minimum():
-    from babel_lib.validate import positive_int
+    from babel_lib.core.validate import positive_int
 
     assert positive_int("--max-length", 2, minimum=2) == 2 and positive_int("n", 8.0) == 8
     with pytest.raises(ValueError, match="--max-length must be an integer >= 2, got 1"):
@@ -216,8 +216,8 @@ def test_positive_int_with_a_minimum():
 
 # ------------------------------------------------------------------------------ outputs
 def test_output_guard(tmp_path):
-    from babel_lib.errors import OutputPathError
-    from babel_lib.validate import check_output
+    from babel_lib.core.errors import OutputPathError
+    from babel_lib.core.validate import check_output
 
     (tmp_path / "file.csv").write_text("x")
     (tmp_path / "folder").mkdir()
@@ -240,8 +240,8 @@ def test_output_guard(tmp_path):
 def test_output_guard_checks_permissions(tmp_path):
     import os
 
-    from babel_lib.errors import OutputPathError
-    from babel_lib.validate import check_output
+    from babel_lib.core.errors import OutputPathError
+    from babel_lib.core.validate import check_output
 
     if os.geteuid() == 0:
         pytest.skip("root may write anywhere")
@@ -277,8 +277,8 @@ def test_output_guard_never_touches_what_exists(parent, target, kind, force):
     import tempfile
     from pathlib import Path
 
-    from babel_lib.errors import OutputPathError
-    from babel_lib.validate import check_output
+    from babel_lib.core.errors import OutputPathError
+    from babel_lib.core.validate import check_output
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -327,7 +327,7 @@ DECLARED = {  # as papermill.inspect_notebook reports them
 
 
 def test_check_parameters_accepts_and_converts():
-    from babel_lib.validate import check_parameters
+    from babel_lib.core.validate import check_parameters
 
     got = check_parameters(DECLARED, {
         "expert_size": 32.0, "top_k_fraction": 1, "languages": ["eng", "fra"], "model": 7, "rates": [0.3, 0],
@@ -356,7 +356,7 @@ def test_check_parameters_accepts_and_converts():
     ("expert_size", None, "expert_size must be an integer (the notebook's default is 32), got None"),
 ])
 def test_check_parameters_names_the_parameter_and_type(name, value, message):
-    from babel_lib.validate import check_parameters
+    from babel_lib.core.validate import check_parameters
 
     if message is None:  # numbers for a string parameter become strings
         assert check_parameters(DECLARED, {name: value}) == {name: str(value)}
@@ -369,7 +369,7 @@ def test_check_parameters_names_the_parameter_and_type(name, value, message):
 
 # ------------------------------------------------------------------------------ languages
 def test_check_languages():
-    from babel_lib.validate import check_languages
+    from babel_lib.data.corpus import check_languages
 
     assert check_languages("eng,") == ["eng"]
     assert check_languages(["French", " ", "eng"]) == ["fra", "eng"]
@@ -393,7 +393,7 @@ def variants(draw):
 @settings(max_examples=200, deadline=None)
 @given(variants())
 def test_case_and_whitespace_never_change_a_key(pair):
-    from babel_lib.validate import check_languages
+    from babel_lib.data.corpus import check_languages
 
     key, variant = pair
     assert check_languages(variant) == [key]
@@ -405,7 +405,7 @@ def test_case_and_whitespace_never_change_a_key(pair):
 @given(st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True),
        st.lists(st.sampled_from(["", " ", "\t", "  \n"]), max_size=4), st.randoms())
 def test_empty_entries_are_dropped(keys, blanks, rnd):
-    from babel_lib.validate import check_languages
+    from babel_lib.data.corpus import check_languages
 
     mixed = keys + blanks
     rnd.shuffle(mixed)
@@ -418,7 +418,7 @@ def test_empty_entries_are_dropped(keys, blanks, rnd):
 @given(st.one_of(st.text(max_size=12), st.lists(st.text(max_size=8), max_size=3), st.integers(), st.none(),
                  st.lists(st.one_of(st.integers(), st.none()), min_size=1, max_size=2)))
 def test_unresolvable_languages_raise_only_unknown_language_error(spec):
-    from babel_lib.validate import check_languages
+    from babel_lib.data.corpus import check_languages
 
     try:
         keys = check_languages(spec)
@@ -433,7 +433,7 @@ def test_high_frequency_bar_refuses_a_ratio_at_or_below_zero(ratio):
     """hf_ratio -1 made every expert high-frequency (frequency >= a negative bar)."""
     from types import SimpleNamespace
 
-    from babel_lib.high_frequency import hf_threshold
+    from babel_lib.chapters.high_frequency import hf_threshold
 
     with pytest.raises(ValueError, match="hf_ratio must be a positive number"):
         hf_threshold(SimpleNamespace(), ratio)
@@ -503,8 +503,8 @@ def test_pickle_weights_are_refused_in_one_line(tmp_path):
 ])
 def test_chapter_parameter_rules(name, value, message):
     """Every range a chapter parameter has is checked before a kernel starts, naming the parameter."""
-    from babel_lib.errors import InputError
-    from babel_lib.validate import check_parameter
+    from babel_lib.core.errors import InputError
+    from babel_lib.core.validate import check_parameter
 
     with pytest.raises(InputError, match=re.escape(message)):
         check_parameter(name, value)
@@ -512,7 +512,10 @@ def test_chapter_parameter_rules(name, value, message):
 
 def test_choice_lists_match_the_library():
     """validate.py names the choices without importing the model stack; they are the library's own."""
-    from babel_lib import applications, instructions, tuning_pair, validate
+    from babel_lib.chapters import instruction_tuning as tuning_pair
+    from babel_lib.core import validate
+    from babel_lib.data import instructions
+    from babel_lib.interventions import applications
 
     assert validate.PRUNING_METHODS == applications.METHODS
     assert validate.TUNE_TASKS == instructions.TASKS
@@ -526,8 +529,8 @@ def test_every_chapter_parameter_has_a_rule():
     import ast
     import json
 
-    from babel_lib import book
-    from babel_lib.validate import PARAMETER_RULES
+    from babel_lib.book import runner as book
+    from babel_lib.core.validate import PARAMETER_RULES
 
     resolved_later = {"model", "models", "base_model", "tuned_model", "languages", "matrix_languages",
                       "wide_languages", "aliases", "size_models"}

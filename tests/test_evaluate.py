@@ -6,8 +6,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from babel_lib import bible, corpus, evaluate, stats
-from babel_lib.cache import Store
+from babel_lib import stats
+from babel_lib.core.cache import Store
+from babel_lib.data import bible, corpus
+from babel_lib.interventions import evaluate
 from babel_lib.testing import ByteTokenizer, tiny_model
 
 TOK = ByteTokenizer()  # one token a UTF-8 byte

@@ -3,12 +3,10 @@
 import numpy as np
 import pytest
 
-from babel_lib import distances as DI
-from babel_lib import families as F
-from babel_lib import family_tests as FT
-from babel_lib import model_families as MF
 from babel_lib import stats as S
-from babel_lib.profile import Profile
+from babel_lib.chapters import families as F, model_families as MF
+from babel_lib.experts.profile import Profile
+from babel_lib.stats import distances as DI, family_tests as FT
 
 # real language keys (the design reads their Glottolog metadata): three families, two scripts
 # inside Indo-European, and Serbian in two scripts
@@ -32,7 +30,7 @@ def profile_from(counts, tokens, languages, characters=None, model="m"):
 def family_profile(keys=KEYS, P=12, L=3, E=8, family_shift=0.25, script_shift=0.0, tokens=400, seed=0,
                    granularity=None):
     """Binomial counts around a family base profile (+ a script shift, + a little per language)."""
-    from babel_lib import corpus
+    from babel_lib.data import corpus
 
     rng = np.random.default_rng(seed)
     table = corpus.language_table().loc[keys]

@@ -9,18 +9,18 @@ import time
 
 import numpy as np
 
-from babel_lib.cache import Store
-from babel_lib.moefy import build_partition
+from babel_lib.core.cache import Store
+from babel_lib.experts.moefy import build_partition
 from babel_lib.testing import tiny_model
 
 LANGS = [f"l{i:02d}" for i in range(40)]
 
 CHILD = textwrap.dedent("""
     import sys
-    from babel_lib.cache import Store
-    from babel_lib.corpus import Passages
-    from babel_lib.moefy import build_partition
-    from babel_lib.profile import profile_passages
+    from babel_lib.core.cache import Store
+    from babel_lib.data.corpus import Passages
+    from babel_lib.experts.moefy import build_partition
+    from babel_lib.experts.profile import profile_passages
     from babel_lib.testing import tiny_model
 
     langs = [f"l{i:02d}" for i in range(40)]
@@ -34,7 +34,7 @@ CHILD = textwrap.dedent("""
 
 
 def _passages():
-    from babel_lib.corpus import Passages
+    from babel_lib.data.corpus import Passages
 
     text = {l: [f"Paragraph in language {l}, number {i}." for i in range(40)] for l in LANGS}
     return Passages("udhr", "calibration", [f"p{i}" for i in range(40)], LANGS, text)
@@ -66,7 +66,7 @@ def test_kill9_during_profiling_loses_nothing(tmp_path, monkeypatch):
         with np.load(e["path"]) as npz:
             assert npz["counts"].shape[1:] == (2, 8)  # [passages, layers, experts]
 
-    import babel_lib.profile as prof
+    import babel_lib.experts.profile as prof
 
     calls = []
     real = prof.count_windows
@@ -137,7 +137,7 @@ def test_any_read_failure_counts_as_corruption(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ concurrent writers
 def _writer(target, barrier, payload, queue):
-    from babel_lib.cache import atomic_folder
+    from babel_lib.core.cache import atomic_folder
 
     try:
         with atomic_folder(target) as tmp:
@@ -192,7 +192,7 @@ def test_atomic_folder_writers_replacing_at_once(tmp_path):
 def test_atomic_folder_never_replaces_a_file(tmp_path):
     import pytest
 
-    from babel_lib.cache import atomic_folder
+    from babel_lib.core.cache import atomic_folder
 
     target = tmp_path / "out"
     target.write_text("user data")
@@ -216,8 +216,8 @@ import pytest  # noqa: E402
 def test_truncated_converted_model_is_rebuilt(file, tmp_path, monkeypatch):
     """A converted offline model with a file cut short (the weights, the tokenizer's JSON files) is rebuilt
     with a warning naming the file, not loaded (the same error on every rerun), and `cache list` flags it."""
-    from babel_lib import models
-    from babel_lib.cache import Store
+    from babel_lib.core import models
+    from babel_lib.core.cache import Store
 
     monkeypatch.setenv("BABEL_CACHE", str(tmp_path))
     entry = models.OfflineModel("tiny-offline", "no_such_package", "a tiny test model")
@@ -236,7 +236,7 @@ def test_truncated_converted_model_is_rebuilt(file, tmp_path, monkeypatch):
     assert len(builds) == 1 and models.verify_model_folder(folder) is None
     assert models._convert_offline(entry) == folder and len(builds) == 1  # a sound folder is reused
     _truncate(folder / file)
-    monkeypatch.setattr("babel_lib.cache.OFFLINE_MODEL_NAMES", ("tiny-offline",))
+    monkeypatch.setattr("babel_lib.core.cache.OFFLINE_MODEL_NAMES", ("tiny-offline",))
     assert file in Store(tmp_path).entries()[0]["problem"]
     with pytest.warns(RuntimeWarning, match=f"(?s)damaged.*{file}.*rebuilding"):
         assert models._convert_offline(entry) == folder

@@ -4,7 +4,7 @@ the original model's cached profile)."""
 
 import torch
 
-from babel_lib.models import model_fingerprint
+from babel_lib.core.models import model_fingerprint
 from babel_lib.testing import tiny_model
 
 

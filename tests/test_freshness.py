@@ -5,7 +5,7 @@ When this fails: rerun the chapter(s) named with `python -m babel_lib run NN_top
 """
 import json
 
-from babel_lib import book
+from babel_lib.book import runner as book
 
 
 def test_executed_chapters_are_fresh():
@@ -43,7 +43,7 @@ def test_executed_chapters_name_no_machine_folders():
     import re
     from pathlib import Path
 
-    from babel_lib import cache
+    from babel_lib.core import cache
 
     roots = {str(Path(p).resolve()) for p in (book.BOOK_DIR.parent, cache.cache_root(), Path.home(), "/tmp")}
     roots.discard(os.sep)  # a home of "/" would match every URL

@@ -5,11 +5,10 @@ encoding that marks exactly the response tokens as targets."""
 import numpy as np
 import pytest
 import torch
-
-from babel_lib import instructions
-from babel_lib.testing import ByteTokenizer, tiny_model
-
 from conftest import INSTRUCTION_LANGS as LANGS  # noqa: E402 (the fixtures' languages)
+
+from babel_lib.data import instructions
+from babel_lib.testing import ByteTokenizer, tiny_model
 
 
 def test_instruction_set_is_deterministic_and_held_out(train_set, eval_set):
@@ -47,7 +46,7 @@ def test_tasks_subset(train_set):
 
 
 def test_translation_pairs_the_parallel_paragraph(train_set):
-    from babel_lib import corpus
+    from babel_lib.data import corpus
 
     frame = corpus.load_corpus(["eng", "fra"], "all").to_pandas()
     row = next(r for r in train_set if r["task"] == "translate" and r["lang"] == "fra")

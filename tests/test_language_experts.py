@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_lib import language_experts as lx
 from babel_lib import stats, testing
-from babel_lib.applications import Experiment
-from babel_lib.definitions import Definitions
-from babel_lib.evaluate import EvalSet
-from babel_lib.models import LoadedModel, model_fingerprint
-from babel_lib.moefy import Partition, moe_view
-from babel_lib.profile import profile_passages
+from babel_lib.chapters import language_experts as lx
+from babel_lib.core.definitions import Definitions
+from babel_lib.core.models import LoadedModel, model_fingerprint
+from babel_lib.experts.moefy import Partition, moe_view
+from babel_lib.experts.profile import profile_passages
+from babel_lib.interventions.applications import Experiment
+from babel_lib.interventions.evaluate import EvalSet
 
 LOWER = "abcdefghijklmnopqrst"
 UPPER = LOWER.upper()
@@ -176,8 +176,8 @@ def test_language_identifier_knows_the_held_out_text():
 
 
 def test_routing_competence_recovers_a_planted_relation():
-    from babel_lib import corpus
-    from babel_lib.profile import Profile
+    from babel_lib.data import corpus
+    from babel_lib.experts.profile import Profile
 
     langs = list(corpus.resolve_languages("wide:14"))
     if "eng" not in langs:

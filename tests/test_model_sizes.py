@@ -8,12 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from babel_lib import analysis
-from babel_lib import model_families as MF
-from babel_lib import model_sizes as MS
 from babel_lib import stats as S
-from babel_lib.distances import hellinger_distances, profile_distances, upper
-from babel_lib.profile import Profile
+from babel_lib.chapters import model_families as MF, model_families as MS
+from babel_lib.experts.profile import Profile
+from babel_lib.stats import analysis
+from babel_lib.stats.distances import hellinger_distances, profile_distances, upper
 
 KEYS = ["eng", "deu_1996", "fra", "spa", "rus", "ukr", "tur", "arb", "hin", "cmn_hans"]
 
@@ -216,7 +215,7 @@ def test_memorisation_table_flags_a_text_far_easier_than_the_models_others():
 @pytest.fixture
 def tiny_series(tmp_path, monkeypatch):
     """Three offline entries: tiny qwen2 models in two sizes and a third (named another family)."""
-    from babel_lib import models
+    from babel_lib.core import models
     from babel_lib.testing import tiny_qwen2_gguf
 
     monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
@@ -237,7 +236,7 @@ def tiny_series(tmp_path, monkeypatch):
 
 
 def test_size_path_on_tiny_qwen2_models(tiny_series):
-    from babel_lib import pipeline
+    from babel_lib.experts import pipeline
 
     langs = ["eng", "fra", "deu_1996", "rus", "cmn_hans"]
     studies = MS.size_studies(tiny_series, languages=langs, max_passages=3, max_tokens_per_language=96,
@@ -287,7 +286,7 @@ def test_chapter_six_verdicts_take_the_tested_size_row():
 
 
 def test_size_language_sets_are_the_papers_nine_and_the_bibles_languages():
-    from babel_lib import corpus
+    from babel_lib.data import corpus
 
     sets = MS.size_language_sets()
     assert set(corpus.resolve_languages("paper")) <= set(sets["udhr"]) and set(sets["bible"]) <= set(sets["udhr"])

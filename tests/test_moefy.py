@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_lib.cache import Store
-from babel_lib.errors import PartitionMismatchError
-from babel_lib.moefy import Partition, build_partition, moe_view
-from babel_lib.profile import neuron_coactivation, passage_windows
-from babel_lib.quality import moe_agreement, partition_quality
+from babel_lib.core.cache import Store
+from babel_lib.core.errors import PartitionMismatchError
+from babel_lib.experts.moefy import Partition, build_partition, moe_view
+from babel_lib.experts.profile import neuron_coactivation, passage_windows
+from babel_lib.experts.quality import moe_agreement, partition_quality
 from babel_lib.testing import TINY_TYPES, tiny_model
 
 
@@ -115,7 +115,7 @@ def test_quality_kmeans_beats_random(tmp_path):
 
 
 def test_agreements_share_the_dense_pass_and_cache(tmp_path):
-    from babel_lib.quality import moe_agreements
+    from babel_lib.experts.quality import moe_agreements
 
     lm = tiny_model("llama")
     store = Store(tmp_path)
@@ -137,7 +137,7 @@ def test_agreements_share_the_dense_pass_and_cache(tmp_path):
 
 def test_pinned_partition_is_used_on_every_machine(tmp_path, monkeypatch):
     """A partition kept with the project wins over clustering; pinned=False clusters afresh."""
-    import babel_lib.moefy as moefy
+    import babel_lib.experts.moefy as moefy
 
     monkeypatch.setattr(moefy, "PINNED_DIR", tmp_path / "pinned")
     lm = tiny_model("llama")
@@ -161,7 +161,7 @@ def test_pinned_partition_is_used_on_every_machine(tmp_path, monkeypatch):
 
 
 def test_pinned_file_that_does_not_match_is_ignored_with_a_warning(tmp_path, monkeypatch):
-    import babel_lib.moefy as moefy
+    import babel_lib.experts.moefy as moefy
 
     monkeypatch.setattr(moefy, "PINNED_DIR", tmp_path)
     lm = tiny_model("llama")
@@ -175,14 +175,14 @@ def test_pinned_file_that_does_not_match_is_ignored_with_a_warning(tmp_path, mon
 def test_coactivation_partitions_cannot_be_pinned():
     lm = tiny_model("llama")
     part = Partition(np.zeros((2, 128), dtype=np.int64), 128, "coactivation", "", 0, lm.name, lm.fingerprint)
-    import babel_lib.moefy as moefy
+    import babel_lib.experts.moefy as moefy
 
     with pytest.raises(ValueError, match="cannot be pinned"):
         moefy.pin_partition(part)
 
 
 def test_mass_comparison_is_paired_and_finds_the_better_partition():
-    from babel_lib.quality import mass_comparison
+    from babel_lib.chapters.moefication import mass_comparison
 
     rng = np.random.default_rng(0)
     U, L = 40, 3
@@ -196,7 +196,7 @@ def test_mass_comparison_is_paired_and_finds_the_better_partition():
     assert row["better_layers"] == L
     base = table.set_index("partition").loc["random"]
     assert base["difference"] == 0 and base["better_layers"] == 0
-    from babel_lib.quality import mass_texts
+    from babel_lib.chapters.moefication import mass_texts
 
     texts = mass_texts(table)
     assert texts["k-means"]["difference"].endswith("more than random beyond noise")

@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from babel_lib import book
-from babel_lib.verdicts import VERDICTS
+from babel_lib.book import runner as book
+from babel_lib.core.claims import VERDICTS
 
 pytestmark = [pytest.mark.notebook, pytest.mark.real_model]
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib import models
-from babel_lib.errors import ModelFolderError, UnknownModelError
-from babel_lib.models import GGUFChunks, OfflineModel
+from babel_lib.core import models
+from babel_lib.core.errors import ModelFolderError, UnknownModelError
+from babel_lib.core.models import GGUFChunks, OfflineModel
 from babel_lib.testing import tiny_qwen2_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_wrong_size_or_checksum_is_refused(site, tmp_path):
 
 
 def test_chunked_model_is_joined_converted_once_and_loaded(site, tmp_path, monkeypatch):
-    from babel_lib.adapters import ffn_layers
+    from babel_lib.core.adapters import ffn_layers
 
     monkeypatch.setenv("BABEL_CACHE", str(tmp_path / "cache"))
     original = tiny_qwen2_gguf(tmp_path / "tiny.gguf")
@@ -158,7 +158,7 @@ def test_make_setup_sizes_installs_exactly_the_tables_packages(tmp_path):
 @pytest.mark.slow
 def test_real_qwen_05b_loads_and_knows_paris():
     """The 0.5B from its chunk packages (only where `make setup-sizes` installed them)."""
-    from babel_lib.adapters import ffn_layers
+    from babel_lib.core.adapters import ffn_layers
 
     entry = models.OFFLINE_MODELS["qwen2.5-coder-0.5b"]
     if not entry.installed():

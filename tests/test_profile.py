@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib.adapters import ffn_layers
-from babel_lib.cache import Store
-from babel_lib.definitions import Definitions, active_count
-from babel_lib.hooks import ffn_pre_hooks
-from babel_lib.moefy import Partition, build_partition
-from babel_lib.profile import common_passages, count_windows, passage_windows, profile_passages
-from babel_lib.testing import passages as make_passages
-from babel_lib.testing import tiny_model
+from babel_lib.core.adapters import ffn_layers
+from babel_lib.core.cache import Store
+from babel_lib.core.definitions import Definitions, active_count
+from babel_lib.core.hooks import ffn_pre_hooks
+from babel_lib.experts.moefy import Partition, build_partition
+from babel_lib.experts.profile import common_passages, count_windows, passage_windows, profile_passages
+from babel_lib.testing import passages as make_passages, tiny_model
 
 TEXTS = {
     "aaa": ["The quick brown fox jumps over the lazy dog.", "A second paragraph, somewhat longer than the first.",
@@ -117,7 +116,7 @@ def test_profile_per_passage_cache_and_resume(tmp_path, monkeypatch):
     assert list(table.columns) == ["language", "passages", "characters", "tokens", "tokens_per_character"]
     assert "2 languages on the same 3 passages" in prof.describe()
     # a rerun reads the cache: no forward pass at all
-    import babel_lib.profile as module
+    import babel_lib.experts.profile as module
 
     monkeypatch.setattr(module, "count_windows", lambda *a, **k: pytest.fail("recomputed a cached language"))
     again = profile_passages(lm, part, passages(), max_length=16, batch_size=2, store=store, progress=False)
@@ -130,7 +129,7 @@ def test_a_new_view_reuses_cached_views(tmp_path, monkeypatch):
     a = build_partition(lm, expert_size=16, seed=0, store=store)
     b = build_partition(lm, expert_size=16, seed=1, store=store)
     first = profile_passages(lm, a, passages(), max_length=16, store=store, progress=False)
-    import babel_lib.profile as module
+    import babel_lib.experts.profile as module
 
     seen = []
     real = module.count_windows
@@ -194,7 +193,7 @@ def test_model_weights_restored_and_hooks_removed(tmp_path):
 
 # ---------------------------------------------------------------------------- control inputs
 def test_control_windows_keep_lengths_and_break_order():
-    from babel_lib.profile import control_windows
+    from babel_lib.experts.profile import control_windows
 
     lm = tiny_model("llama")
     text = passages()
@@ -216,7 +215,7 @@ def test_control_windows_keep_lengths_and_break_order():
 
 
 def test_control_profile_counts_like_a_language_and_is_cached(tmp_path):
-    from babel_lib.profile import control_windows, profile_control
+    from babel_lib.experts.profile import control_windows, profile_control
 
     lm = tiny_model("llama")
     part = build_partition(lm, expert_size=16, method="random", seed=3, store=Store(tmp_path))

@@ -7,13 +7,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from babel_lib import corpus, evaluate, prune, routing, timing
-from babel_lib.adapters import ffn_layers
-from babel_lib.cache import Store
-from babel_lib.errors import BabelError
-from babel_lib.hooks import experts_contiguous
-from babel_lib.moefy import build_partition, moe_view
-from babel_lib.profile import Definitions, profile_passages
+from babel_lib.core.adapters import ffn_layers
+from babel_lib.core.cache import Store
+from babel_lib.core.errors import BabelError
+from babel_lib.core.hooks import experts_contiguous
+from babel_lib.data import corpus
+from babel_lib.experts.moefy import build_partition, moe_view
+from babel_lib.experts.profile import Definitions, profile_passages
+from babel_lib.interventions import evaluate, prune, routing, timing
 from babel_lib.testing import tiny_model
 
 TEXTS = {
@@ -219,7 +220,7 @@ def test_plan_reports_measured_sparsity(tmp_path):
 # ------------------------------------------------------------------------------ importance baselines
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
 def test_importance_scores_equal_a_manual_computation(model_type, tmp_path, monkeypatch):
-    from babel_lib.profile import pooled_windows
+    from babel_lib.experts.profile import pooled_windows
 
     lm, part, _, store = setup(model_type, tmp_path)
     imp = prune.neuron_importance(lm, PASSAGES, max_length=32, batch_size=2, store=store)
@@ -437,8 +438,8 @@ def test_shared_copy_leaves_dense_model_intact(tmp_path):
 # ------------------------------------------------------------------------------ command line
 def test_cli_prune_saves_a_smaller_model(tmp_path, monkeypatch, capsys):
     """`babel prune` ranks, slices and saves atomically; bad rates fail before any profiling."""
-    from babel_lib import pipeline
     from babel_lib.__main__ import main
+    from babel_lib.experts import pipeline
 
     lm, part, prof, _ = setup("llama", tmp_path)
     calls = []

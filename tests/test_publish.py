@@ -73,7 +73,7 @@ def test_the_workflow_step_gives_the_theme_a_repository_link(tmp_path):
 
 @pytest.mark.slow
 def test_the_published_book_links_to_its_repository(tmp_path, monkeypatch):
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     monkeypatch.setattr(book, "CONFIG", _published_config(tmp_path))
     html = book.build_book(strict=True, path_output=tmp_path / "site")

@@ -10,7 +10,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from babel_lib import book, plots, verdicts
+from babel_lib.book import runner as book
+from babel_lib.report import plots, verdicts
 
 ROWS = [verdicts.row("heatmaps", "the 10% most used experts carry 0.391 [0.390, 0.392] of its activations "
                      "(uniform use: 0.094); 9 of 9 languages depart beyond noise", "bootstrap over 37 passages",

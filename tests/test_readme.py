@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from babel_lib import book
+from babel_lib.book import runner as book
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib import corpus
-from babel_lib.adapters import ffn_layers
-from babel_lib.moefy import build_partition, moe_view
-from babel_lib.pipeline import get_model
-from babel_lib.profile import passage_windows, profile_passages
+from babel_lib.core.adapters import ffn_layers
+from babel_lib.data import corpus
+from babel_lib.experts.moefy import build_partition, moe_view
+from babel_lib.experts.pipeline import get_model
+from babel_lib.experts.profile import passage_windows, profile_passages
 
 pytestmark = pytest.mark.real_model
 
@@ -31,7 +31,7 @@ def test_gemma_shape_and_tokenizer(gemma):
 
 
 def test_gemma_profile_two_languages(gemma, tmp_path):
-    from babel_lib.cache import Store
+    from babel_lib.core.cache import Store
 
     store = Store(tmp_path)
     part = build_partition(gemma, expert_size=32, method="random", store=store)
@@ -45,7 +45,7 @@ def test_gemma_profile_two_languages(gemma, tmp_path):
 
 
 def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
-    from babel_lib.cache import Store
+    from babel_lib.core.cache import Store
 
     part = build_partition(gemma, expert_size=32, method="random", store=Store(tmp_path))
     seq = passage_windows(gemma.tokenizer, corpus.texts("fra", "evaluation"), 41).input_ids[0]
@@ -65,7 +65,7 @@ def test_gemma_moe_view_all_experts_equals_dense(gemma, tmp_path):
 def test_gemma_byte_fallback_known_answers(gemma):
     """Javanese script and Adlam have no pieces of their own in Gemma 3's vocabulary (raw bytes); English
     and Chinese do: the rule of chapters 03-05's sensitivity analysis separates them."""
-    from babel_lib.definitions import BYTE_FALLBACK_SHARE, byte_token_counts
+    from babel_lib.core.definitions import BYTE_FALLBACK_SHARE, byte_token_counts
 
     def share(key):
         byte, total = byte_token_counts(gemma.tokenizer, corpus.texts(key, "calibration")[:3])

@@ -13,8 +13,8 @@ import zlib
 import pandas as pd
 import pytest
 
-from babel_lib import book, reproduction
-from babel_lib.reproduction import column_class, compare_results, model_close, text_close
+from babel_lib.book import reproduction, runner as book
+from babel_lib.book.reproduction import column_class, compare_results, model_close, text_close
 
 
 def _png(path, width, height):
@@ -99,8 +99,8 @@ def test_compare_results_classes_and_statuses(tmp_path):
 def test_chapter_02_reproduces_cold_under_other_arithmetic(tmp_path, monkeypatch):
     """Chapter 02 from an empty result cache (the converted model is reused: its conversion is checked
     elsewhere), with one thread and AVX2 kernels: every committed result file within the contract."""
-    from babel_lib.cache import cache_root
-    from babel_lib.models import DEFAULT_MODEL, load_model
+    from babel_lib.core.cache import cache_root
+    from babel_lib.core.models import DEFAULT_MODEL, load_model
 
     load_model(DEFAULT_MODEL, dtype="float32", device="cpu")  # converts once into the real cache
     models = cache_root() / "models"

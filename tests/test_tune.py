@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from babel_lib import answers, tune
-from babel_lib.errors import ModelFolderError
+from babel_lib.core.errors import ModelFolderError
+from babel_lib.interventions import answers, tune
 from babel_lib.testing import tiny_model
 
 pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
@@ -181,6 +181,6 @@ def test_weight_change_is_zero_for_the_same_model_and_sees_a_change():
 
 
 def test_health_check_names_the_tuned_folders_files():
-    from babel_lib import validate
+    from babel_lib.core import validate
 
     assert (validate.TUNING_META, validate.TUNING_LOG) == (tune.META_FILE, tune.LOG_FILE)

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_lib import compare, families, instructions, stats, tuning_effect as te
-from babel_lib import tuning_pair as tp
-from babel_lib.definitions import Definitions
-from babel_lib.profile import Profile
+from babel_lib import stats
+from babel_lib.chapters import families, instruction_tuning as te, instruction_tuning as tp
+from babel_lib.core.definitions import Definitions
+from babel_lib.data import instructions
+from babel_lib.experts.profile import Profile
+from babel_lib.stats import compare
 from babel_lib.testing import tiny_model
 
 pytestmark = pytest.mark.usefixtures("isolated_cache", "one_thread")
@@ -237,7 +239,7 @@ def tiny_pair(seed=1) -> tp.Pair:
         g = torch.Generator().manual_seed(seed)
         for layer in tuned.model.model.layers:
             layer.mlp.gate_proj.weight.add_(0.1 * torch.randn(layer.mlp.gate_proj.weight.shape, generator=g))
-    from babel_lib.models import model_fingerprint
+    from babel_lib.core.models import model_fingerprint
 
     tuned.fingerprint = model_fingerprint(tuned.model)
     return tp.Pair(base, tuned, "tiny", "tiny-tuned", "float32", "cpu", None, base.tokenizer, "plain", LANGS,
@@ -245,7 +247,7 @@ def tiny_pair(seed=1) -> tp.Pair:
 
 
 def test_make_pair_tunes_and_caches(monkeypatch):
-    from babel_lib import pipeline
+    from babel_lib.experts import pipeline
 
     lm = tiny_model("gemma3_text")
     monkeypatch.setattr(pipeline, "get_model", lambda spec, dtype="float32", device="auto", device_map=None: lm)
@@ -283,7 +285,7 @@ def test_heldout_loss_and_answers_on_tiny_models():
 
 
 def test_profile_pair_and_results_on_tiny_models(monkeypatch):
-    from babel_lib import pipeline
+    from babel_lib.experts import pipeline
 
     pair = tiny_pair()
     monkeypatch.setattr(pipeline, "get_model", lambda spec, dtype="float32", device="auto", device_map=None: pair.base)

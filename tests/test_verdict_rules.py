@@ -4,7 +4,7 @@ refute, and a scorecard whose first line counts each label with the descriptive 
 import pandas as pd
 import pytest
 
-from babel_lib import verdicts
+from babel_lib.report import verdicts
 
 
 def test_decide_follows_the_table():
@@ -45,16 +45,16 @@ def test_scorecard_counts_each_label_and_descriptive_apart(tmp_path):
 
 
 def test_chapter_one_states_its_design_and_tests_against_a_random_grouping():
-    from babel_lib import quality
+    from babel_lib.chapters import moefication
 
     mass = pd.DataFrame({"partition": ["kmeans"], "mass_captured": [0.43], "low": [0.42], "high": [0.44],
                          "difference": [0.10], "diff_low": [0.09], "diff_high": [0.11]})
     agreement = pd.DataFrame({"partition": ["kmeans", "kmeans"], "top_k_fraction": [1.0, 0.2],
                               "max_abs_logit_diff": [4e-4, 3.0], "top1_agreement": [1.0, 0.2], "tokens": [900, 900]})
-    design, tested = quality.moefication_verdicts(mass, agreement, "kmeans", 0.2)
+    design, tested = moefication.moefication_verdicts(mass, agreement, "kmeans", 0.2)
     assert design["verdict"] == "descriptive" and tested["verdict"] == "reproduced"
     no_better = mass.assign(diff_low=[-0.01])  # the random grouping does as well: a test that can fail, failing
-    assert quality.moefication_verdicts(no_better, agreement, "kmeans", 0.2)[1]["verdict"] == "partly reproduced"
+    assert moefication.moefication_verdicts(no_better, agreement, "kmeans", 0.2)[1]["verdict"] == "partly reproduced"
 
 
 def test_every_tested_verdict_says_what_was_tested():
@@ -64,7 +64,7 @@ def test_every_tested_verdict_says_what_was_tested():
 
     import pandas as pd
 
-    from babel_lib import book
+    from babel_lib.book import runner as book
 
     missing = []
     for path in sorted(glob.glob(str(book.BOOK_DIR / "results" / "*" / "verdicts.csv"))):

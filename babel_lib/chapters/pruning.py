@@ -1,0 +1,158 @@
+"""Chapter 8 as library steps (``08_pruning.ipynb``): the facts its prose quotes and its verdict rows, from
+the pruning grid and the paired tests of :mod:`babel_lib.interventions.applications`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from babel_lib.core.claims import row
+from babel_lib.interventions.applications import (METHOD_LABELS, cells_text, claim_word, names_text,
+                                                  ratio_interval_text, ratio_text, slug, strength_words, tests_text)
+
+
+def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None, matrix: dict | None = None,
+                     alpha: float = 0.05, allocation: str = "uniform", cells: pd.DataFrame | None = None) -> dict:
+    """The facts chapter 08 quotes (plain numbers and short strings).
+
+    Keys: languages, rates, methods, tokens_min / tokens_max, passages_min / passages_max, sparsity
+    (text: the measured fraction of experts dropped per rate), udhr_languages (names of the
+    languages evaluated on the UDHR, 'none' if none) and corpora (text: which corpus each language
+    is evaluated on); per method m:
+    beats_dense_<m> / worse_than_dense_<m> / cells_<m> (language-rate cells decided by the
+    paired intervals), beats_random_<m> (cells beating the random baseline beyond noise);
+    beats_dense_cells (text listing the target-language cells that beat dense); best_cell (text:
+    the target-language cell closest to dense, with its interval); median_ratio (text: median
+    ratio to dense per rate and method); random_seeds and random_range (text per rate: the
+    geometric mean over languages of each seed's ratio to dense, lowest to highest seed);
+    from ``tests`` (:func:`language_tests`): n_tests and, for every ``against`` a of the
+    target-language rows, tests_<a> (text per rate), tests_<a>_significant (rates where the
+    target-language ranking is better, Holm-adjusted p < alpha), tests_<a>_worse (rates where
+    it is worse), tests_<a>_rates; best_agnostic (text: which agnostic ranking was the best per
+    rate); from ``cells`` (:func:`comparison_cells`): for every ``against`` a, vs_<a>_better /
+    vs_<a>_worse (language-rate cells decided by the paired intervals), vs_<a>_cells and
+    vs_<a>_better_text / vs_<a>_worse_text (which languages, per rate); verdict_beats_random /
+    verdict_beats_dense (suggested verdict words: rules below); from the cross-language summary
+    (:func:`cross_language_matrix`): matrix_* numbers, own_best, own_best_beyond_noise,
+    matrix_languages, own_best_names, own_best_beyond_noise_names, matrix_names.
+
+    Only the rows of ``allocation`` count (chapter 08: one uniform rate). Keys with spaces in the
+    ``against`` name use underscores ('best agnostic' -> tests_best_agnostic).
+
+    Verdict rules (our choices): beats_random is 'reproduced' when the target-language ranking
+    beats random over languages (Holm-adjusted sign-flip p < alpha with a ratio below 1) at every
+    rate, 'partly reproduced' at some rates, else 'not reproduced'; beats_dense is 'reproduced'
+    when some (language, rate) cell of the target-language ranking beats dense beyond noise (its
+    95% passage interval wholly below 1; per-cell intervals, not corrected for the number of cells:
+    the count of cells is given beside it), else 'not reproduced'.
+    """
+    g = grid_table[(grid_table["method"] != "dense") & (grid_table["allocation"] == allocation)]
+    dense = grid_table[grid_table["method"] == "dense"]
+    out: dict = {"languages": int(dense["language"].nunique()), "rates": sorted(set(g["rate"])),
+                 "methods": list(dict.fromkeys(g["method"])),
+                 "tokens_min": int(dense["tokens"].min()), "tokens_max": int(dense["tokens"].max()),
+                 "passages_min": int(dense["passages"].min()), "passages_max": int(dense["passages"].max()),
+                 "udhr_languages": names_text(dense.loc[dense["corpus"] == "udhr", "language"])
+                 if "corpus" in dense.columns else "none"}
+    n_udhr = int((dense["corpus"] == "udhr").sum()) if "corpus" in dense.columns else 0
+    out["corpora"] = ("all on the Bible" if n_udhr == 0 else "all on the UDHR" if n_udhr == len(dense) else
+                      f"{out['udhr_languages']} on the UDHR, the other {len(dense) - n_udhr} on the Bible")
+    for m, rows in g.groupby("method", sort=False):
+        out[f"cells_{m}"] = int(len(rows))
+        out[f"beats_dense_{m}"] = int((rows["decision"] == "beats dense").sum())
+        out[f"worse_than_dense_{m}"] = int((rows["decision"] == "worse than dense").sum())
+        if rows["baseline"].notna().any() and rows["baseline"].iloc[0] != m:
+            out[f"beats_{rows['baseline'].iloc[0]}_{m}"] = int(rows["baseline_decision"].str.startswith("beats").sum())
+    sp = g.groupby("rate")["sparsity"].first()
+    out["sparsity"] = "; ".join(f"rate {r:g}: {v:.2%} of the experts" for r, v in sp.items())
+    target = g[g["method"] == "language"]
+    winners = target[target["decision"] == "beats dense"]
+    out["beats_dense_cells"] = cells_text(winners) if len(winners) else "none"
+    if len(target):
+        b = target.loc[target["ratio"].idxmin()]
+        out["best_cell"] = (f"{names_text([b['language']])} at rate {b['rate']:g}, "
+                            f"{ratio_interval_text(b['ratio'], b['low'], b['high'])}")
+    med = g.groupby(["rate", "method"], sort=False)["ratio"].median()
+    out["median_ratio"] = "; ".join(
+        f"rate {r:g}: " + ", ".join(f"{METHOD_LABELS.get(m, m)} {ratio_text(med[(r, m)])}" for m in out["methods"]
+                                   if (r, m) in med.index) for r in out["rates"])
+    rnd = g[g["method"] == "random"]
+    out["random_seeds"] = int(rnd["seed"].nunique()) if len(rnd) else 0
+    if len(rnd):
+        per_seed = rnd.assign(lr=np.log(rnd["ratio"])).groupby(["rate", "seed"])["lr"].mean()
+        out["random_range"] = "; ".join(
+            f"rate {r:g}: {ratio_text(math.exp(v.min()))}-{ratio_text(math.exp(v.max()))}"
+            for r, v in per_seed.groupby(level="rate"))
+    if tests is not None and not tests.empty:
+        tests = tests[tests["allocation"] == allocation]
+        out["n_tests"] = int(len(tests))
+        own = tests[tests["method"] == "language"]
+        for against in dict.fromkeys(["best agnostic", "random", *own["against"]]):
+            key = f"tests_{slug(against)}"
+            t = own[own["against"] == against]
+            out[key] = tests_text(t) if len(t) else "not run"
+            out[f"{key}_significant"] = int(((t["p_adjusted"] < alpha) & (t["ratio"] < 1)).sum())
+            out[f"{key}_worse"] = int(((t["p_adjusted"] < alpha) & (t["ratio"] > 1)).sum())
+            out[f"{key}_rates"] = int(len(t))
+        t = own[own["against"] == "best agnostic"]
+        out["best_agnostic"] = "; ".join(f"rate {r.rate:g}: {METHOD_LABELS.get(r.against_method, r.against_method)}"
+                                         for r in t.itertuples()) or "not run"
+        t = own[own["against"] == "random"]
+        out["verdict_beats_random"] = claim_word(list((t["p_adjusted"] < alpha) & (t["ratio"] < 1))) \
+            if len(t) else "not testable here"
+    else:
+        out["verdict_beats_random"] = "not testable here"
+    if cells is not None and not cells.empty:
+        own = cells[(cells["method"] == "language") & (cells["allocation"] == allocation)]
+        for against, c in own.groupby("against", sort=False):
+            key = f"vs_{slug(against)}"
+            better = c[c["decision"].str.startswith("beats")]
+            worse = c[c["decision"].str.startswith("worse")]
+            out[f"{key}_cells"] = int(len(c))
+            out[f"{key}_better"] = int(len(better))
+            out[f"{key}_worse"] = int(len(worse))
+            for word, rows in (("better", better), ("worse", worse)):
+                out[f"{key}_{word}_text"] = "; ".join(
+                    f"rate {r:g}: {names_text(rows.loc[np.isclose(rows['rate'], r), 'language'])}"
+                    for r in sorted(set(c["rate"])))
+    out["verdict_beats_dense"] = "reproduced" if len(winners) else "not reproduced"
+    if matrix:
+        out.update({f"matrix_{k}": v for k, v in matrix.items() if not isinstance(v, list)})
+        out["own_best"] = matrix["own_best"]
+        out["own_best_beyond_noise"] = matrix["own_best_beyond_noise"]
+        out["matrix_languages"] = matrix["languages"]
+        out["own_best_names"] = names_text(matrix.get("own_best_languages", []))
+        out["own_best_beyond_noise_names"] = names_text(matrix.get("own_best_beyond_noise_languages", []))
+        out["matrix_names"] = names_text(matrix.get("language_keys", []))
+    return out
+
+
+def verdicts_pruning(f: dict) -> list[dict]:
+    """Chapter 08's verdict rows (:func:`babel_lib.report.verdicts.row`) from :func:`findings_pruning`'s facts:
+    'beats_random' and 'beats_dense', each with our result, its interval and the evidence in words."""
+
+    n = f["languages"]
+    text = f"{n} languages, {f['tokens_min']:,}-{f['tokens_max']:,} held-out tokens each ({f['corpora']})"
+    rows = []
+    sig, total = f.get("tests_random_significant", 0), f.get("tests_random_rates", 0)
+    rows.append(row(
+        "beats_random",
+        f"Target-language frequency ranking against random pruning ({f.get('random_seeds', 0)} seeds, geometric "
+        f"mean), over {n} languages: {f.get('tests_random', 'not run')}.",
+        f"{strength_words(sig, total)}: {text}; {f.get('beats_random_language', 0)} of {f.get('cells_language', 0)} "
+        f"language-rate cells better than random beyond noise; exact sign-flip tests over languages, Holm over the "
+        f"chapter's {f.get('n_tests', 0)} tests. Random pruning is a weak baseline: against the best language-agnostic "
+        f"ranking ({f.get('best_agnostic', 'not run')}) the target-language ranking gives "
+        f"{f.get('tests_best_agnostic', 'not run')}.",
+        f["verdict_beats_random"]))
+    won = f.get("beats_dense_language", 0)
+    rows.append(row(
+        "beats_dense",
+        f"{won} of {f.get('cells_language', 0)} target-language cells (language x rate) beat the unpruned model "
+        f"beyond noise{': ' + f['beats_dense_cells'] if won else ''}; the closest to it: {f.get('best_cell', 'none')}.",
+        f"{'Weak' if won <= 1 else 'Moderate'}: per-cell 95% paired passage intervals, not corrected for the "
+        f"{f.get('cells_language', 0)} cells; {text}; rates {', '.join(f'{r:g}' for r in f['rates'])}.",
+        f["verdict_beats_dense"]))
+    return rows
