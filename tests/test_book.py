@@ -273,6 +273,40 @@ def test_depth_curves_render_a_band_and_a_line_per_model_and_the_floor_only_when
     plots.show(plots.depth_curves(df, "Depth"), "depth")  # renders (the width check runs vl-convert)
 
 
+def test_interval_chart_draws_a_point_and_a_rule_per_row_and_its_reference(plots_env):
+    import pandas as pd
+
+    plots = plots_env
+    df = pd.DataFrame({"name": ["Hindi", "French", "Urdu"], "d": [0.1, 0.2, 0.15], "low": [0.05, 0.1, 0.1],
+                       "high": [0.2, 0.3, 0.2], "floor": [0.01, 0.02, 0.02], "family": ["IE", "IE", "IE"]})
+    spec = plots.interval_chart(df, "d", "name", reference="floor", value_title="Departure").to_dict()
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks == ["rule", "point", "tick"]
+    rule = spec["layer"][0]["encoding"]
+    assert rule["x"]["field"] == "low" and rule["x2"]["field"] == "high" and rule["x"]["title"] == "Departure"
+    assert spec["layer"][1]["encoding"]["x"]["field"] == "d" and spec["height"] == 80  # 3 rows, at least 80 px
+    assert spec["layer"][1]["encoding"]["y"]["sort"] == ["Hindi", "French", "Urdu"]  # the data's order by default
+    up = plots.interval_chart(df, "d", "name", horizontal=False, color="family", offset=True, reference=0.1).to_dict()
+    assert up["layer"][0]["encoding"]["y"]["field"] == "low" and "xOffset" in up["layer"][1]["encoding"]
+    assert up["layer"][2]["mark"]["type"] == "rule" and "data" in up["layer"][2]
+    plots.show(plots.interval_chart(df, "d", "name"), "intervals")  # renders (the width check runs vl-convert)
+
+
+def test_layer_bands_draw_band_line_points_and_mark_significant_layers(plots_env):
+    import pandas as pd
+
+    plots = plots_env
+    df = pd.DataFrame({"layer": range(4), "auc": [0.5, 0.6, 0.7, 0.55], "low": [0.4, 0.5, 0.6, 0.45],
+                       "high": [0.6, 0.7, 0.8, 0.65], "q": [0.2, 0.01, 0.001, 0.5]})
+    spec = plots.layer_bands(df, "auc", significant="q", reference=0.5, y_title="AUC").to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line", "point", "rule"]
+    assert "datum['q'] < 0.05" in spec["layer"][2]["encoding"]["fill"]["condition"]["test"]
+    assert spec["layer"][0]["encoding"]["y"]["title"] == "AUC"
+    grouped = plots.layer_bands(df.assign(model="a", floor=0.45), "auc", color="model", reference="floor").to_dict()
+    assert grouped["layer"][3]["mark"]["type"] == "line" and grouped["layer"][1]["encoding"]["color"]["field"] == "model"
+    plots.show(plots.layer_bands(df, "auc"), "bands")
+
+
 def test_show_writes_results_and_limits_inline_data(plots_env, tmp_path):
     plots = plots_env
     small = _frame(4, 8)

@@ -200,6 +200,97 @@ def depth_curves(by_layer, title: str, order=None, columns: int = 2, width: int 
                        ).resolve_scale(y="independent").properties(title=title)
 
 
+def interval_chart(df, value: str, category: str, *, low: str = "low", high: str = "high",
+                   value_title: str | None = None, category_title: str | None = None, horizontal: bool = True,
+                   color: str | None = None, color_title: str | None = None, offset: bool = False,
+                   reference=None, reference_colour: str = "#d62728", sort=None, zero: bool = False,
+                   width: int = 560, height: int | None = None, title: str | None = None, tooltip=None,
+                   digits: int = 4, size: int = 60) -> alt.Chart:
+    """Estimates with their intervals: one point per row at ``value`` and a rule from ``low`` to ``high``.
+
+    df: one row per estimate. category: the other axis (nominal unless typed, e.g. "layer:O").
+    horizontal=True draws the values along x (categories down the y axis, ``height`` 22 px a category
+    unless given); False draws them up the y axis. color: a column that colours points and rules
+    (``offset=True`` sets same-category points side by side, vertical charts only). reference: a number
+    (a dashed rule across the chart: a null or a noise floor) or a column (a tick on each row). sort: the
+    categories' order (a list, "-x"/"x"/"-y"/"y", or None for the data's order)."""
+    v, lo, hi = _typed(value, "Q"), _typed(low, "Q"), _typed(high, "Q")
+    cat = _typed(category, "N")
+    along, across = ("x", "y") if horizontal else ("y", "x")
+    cat_sort = sort if sort is not None else list(dict.fromkeys(df[_field(category)]))
+    fmt = f".{digits}f"
+    tips = tooltip if tooltip is not None else [cat] + [alt.Tooltip(c, format=fmt) for c in (v, lo, hi)]
+    enc = {across: getattr(alt, across.upper())(cat, sort=cat_sort, title=category_title,
+                                                axis=alt.Axis(labelAngle=0) if across == "x" else alt.Axis())}
+    if color is not None:
+        enc["color"] = alt.Color(_typed(color, "N"), title=color_title or _words(color),
+                                 legend=alt.Legend(orient="bottom", labelLimit=400))
+        tips = [_typed(color, "N")] + list(tips)
+        if offset and not horizontal:
+            enc["xOffset"] = alt.XOffset(_typed(color, "N"))
+    base = alt.Chart(df).encode(**enc)
+    axis = getattr(alt, along.upper())
+    rules = base.mark_rule(strokeWidth=2).encode(**{along: axis(lo, title=value_title or _words(value),
+                                                                scale=alt.Scale(zero=zero)), f"{along}2": hi})
+    points = base.mark_point(filled=True, size=size).encode(**{along: axis(v)}, tooltip=tips)
+    layers = [rules, points]
+    if isinstance(reference, str):
+        layers.append(base.mark_tick(color=reference_colour, thickness=2, size=14).encode(
+            **{along: axis(_typed(reference, "Q"))}))
+    elif reference is not None:
+        layers.append(alt.Chart(pd_frame({"reference": [float(reference)]})).mark_rule(
+            color=reference_colour, strokeDash=[4, 3]).encode(**{along: axis("reference:Q")}))
+    n = df[_field(category)].nunique()
+    size_px = height if height is not None else (max(80, 22 * n) if horizontal else 260)
+    chart = alt.layer(*layers).properties(width=width, height=size_px)
+    return chart.properties(title=title) if title else chart
+
+
+def layer_bands(df, value: str, *, low: str = "low", high: str = "high", x: str = "layer:O", x_title: str = "Layer",
+                y_title: str | None = None, color: str | None = None, color_title: str | None = None,
+                significant: str | None = None, reference=None, zero: bool = False, width: int = 560,
+                height: int = 220, title: str | None = None, digits: int = 4, tooltip=None) -> alt.Chart:
+    """A per-layer statistic as a line with points over its 95% interval band.
+
+    df: one row per layer (and per ``color`` group: several lines, one colour each). significant: a
+    boolean column (or a column of q-values, significant below 0.05): points filled where true, hollow
+    where not. reference: a number (a dashed grey rule: a null) or a column (a dashed grey line per
+    layer: a noise floor)."""
+    v, lo, hi, xf = _typed(value, "Q"), _typed(low, "Q"), _typed(high, "Q"), _typed(x, "O")
+    enc = {"x": alt.X(xf, title=x_title, axis=alt.Axis(labelAngle=0) if xf.endswith(":O") else alt.Axis())}
+    tips = tooltip if tooltip is not None else [xf] + [alt.Tooltip(c, format=f".{digits}f") for c in (v, lo, hi)]
+    if color is not None:
+        enc["color"] = alt.Color(_typed(color, "N"), title=color_title or _words(color),
+                                 legend=alt.Legend(orient="bottom", labelLimit=400))
+        tips = [_typed(color, "N")] + list(tips)
+    base = alt.Chart(df).encode(**enc)
+    band = base.mark_area(opacity=0.25).encode(y=alt.Y(lo, title=y_title or _words(value),
+                                                       scale=alt.Scale(zero=zero)), y2=hi)
+    line = base.mark_line().encode(y=v)
+    point_enc = {"y": v, "tooltip": tips}
+    if significant is not None:
+        field = _field(significant)
+        test = f"datum['{field}'] < 0.05" if df[field].dtype.kind == "f" else f"datum['{field}']"
+        point_enc["fill"] = alt.condition(test, alt.value("#4c78a8") if color is None else _typed(color, "N"),
+                                          alt.value("white"))
+    points = base.mark_point(size=40, filled=significant is None).encode(**point_enc)
+    layers = [band, line, points]
+    if isinstance(reference, str):
+        layers.append(base.mark_line(strokeDash=[4, 4], color="#888").encode(y=_typed(reference, "Q")))
+    elif reference is not None:
+        layers.append(alt.Chart(pd_frame({"reference": [float(reference)]})).mark_rule(
+            strokeDash=[4, 4], color="#888").encode(y="reference:Q"))
+    chart = alt.layer(*layers).properties(width=width, height=height)
+    return chart.properties(title=title) if title else chart
+
+
+def pd_frame(columns: dict):
+    """A small DataFrame (pandas imported on use)."""
+    import pandas as pd
+
+    return pd.DataFrame(columns)
+
+
 def show(chart, name: str, *, image: bool = False, table=None):
     """Display *chart* and keep a copy in the chapter's results folder.
 
