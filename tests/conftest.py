@@ -45,3 +45,15 @@ def eval_set():
     from babel_lib.data import instructions
 
     return instructions.instruction_set(INSTRUCTION_LANGS, "evaluation", seed=0)
+
+
+@pytest.fixture
+def plots_env(tmp_path, monkeypatch):
+    """babel_lib.report.plots writing its results under tmp_path (chapter "01_test"); charts render as in JupyterLab."""
+    from babel_lib.report import plots
+
+    monkeypatch.setenv("BABEL_BOOK_DIR", str(tmp_path))
+    monkeypatch.delenv("BABEL_RENDER", raising=False)
+    plots.setup("01_test")
+    yield plots
+    plots.setup(None)

@@ -215,17 +215,6 @@ def test_cli_profiles_and_errors(capsys):
 
 
 # ---------------------------------------------------------------------------- plots
-@pytest.fixture
-def plots_env(tmp_path, monkeypatch):
-    from babel_lib.report import plots
-
-    monkeypatch.setenv("BABEL_BOOK_DIR", str(tmp_path))
-    monkeypatch.delenv("BABEL_RENDER", raising=False)
-    plots.setup("01_test")
-    yield plots
-    plots.setup(None)
-
-
 def _frame(layers, experts):
     import pandas as pd
 
