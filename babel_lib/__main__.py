@@ -194,7 +194,7 @@ def add_verify(subparsers):
         "verify", help="re-execute chapters into runs/verify/ and check them against the committed results",
         description="Re-execute chapters on the default profile into a scratch folder (runs/verify/) and compare "
                     "every file of their results with the committed ones in book/results/ under the reproduction "
-                    "contract (babel_lib.reproduction): text, labels, verdicts and the fixed text's counts "
+                    "contract (babel_lib.book.reproduction): text, labels, verdicts and the fixed text's counts "
                     "exactly; numbers computed through the model's float arithmetic within 1e-3 absolute plus "
                     "1e-3 relative; timings reported, not compared. Fails only outside the contract. For a "
                     "cold check, point BABEL_CACHE at an empty folder.")
@@ -481,7 +481,7 @@ def _user_error(err: Exception) -> bool:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.hub:
-        os.environ["BABEL_ALLOW_HUB"] = "1"  # read by babel_lib.models when it is first imported
+        os.environ["BABEL_ALLOW_HUB"] = "1"  # read by babel_lib.core.models when it is first imported
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

@@ -34,7 +34,7 @@ step "instruction tuning on the GPU: the chapter's recipe (100 steps of 4, bf16 
 $PY - <<'PYEOF' 2>&1 | tee "$LOGS/tune.log"
 import os
 from babel_lib import corpus, tune
-from babel_lib.models import load_model
+from babel_lib.core.models import load_model
 lm = load_model(os.environ["MODEL"], dtype="bfloat16", device="cuda")
 data = tune.instruction_set(corpus.PAPER_LANGUAGES, "calibration", seed=0)
 run = tune.instruction_tune(lm, data, tune.TuneConfig(steps=100, batch_size=4, max_length=128), progress=False)

@@ -331,8 +331,8 @@ def fake_study(monkeypatch):
 
 @pytest.fixture
 def fake_prune(monkeypatch):
-    """A stand-in for babel_lib.prune that records the ranking language; the folder is written by the real
-    save_pruned (atomic, never over what it may not replace)."""
+    """A stand-in for babel_lib.interventions.prune that records the ranking language; the folder is written by
+    the real save_pruned (atomic, never over what it may not replace)."""
     return _install_fake_prune(monkeypatch)
 
 

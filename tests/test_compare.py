@@ -1,4 +1,4 @@
-"""Comparing two profiles of the same languages (babel_lib.compare) on constructed profiles with
+"""Comparing two profiles of the same languages (babel_lib.stats.compare) on constructed profiles with
 known answers and on real profiles of two tiny models; the overlap of two partitions
 (babel_lib.experts.quality.partition_overlap, chance_overlap)."""
 

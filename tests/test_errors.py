@@ -84,12 +84,12 @@ def test_unknown_model_id_fails_at_once_and_says_how_to_opt_in(monkeypatch):
 
 
 def test_hub_is_off_unless_opted_in():
-    """Importing babel_lib.models without BABEL_ALLOW_HUB=1 sets HF_HUB_OFFLINE=1 before transformers loads."""
+    """Importing babel_lib.core.models without BABEL_ALLOW_HUB=1 sets HF_HUB_OFFLINE=1 before transformers loads."""
     import os
     import subprocess
     import sys
 
-    code = ("import os, sys; import babel_lib.models; assert 'transformers' not in sys.modules; "
+    code = ("import os, sys; import babel_lib.core.models; assert 'transformers' not in sys.modules; "
             "print(os.environ.get('HF_HUB_OFFLINE'))")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "BABEL_ALLOW_HUB")}
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -1,4 +1,4 @@
-"""Chapter 5 and 6 steps (babel_lib.families) on constructed data with known answers."""
+"""Chapter 5 and 6 steps (babel_lib.chapters.families) on constructed data with known answers."""
 
 import numpy as np
 import pytest

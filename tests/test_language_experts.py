@@ -1,4 +1,4 @@
-"""Chapter 12's library (babel_lib.language_experts) on a tiny model wired so that the right answer is known:
+"""Chapter 12's library (babel_lib.chapters.language_experts) on a tiny model wired so that the right answer is known:
 in layer 0, expert 0 predicts the next letter of lower-case runs ("language" A) and expert 1 that of
 upper-case runs ("language" B); nothing else in the model predicts anything. Switching expert 0 off must
 harm A and only A."""

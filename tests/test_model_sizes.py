@@ -1,4 +1,4 @@
-"""Chapter 6's size comparison (babel_lib.model_sizes): weighted statistics against their unweighted
+"""Chapter 6's size comparison (babel_lib.chapters.model_families): weighted statistics against their unweighted
 definitions, the crossed bootstrap of many statistics against the library's one, constructed profiles
 where the size pair shares the language structure and the other family does not, and the whole path on
 tiny random qwen2 models (offline GGUF entries, studies one model at a time, bits per character)."""

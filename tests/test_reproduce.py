@@ -1,4 +1,4 @@
-"""The reproduction contract (babel_lib/reproduction.py) and a fresh run of chapter 02 checked by it.
+"""The reproduction contract (babel_lib/book/reproduction.py) and a fresh run of chapter 02 checked by it.
 
 The chapter test reruns chapter 02 cold (an empty result cache: every count recomputed) with the
 model's arithmetic deliberately moved to another code path (one thread, AVX2 kernels instead of

@@ -1,4 +1,4 @@
-"""Chapter 13's robustness map (babel_lib.robustness_map): the grid changes one definition at a time,
+"""Chapter 13's robustness map (babel_lib.chapters.robustness_map): the grid changes one definition at a time,
 every cell's counts come from the same forward passes and equal a study made with that cell's
 definitions alone, and each cell is decided by the chapters' own verdict functions."""
 

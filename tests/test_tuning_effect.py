@@ -1,4 +1,4 @@
-"""Chapter 7's steps (babel_lib.tuning_effect): distances and retention on constructed profiles with
+"""Chapter 7's steps (babel_lib.chapters.instruction_tuning): distances and retention on constructed profiles with
 known answers, the halves and their bootstrap, the sign-flip test over languages, paired intervals
 over held-out paragraphs, and the whole chain (make, measure, profile, compare) on tiny models."""
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pandas is imported where tables are built, not when the CLI
 
 from babel_lib.core.paths import BOOK_DIR, CONFIG, FAILED_DIR, LIBRARY_DIR, NOTEBOOKS_DIR, ROOT, RUNS_DIR  # noqa: F401
 
-#: The vega bundle the offline charts load (see babel_lib.plots), relative to the site
+#: The vega bundle the offline charts load (see babel_lib.report.plots), relative to the site
 #: root; build_book writes it into the built site (not into book/_static, whose scripts
 #: Jupyter Book would load on every page).
 VEGA_BUNDLE = Path("_static") / "babel-vega.js"
@@ -292,7 +292,7 @@ def run_chapter(name_or_path, profile="default", overrides=None, output_dir=BOOK
 
     Only parameters the notebook declares are passed (others are reported and ignored).
     The kernel runs in this interpreter with cwd = the repository root; the environment
-    tells babel_lib.plots where the book is (BABEL_BOOK_DIR), which chapter runs
+    tells babel_lib.report.plots where the book is (BABEL_BOOK_DIR), which chapter runs
     (BABEL_CHAPTER) and to emit the offline book rendering (BABEL_RENDER=book).
     The notebook and the chapter's results/ are written to a hidden staging folder and
     moved into place only on success (stale result files of earlier runs disappear);

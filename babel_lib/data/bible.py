@@ -6,7 +6,7 @@ version per language (``data/bible_versions.csv``; sources and licences in
 ``data/bible_versions.SOURCES.md``: mixed, several under publishers' copyright, so the text is never
 committed or redistributed). This module reads a version, finds placeholder verses (translated
 together with the previous verse, or absent) and cleans the text (versification markers, footnote
-marks, editorial notes, spacing); :mod:`babel_lib.corpus` aligns the versions into passages.
+marks, editorial notes, spacing); :mod:`babel_lib.data.corpus` aligns the versions into passages.
 ``BIBLE_DB`` points at another database of the same table (tests).
 """
 

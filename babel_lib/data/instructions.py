@@ -1,8 +1,8 @@
 """The instruction set: multilingual instructions built from the parallel UDHR, their formatting,
 and their encoding as model input with the response positions marked.
 
-No base/instruct pair of one model ships offline, so the project makes one (:mod:`babel_lib.tune`
-trains it, :mod:`babel_lib.answers` measures it); this module makes the data. Everything here is
+No base/instruct pair of one model ships offline, so the project makes one (:mod:`babel_lib.interventions.tune`
+trains it, :mod:`babel_lib.interventions.answers` measures it); this module makes the data. Everything here is
 our choice (the paper does not say how its instruct models were made; they are the publishers'
 releases).
 

@@ -282,7 +282,7 @@ def moe_view(
         the oracle score sum|a| (score='abs') or sum ReLU(a) ('relu');
     experts: {layer: expert ids kept}, a fixed set per layer (layers not named keep all).
     The other experts' neuron values are zeroed before the down projection, which equals an
-    MoE that skips them (outputs only; compute is not saved: see babel_lib.prune for slicing).
+    MoE that skips them (outputs only; compute is not saved: see babel_lib.interventions.prune for slicing).
     With every expert chosen the outputs equal the dense model's.
     """
     from babel_lib.core.hooks import experts_contiguous, ffn_pre_hooks

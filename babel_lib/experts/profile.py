@@ -1,6 +1,6 @@
 """Profile which experts each language activates, passage by passage.
 
-Definitions (:mod:`babel_lib.definitions`): an expert's score on a token is the sum of |a| over
+Definitions (:mod:`babel_lib.core.definitions`): an expert's score on a token is the sum of |a| over
 its neurons; it is activated when among the top ``k`` experts of its layer; frequency =
 activated tokens / tokens.
 

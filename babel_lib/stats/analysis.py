@@ -20,7 +20,7 @@ Our choices where the paper is silent (each a named parameter):
 - language distance: Jensen-Shannon distance (base 2, in [0, 1]) between frequency
   profiles normalised to sum 1 (under top-k every layer sums to k, so layers weigh
   equally), or cosine distance (the chapters' Hellinger distance is in
-  :mod:`babel_lib.distances`); hierarchical clustering with average linkage.
+  :mod:`babel_lib.stats.distances`); hierarchical clustering with average linkage.
 
 Tests and intervals live in :mod:`babel_lib.stats` (re-exported here for older callers).
 """

@@ -3,7 +3,7 @@ version under the base's partition, or two halves of one text): per-layer and pe
 similarity of the expert frequencies, and whether the high-frequency, shared and language-specific
 experts of one are kept in the other.
 
-Built only on :mod:`babel_lib.analysis`, so that a comparison here means what the rest of the book
+Built only on :mod:`babel_lib.stats.analysis`, so that a comparison here means what the rest of the book
 means by the same words:
 
 - similarity of one language's layer in profile A and in profile B: the Jensen-Shannon distance

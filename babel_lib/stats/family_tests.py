@@ -2,7 +2,7 @@
 (same-family AUC within script strata, residual correlations with covariates, mean distances by pair
 class and by shared clades), permutation tests of many distance matrices against one set of
 permutations (:func:`mantel_many`, :func:`stratified_many`), flat clusters against families, and the
-contrast of languages written in two scripts. See :mod:`babel_lib.families` for the choices."""
+contrast of languages written in two scripts. See :mod:`babel_lib.chapters.families` for the choices."""
 
 from __future__ import annotations
 
