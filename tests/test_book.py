@@ -293,6 +293,8 @@ def test_layer_bands_draw_band_line_points_and_mark_significant_layers(plots_env
     assert spec["layer"][0]["encoding"]["y"]["title"] == "AUC"
     grouped = plots.layer_bands(df.assign(model="a", floor=0.45), "auc", color="model", reference="floor").to_dict()
     assert grouped["layer"][3]["mark"]["type"] == "line" and grouped["layer"][1]["encoding"]["color"]["field"] == "model"
+    one = plots.layer_bands(df, "auc", colour="#e45756", reference=0.5).to_dict()
+    assert all(layer["mark"].get("color") == "#e45756" for layer in one["layer"][:3])
     plots.show(plots.layer_bands(df, "auc"), "bands")
 
 

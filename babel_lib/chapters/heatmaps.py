@@ -17,10 +17,12 @@ halves of the passages, which estimates the mean |noise| of the full-data profil
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
 from babel_lib.data.corpus import language_labels
+from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
 from babel_lib.stats.analysis import DEPTH_THIRDS, depth_third
 
@@ -213,3 +215,112 @@ def heatmap_verdicts(facts: dict) -> list[dict]:
     analysis_row = descriptive("activation_analysis", f"layer x expert frequency maps of {f['languages']} languages "
                                f"on the same {f['passages']} passages")
     return [analysis_row, row("heatmaps", result, evidence, word)]
+
+
+# ---------------------------------------------------------------------------- the notebook's tables, charts and prose
+#: The chapter's tables: plots.table's options by table name.
+TABLES: dict[str, dict] = {
+    "text": {
+        "columns": {"name": "Language", "script": "Script", "passages": "Passages", "characters": "Characters",
+                    "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
+        "formats": {"tokens_per_character": "{:.2f}"},
+        "caption": "Text profiled per language",
+    },
+    "robustness": {
+        "columns": {"view": "View", "concentration": "Top-10% share", "uniform_share": "Uniform share",
+                    "beyond_noise": "Languages beyond noise", "languages": "Languages",
+                    "median_ratio": "Median departure / floor", "most_departing": "Most departing",
+                    "largest_third": "Third with largest departure", "spearman_with_main": "Spearman with main view"},
+        "formats": {"concentration": "{:.3f}", "uniform_share": "{:.3f}", "median_ratio": "{:.1f}",
+                    "spearman_with_main": "{:+.2f}"},
+        "caption": "Chapter statistics in every view",
+    },
+}
+
+
+def _maps_chart(maps: pd.DataFrame, color: str, color_title: str, title: str, diverging: bool = False):
+    return plots.heatmap(maps, "rank:O", "layer:O", color, facet="name", columns=3, width=180, height=150,
+                         x_title="Expert (rank in its layer)", y_title="Layer", color_title=color_title,
+                         diverging=diverging, title=title)
+
+
+def frequency_heatmaps_chart(maps: pd.DataFrame) -> alt.FacetChart:
+    """One layer x expert frequency map per language (experts by their rank in the layer).
+
+    maps: :func:`heatmap_frame`'s rows (name, layer, rank, frequency)."""
+    return _maps_chart(maps, "frequency:Q", "Frequency",
+                       "Expert activation frequency (x: experts sorted by mean frequency in their layer)")
+
+
+def difference_heatmaps_chart(maps: pd.DataFrame) -> alt.FacetChart:
+    """One map per language of its frequency minus the mean over the languages (diverging colours).
+
+    maps: :func:`heatmap_frame`'s rows (name, layer, rank, difference)."""
+    return _maps_chart(maps, "difference:Q", "Difference", "Frequency minus the mean over the languages",
+                       diverging=True)
+
+
+def departure_chart(by_language: pd.DataFrame) -> alt.LayerChart:
+    """Each language's departure from the common map with its 95% interval and its noise floor (a red tick),
+    the most departing first.
+
+    by_language: name, departure, low, high, floor (:func:`heatmap_results`' ``by_language``)."""
+    tooltip = ["name"] + [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("departure", "low", "high", "floor")]
+    return plots.interval_chart(by_language, "departure", "name", reference="floor", sort="-x", zero=True,
+                                value_title="Departure from the common map (share of tokens per expert)",
+                                height=24 * len(by_language), tooltip=tooltip,
+                                title="Departure with its 95% interval; red: the noise floor")
+
+
+def departure_and_concentration_chart(by_layer: pd.DataFrame) -> alt.HConcatChart:
+    """Side by side, per layer: the mean departure and the share carried by the top 10% experts (green, dashed:
+    uniform use), each over its 95% interval band.
+
+    by_layer: layer, departure, departure_low, departure_high, concentration, concentration_low,
+    concentration_high, uniform_share (:func:`heatmap_results`' ``by_layer``)."""
+    departure_panel = plots.layer_bands(by_layer, "departure", low="departure_low", high="departure_high",
+                                        y_title="Mean departure", zero=True, width=300, height=200,
+                                        title="Departure by layer")
+    concentration_panel = plots.layer_bands(by_layer, "concentration", low="concentration_low",
+                                            high="concentration_high", colour="#2ca02c", zero=True,
+                                            y_title="Share carried by the top 10% experts", reference="uniform_share",
+                                            width=300, height=200, title="Concentration by layer (dashed: uniform use)")
+    return alt.hconcat(departure_panel, concentration_panel)
+
+
+def findings_text(f: dict, by_third: pd.DataFrame) -> str:
+    """The chapter's findings (Markdown) from :func:`heatmap_results`' facts and its ``by_third`` table
+    (third, departure, low, high)."""
+    third = by_third.set_index("third")
+
+    def third_text(name):
+        return stats.interval_text(third.loc[name, "departure"], third.loc[name, "low"], third.loc[name, "high"],
+                                   digits=4)
+
+    concentration = stats.interval_text(f["concentration"], f["concentration_low"], f["concentration_high"])
+    top = ("The first place is clear of the second beyond noise" if f["top_separated"] else
+           "The first place is not clear of the second: the ranking at the top is weak evidence")
+    top_view = "" if f["robust_most_departing"] else ", but another view puts another language first"
+    largest = " beyond noise" if f["largest_third_separated"] else " (not clear of the next third: weak evidence)"
+    largest_view = ", in every view" if f["robust_largest_third"] else "; this does not hold in every view"
+    most, least = (stats.interval_text(*f[k], digits=4) for k in ("top_departure", "bottom_departure"))
+    return f"""
+- **A common map.** In every layer a few experts carry most activations: the {f['top_fraction']:.0%} most used
+  experts carry {concentration} of a layer's
+  activations, against {f['uniform_share']:.3f} if the experts were used equally
+  ({'in every view' if f['robust_concentration'] else 'but not in every view'}).
+- **Departures beyond noise.** {f['beyond_noise']} of {f['languages']} languages depart from the common map by more
+  than sampling noise (interval above the noise floor); the median language departs by {f['median_ratio']:.1f} times
+  its floor. The most departing is {f['most_departing']} ({most}), the least
+  {f['least_departing']} ({least}).
+  {top}{top_view}.
+  Across views the languages' departures keep their order (lowest Spearman with the main view {f['min_spearman']:+.2f}).
+- **Where languages differ.** Mean departure by third of the network: early
+  {third_text('early')},
+  middle {third_text('middle')},
+  late {third_text('late')}:
+  the {f['largest_third']} third differs most{largest}{largest_view}.
+- **Strength of evidence.** {f['passages']} passages of one formal text, {f['resamples']:,} bootstrap resamples;
+  one small model. The maps describe which parts of the FFN a language uses; they do not show that those
+  experts matter for the language (the pruning chapters test that).
+"""

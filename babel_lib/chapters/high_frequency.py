@@ -1,12 +1,15 @@
 """Chapter 3 as library steps: high-frequency experts, where they sit over the depth of the network,
-the entropy of each layer's use of its experts, and the relation with tokenisation granularity."""
+the entropy of each layer's use of its experts, and the relation with tokenisation granularity; the
+chapter's tables, charts and findings."""
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
 from babel_lib.data.corpus import language_labels, language_metadata
+from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
 from babel_lib.stats.analysis import DEPTH_THIRDS, depth_third
 
@@ -380,3 +383,176 @@ def high_frequency_verdicts(facts: dict) -> list[dict]:
     investigation = descriptive("high_frequency_investigation", f"high-frequency experts counted per layer in "
                                 f"{f['languages']} languages on the same {f['passages']} passages")
     return [investigation, row("high_frequency", result, evidence, word)]
+
+
+# ---------------------------------------------------------------------------- the notebook's tables, charts and prose
+#: The chapter's tables: plots.table's options by table name.
+TABLES: dict[str, dict] = {
+    "text": {
+        "columns": {"name": "Language", "family": "Family", "script": "Script", "passages": "Passages",
+                    "characters": "Characters", "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
+        "formats": {"tokens_per_character": "{:.2f}"},
+        "caption": "Text profiled per language",
+    },
+    "high_frequency_by_language": {
+        "columns": {"name": "Language", "script": "Script", "high_total": "High-frequency experts", "low": "Low",
+                    "high": "High", "tokens_per_character": "Tokens per character", "share_early": "Early",
+                    "share_middle": "Middle", "share_late": "Late", "q_uniform": "q (even spread, BH)"},
+        "formats": {"high_total": "{:.0f}", "low": "{:.0f}", "high": "{:.0f}", "tokens_per_character": "{:.2f}",
+                    "share_early": "{:.3f}", "share_middle": "{:.3f}", "share_late": "{:.3f}", "q_uniform": "{:.3g}"},
+        "caption": "Per language: high-frequency experts (95% interval), their shares per third of the network, "
+                   "the depth test (raw p and mean entropy in the downloadable table)",
+    },
+    "tests": {
+        "columns": {"test": "Test", "statistic": "Statistic", "value": "Value", "p_value": "p",
+                    "p_holm": "Holm-adjusted p", "resamples_or_permutations": "Resamples / permutations"},
+        "formats": {"value": "{:+.3f}", "p_value": "{:.4f}", "p_holm": "{:.4f}"},
+        "caption": "Headline tests (Holm correction over the chapter)",
+    },
+    "robustness": {
+        "columns": {"view": "View", "units": "Units a layer", "threshold": "Bar",
+                    "mean_high": "High-frequency per language", "share_of_units": "Share of units",
+                    "share_early": "Early share", "share_middle": "Middle share", "share_late": "Late share",
+                    "largest_third": "Largest third", "p_depth": "p (even spread)",
+                    "lowest_entropy_third": "Lowest-entropy third",
+                    "rho_tokenisation": "Spearman with tokens per character", "p_tokenisation": "p (Spearman)"},
+        "formats": {"threshold": "{:.3f}", "mean_high": "{:.1f}", "share_of_units": "{:.3f}", "share_early": "{:.3f}",
+                    "share_middle": "{:.3f}", "share_late": "{:.3f}", "p_depth": "{:.4f}",
+                    "rho_tokenisation": "{:+.2f}", "p_tokenisation": "{:.4f}"},
+        "caption": "Chapter statistics in every view",
+    },
+}
+
+#: The scripts the tokenisation chart colours apart (every other script is "other scripts").
+SCRIPT_GROUPS = {"Latn": "Latin", "Cyrl": "Cyrillic", "Arab": "Arabic"}
+
+
+def threshold_text(profile, hf_ratio: float) -> str:
+    """One Markdown sentence: the languages, passages, layers and experts of ``profile`` and the
+    high-frequency bar (:func:`hf_threshold`) worked out."""
+    return (f"Here: {len(profile.languages)} languages on {profile.n_passages} passages, {profile.n_layers} layers "
+            f"of {profile.n_experts} experts, k = {profile.k()} experts activated per token: an expert is "
+            f"high-frequency for a language when its frequency is at least {hf_ratio:g} x {profile.k()}/"
+            f"{profile.n_experts} = {hf_threshold(profile, hf_ratio):.3f}.")
+
+
+def by_layer_chart(by_layer: pd.DataFrame) -> alt.LayerChart:
+    """Mean high-frequency experts per language in each layer over its 95% band, a dashed rule at an even spread.
+
+    by_layer: layer, third, mean_high, low, high, uniform_mean (:func:`high_frequency_results`' ``by_layer``)."""
+    tooltip = ["layer", "third", alt.Tooltip("mean_high:Q", format=".2f", title="mean"),
+               alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f")]
+    return plots.layer_bands(by_layer, "mean_high", y_title="High-frequency experts per language", zero=True,
+                             reference=float(by_layer["uniform_mean"].iloc[0]), width=560, height=240,
+                             tooltip=tooltip, title="Mean high-frequency experts per layer with its 95% interval "
+                                                    "(dashed: an even spread)")
+
+
+def language_layer_chart(language_layer: pd.DataFrame, by_language: pd.DataFrame) -> alt.Chart:
+    """High-frequency experts per layer (x) and language (y, in ``by_language``'s order: by total).
+
+    language_layer: name, layer, high_frequency, low, high; by_language: name."""
+    order = by_language["name"].tolist()
+    return alt.Chart(language_layer).mark_rect().encode(
+        x=alt.X("layer:O", title="Layer"),
+        y=alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelFontSize=7)),
+        color=alt.Color("high_frequency:Q", title="High-frequency experts", scale=alt.Scale(scheme=plots.SEQUENTIAL)),
+        tooltip=["name", "layer", "high_frequency", "low", "high"],
+    ).properties(width=300, height=7 * len(order), title="High-frequency experts per layer and language")
+
+
+def by_third_chart(by_third: pd.DataFrame) -> alt.LayerChart:
+    """The share of the high-frequency experts in each third as a bar with its 95% interval, and the share an
+    even spread gives (a red tick).
+
+    by_third: third, share, low, high, uniform (:func:`high_frequency_results`' ``by_third``)."""
+    third = alt.X("third:N", sort=list(DEPTH_THIRDS), title="Third of the network", axis=alt.Axis(labelAngle=0))
+    bars = alt.Chart(by_third).mark_bar(opacity=0.6).encode(
+        x=third, y=alt.Y("share:Q", title="Share of the high-frequency experts"),
+        tooltip=["third"] + [alt.Tooltip(f"{c}:Q", format=".3f") for c in ("share", "low", "high", "uniform")])
+    interval = alt.Chart(by_third).mark_rule(strokeWidth=2).encode(x=alt.X("third:N", sort=list(DEPTH_THIRDS)),
+                                                                   y="low:Q", y2="high:Q")
+    even = alt.Chart(by_third).mark_tick(color="#d62728", thickness=2, size=40).encode(
+        x=alt.X("third:N", sort=list(DEPTH_THIRDS)), y="uniform:Q")
+    return (bars + interval + even).properties(width=320, height=240,
+                                               title="Where high-frequency experts sit (red: an even spread)")
+
+
+def entropy_chart(by_layer: pd.DataFrame) -> alt.LayerChart:
+    """Each layer's normalised entropy (mean over languages) over its 95% band, a dashed rule at the top-k floor.
+
+    by_layer: layer, entropy, entropy_low, entropy_high, entropy_floor (:func:`high_frequency_results`')."""
+    tooltip = ["layer"] + [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("entropy", "entropy_low", "entropy_high")]
+    return plots.layer_bands(by_layer, "entropy", low="entropy_low", high="entropy_high", colour="#e45756",
+                             y_title="Normalised entropy (1 = even use)", zero=False,
+                             reference=float(by_layer["entropy_floor"].iloc[0]), width=560, height=240,
+                             tooltip=tooltip, title="Entropy of each layer's frequency distribution, mean over "
+                                                    "languages (dashed: the top-k floor)")
+
+
+def tokenisation_chart(by_language: pd.DataFrame) -> alt.LayerChart:
+    """Each language's high-frequency experts (with its 95% interval) against its tokens per character (log
+    scale), coloured by script group (:data:`SCRIPT_GROUPS`).
+
+    by_language: name, script, tokens_per_character, high_total, low, high."""
+    groups = by_language["script"].map(SCRIPT_GROUPS).fillna("other scripts")
+    points = alt.Chart(by_language.assign(script_group=groups)).encode(
+        x=alt.X("tokens_per_character:Q", title="Tokens per character (log scale)", scale=alt.Scale(type="log")),
+        color=alt.Color("script_group:N", title="Script", legend=alt.Legend(orient="bottom")))
+    dots = points.mark_circle(size=45, opacity=0.8).encode(
+        y=alt.Y("high_total:Q", title="High-frequency experts (all layers)", scale=alt.Scale(zero=False)),
+        tooltip=["name", "script", alt.Tooltip("tokens_per_character:Q", format=".3f"), "high_total", "low", "high"])
+    intervals = points.mark_rule(opacity=0.5).encode(y="low:Q", y2="high:Q")
+    return (intervals + dots).properties(width=520, height=300, title="High-frequency experts vs tokenisation")
+
+
+def findings_text(f: dict) -> str:
+    """The chapter's findings (Markdown) from :func:`high_frequency_results`' facts."""
+    interval = stats.interval_text
+    e = {third: interval(*values, digits=4) for third, values in f["entropy_thirds"].items()}
+    depth = ("the spread departs from even beyond sampling noise" if f["depth_departs"] else
+             "no departure from an even spread beyond sampling noise (weak evidence)")
+    small = (f", though the departure is small (at most {100 * f['depth_max_departure']:.1f} points of share)"
+             if f["depth_departs"] and f["depth_max_departure"] < 0.05 else "")
+    separated = "" if f["largest_separated"] else "; the largest third is not clear of the second beyond noise"
+    robust_depth = (
+        "The uneven spread and its largest third hold under every partition seed and in the neuron view."
+        if f["robust_depth"] else
+        "The largest third is the same in every view, but the departure is not beyond noise in all of them."
+        if f["robust_largest_third"] else
+        "Another view puts the largest share in another third: the location is not a robust finding.")
+    robust_entropy = ("The least even third is the same in every view." if f["robust_entropy_third"] else
+                      "Another view puts the least even third elsewhere.")
+    robust_rho = ("a relation that holds with the same sign in every view" if f["robust_rho"] else
+                  "not a relation that holds beyond chance in every view")
+    return f"""
+- **How many.** With the bar at {f['threshold']:.3f}, a language has
+  {interval(f['mean_high'], f['mean_high_low'], f['mean_high_high'], 1)} high-frequency experts of
+  {f['units']:,} on average, from {f['min_high']:.0f} ({f['min_language']}) to {f['max_high']:.0f}
+  ({f['max_language']}). The layer with the most is layer {f['peak_layer']}
+  ({interval(*f['peak_mean'], digits=1)} per language).
+- **Where.** The {f['largest_third']} third holds {interval(*f['largest_share'])} of all high-frequency
+  experts and the {f['smallest_third']} third {interval(*f['smallest_share'])}, against
+  {f['uniform_share']:.3f} each for an even spread over the layers:
+  {depth}{small},
+  {stats.p_text(f['p_depth'], f['p_depth_holm'])}{separated}.
+  Language by language, {f['languages_departing']} of {f['languages']} departures from an even spread survive a
+  Benjamini-Hochberg correction, and {f['languages_largest_same']} languages have their largest share in the
+  {f['largest_third']} third.
+  {robust_depth}
+- **Entropy.** Mean normalised entropy of a layer's frequency distribution (1 = every expert used equally, top-k
+  floor {f['entropy_floor']:.3f}, from {f['entropy_range'][0]:.3f} to {f['entropy_range'][1]:.3f} over the layers): \
+early {e['early']}, middle {e['middle']},
+  late {e['late']}; the most concentrated layer is layer {f['lowest_entropy_layer']}
+  ({interval(*f['lowest_entropy'], digits=4)}).
+  {robust_entropy}
+- **Tokenisation.** Across languages, the number of high-frequency experts and tokens per character have a
+  Spearman correlation of {interval(f['rho'], f['rho_low'], f['rho_high'], 2)} (languages and passages resampled),
+  {stats.p_text(f['p_rho'], f['p_rho_holm'])} from {f['permutations']:,} permutations over languages:
+  {robust_rho}
+  (range over views {f['rho_range'][0]:+.2f} to {f['rho_range'][1]:+.2f}). The text is the same in every language,
+  so unequal coverage of the text no longer enters this relation.
+- **Strength of evidence.** {f['passages']} passages of one formal text, {f['resamples']:,} bootstrap resamples;
+  one small model. The count of high-frequency experts depends on the bar (`hf_ratio`, our choice); the
+  location over depth and the comparison between languages are the robust part.
+"""

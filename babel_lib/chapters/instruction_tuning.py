@@ -1,7 +1,7 @@
 """How instruction tuning changes a model and its activation profiles, as chapter steps (chapter 7).
 
 No base/instruct pair of one model ships offline, so the chapter makes one (:func:`babel_lib.chapters.instruction_tuning.make_pair`: the
-base model fine-tuned by :mod:`babel_lib.tune` on the instruction set's calibration split), or takes
+base model fine-tuned by :mod:`babel_lib.interventions.tune` on the instruction set's calibration split), or takes
 a published instruct release. It then measures, always on held-out text:
 
 - whether the tuning did what instruction tuning should do: the held-out response loss
@@ -62,12 +62,14 @@ import time
 import warnings
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
 from babel_lib.data import corpus, instructions
 from babel_lib.data.corpus import language_labels
 from babel_lib.interventions import answers, tune
+from babel_lib.report import plots
 from babel_lib.stats import analysis, compare, distances, inference as stats
 from babel_lib.stats.analysis import DEPTH_THIRDS, depth_third
 
@@ -160,7 +162,7 @@ def aligned_distance(fa: np.ndarray, fb: np.ndarray, per_layer: bool = False) ->
 
 
 def language_distances(freq: np.ndarray, per_layer: bool = False) -> np.ndarray:
-    """Hellinger distances between the languages of one profile (:mod:`babel_lib.distances`):
+    """Hellinger distances between the languages of one profile (:mod:`babel_lib.stats.distances`):
     [..., n, L, E] -> [..., n, n] or, per layer, [..., L, n, n] (zero diagonal)."""
     freq = np.asarray(freq, dtype=float)
     return distances.layer_distances(freq) if per_layer else distances.profile_distances(freq)
@@ -1010,3 +1012,318 @@ def answer_examples(checks: dict, language: str | None = None, width: int = 240)
 def _cut(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# ====================================================================================================
+# The notebook's display: charts, table options and prose
+def training_curve_chart(curve: pd.DataFrame) -> alt.Chart:
+    """The training loss of each step and its running mean, one line each. ``curve``: step, loss, mean
+    (:meth:`Pair.training_curve`)."""
+    long = curve.melt("step", var_name="series", value_name="value").replace(
+        {"series": {"loss": "each step", "mean": "mean of 10 steps"}})
+    return alt.Chart(long).mark_line().encode(
+        x=alt.X("step:Q", title="Step"), y=alt.Y("value:Q", title="Training loss (nats per response token)"),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]
+    ).properties(width=520, height=220, title="Training curve (training batches)")
+
+
+def _side_by_side_intervals(df: pd.DataFrame, x: alt.X, group: str, color: alt.Color, tooltip: list, size: int,
+                            width: int, height: int, title: str) -> alt.LayerChart:
+    """Estimates with their intervals along x, one row per ``name`` and the rows of each ``group`` side by side
+    within it (y offset): a point at ``x`` and a rule from ``low`` to ``high``. ``df``: name, group, low, high
+    and the value ``x`` encodes."""
+    points = alt.Chart(df).mark_point(filled=True, size=size).encode(
+        x=x, y=alt.Y("name:N", title=None), yOffset=alt.YOffset(f"{group}:N"), color=color, tooltip=tooltip)
+    rules = points.mark_rule().encode(x="low:Q", x2="high:Q")
+    return (rules + points).properties(width=width, height=height, title=title)
+
+
+def heldout_loss_chart(by_task: pd.DataFrame) -> alt.LayerChart:
+    """Held-out loss of each model per task (and overall) with its 95% interval. ``by_task``: name, model, loss,
+    low, high, examples, tokens (:func:`heldout_loss`' ``by_task``)."""
+    return _side_by_side_intervals(
+        by_task, alt.X("loss:Q", title="Held-out loss (nats per response token)", scale=alt.Scale(zero=False)),
+        "model", alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom")),
+        ["name", "model", alt.Tooltip("loss:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+         alt.Tooltip("high:Q", format=".3f"), "examples", "tokens"],
+        size=70, width=520, height=200, title="Held-out loss by task, with 95% intervals")
+
+
+def answer_rates_chart(rates: pd.DataFrame) -> alt.LayerChart:
+    """Each model's share of held-out answers passing each check, with its 95% interval. ``rates``: name (the
+    check), model, rate, low, high (:func:`answer_checks`' ``rates_long``)."""
+    return _side_by_side_intervals(
+        rates, alt.X("rate:Q", title="Share of held-out prompts", scale=alt.Scale(domain=[0, 1]),
+                     axis=alt.Axis(format="%")),
+        "model", alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom")),
+        ["name", "model", alt.Tooltip("rate:Q", format=".0%"), alt.Tooltip("low:Q", format=".0%"),
+         alt.Tooltip("high:Q", format=".0%")],
+        size=70, width=480, height=200, title="Held-out answers, with 95% intervals")
+
+
+def shift_chart(by_language: pd.DataFrame) -> alt.LayerChart:
+    """Per language, the tuning shift and its two references with 95% intervals (logarithmic axis). ``by_language``:
+    name, comparison, value, low, high (:func:`shift_results`' ``by_language_long``)."""
+    return _side_by_side_intervals(
+        by_language, alt.X("value:Q", title="Hellinger distance between two profiles", scale=alt.Scale(type="log")),
+        "comparison", alt.Color("comparison:N", title="Two profiles of",
+                                legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+        ["name", "comparison", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("low:Q", format=".4f"),
+         alt.Tooltip("high:Q", format=".4f")],
+        size=60, width=520, height=30 * by_language["name"].nunique(),
+        title="Tuning shift and its references, by language")
+
+
+def distances_by_layer_chart(by_layer: pd.DataFrame) -> alt.LayerChart:
+    """Per layer, the mean over languages of the tuning shift and its two references: a line with points over its
+    95% band (logarithmic axis). ``by_layer``: layer, comparison, value, low, high (:func:`shift_results`'
+    ``by_layer_long``)."""
+    base = alt.Chart(by_layer).encode(x=alt.X("layer:O", title="Layer"),
+                                      color=alt.Color("comparison:N", title="Two profiles of",
+                                                      legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)))
+    chart = (base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title="Hellinger distance (log scale)",
+                                                        scale=alt.Scale(type="log")), y2="high:Q")
+             + base.mark_line(point=True).encode(y="value:Q", tooltip=["layer", "comparison",
+                                                                       alt.Tooltip("value:Q", format=".4f")]))
+    return chart.properties(width=560, height=240, title="Distances by layer (mean over languages)")
+
+
+def difference_chart(difference: pd.DataFrame) -> alt.FacetChart:
+    """Tuned minus base frequency of every expert, one heatmap a language (experts ranked within their layer).
+    ``difference``: name, layer, rank, difference (:func:`difference_map`)."""
+    return plots.heatmap(difference, "rank:O", "layer:O", "difference:Q", facet="name", columns=3, width=180,
+                         height=150, x_title="Expert (rank in its layer)", y_title="Layer", color_title="Difference",
+                         diverging=True, title="Tuned minus base expert frequency")
+
+
+def weight_change_chart(long: pd.DataFrame) -> alt.Chart:
+    """The relative change of each layer's weights, one line a part. ``long``: layer, part, relative_change
+    (:func:`weight_change`'s ``long``)."""
+    return alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("layer:O", title="Layer"), y=alt.Y("relative_change:Q", title="Relative weight change"),
+        color=alt.Color("part:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["layer", "part", alt.Tooltip("relative_change:Q", format=".4f")]
+    ).properties(width=520, height=220, title="Relative change of each layer's weights")
+
+
+def heldout_loss_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """:func:`heldout_loss`' ``table`` split into ``heldout_loss`` (the rows of every kind but language: overall
+    and by task) and ``heldout_loss_by_language``."""
+    by_language = table["kind"] == "language"
+    return {"heldout_loss": table[~by_language], "heldout_loss_by_language": table[by_language]}
+
+
+_LOSS_COLUMNS = {"name": "Examples of", "examples": "Examples", "tokens": "Response tokens", "base": "Base",
+                 "tuned": "Tuned", "difference": "Tuned - base", "low": "Low", "high": "High"}
+_LOSS_FORMATS = {c: "{:.3f}" for c in ("base", "tuned")} | {c: "{:+.3f}" for c in ("difference", "low", "high")}
+
+#: Display options of the chapter's tables, keyed by the table's name: ``plots.table(df, name, **TABLES[name])``
+#: (``shift_by_layer``: the per-layer table, shown without a file).
+TABLES: dict[str, dict] = {
+    "text": {
+        "columns": {"name": "Language", "script": "Script", "passages": "Passages", "characters": "Characters",
+                    "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
+        "formats": {"tokens_per_character": "{:.2f}"}, "caption": "Held-out text profiled per language (both models)"},
+    "heldout_loss": {
+        "columns": _LOSS_COLUMNS, "formats": _LOSS_FORMATS,
+        "caption": "Held-out loss (nats per response token), paired difference with its 95% interval"},
+    "heldout_loss_by_language": {"columns": _LOSS_COLUMNS, "formats": _LOSS_FORMATS,
+                                 "caption": "Held-out loss by language"},
+    "answer_rates_by_task": {
+        "columns": {"task": "Task", "model": "Model", **{c: w.capitalize() for c, w in CHECKS.items()},
+                    "chrf": "chrF"},
+        "formats": {**{c: "{:.0%}" for c in CHECKS}, "chrf": "{:.1f}"}, "caption": "Answers by task"},
+    "answer_examples": {
+        "columns": {"task": "Task", "instruction": "Instruction", "base": "Base answer", "tuned": "Tuned answer",
+                    "reference": "Reference", "base_chrf": "chrF base", "tuned_chrf": "chrF tuned"},
+        "formats": {"base_chrf": "{:.1f}", "tuned_chrf": "{:.1f}"}, "caption": "Answers side by side"},
+    "tests": {
+        "columns": {"test": "Test (over languages)", "statistic": "Mean difference", "p_value": "p",
+                    "p_holm": "p (Holm)", "languages": "Languages", "patterns": "Sign patterns"},
+        "formats": {"statistic": "{:+.4f}", "p_value": "{:.4f}", "p_holm": "{:.4f}"},
+        "caption": "Sign-flip permutation tests over languages"},
+    "shift_by_layer": {
+        "columns": {"layer": "Layer", "third": "Third", "shift": "Tuning shift", "shift_low": "Low",
+                    "shift_high": "High", "resample": "New sample", "p_value": "p", "p_bh": "p (BH)"},
+        "formats": {c: "{:.4f}" for c in ("shift", "shift_low", "shift_high", "resample", "p_value", "p_bh")},
+        "caption": "Tuning shift by layer, tested against a new sample of the same language"},
+    "expert_retention": {
+        "columns": {"kind": "Experts of the base", "tuning_text": "Kept after tuning [95% interval]",
+                    "reference_text": "Kept in a new sample [95% interval]",
+                    "below_reference": "Fewer kept after tuning, beyond noise"},
+        "caption": "Share of the base's experts of each kind that keep their kind (pooled over languages)"},
+    "robustness": {
+        "columns": {"view": "View", "mean_shift": "Tuning shift", "mean_resample": "New sample",
+                    "mean_language": "New language", "ratio_resample": "Shift / new sample",
+                    "ratio_language": "Shift / new language", "above": "Languages above the reference",
+                    "p_value": "p", "largest_third": "Third moving most", "top_layer": "Layer moving most",
+                    "hf_kept": "High-frequency kept", "hf_kept_reference": "Kept in a new sample",
+                    "spearman_with_main": "Spearman with main view"},
+        "formats": {"mean_shift": "{:.4f}", "mean_resample": "{:.4f}", "mean_language": "{:.4f}",
+                    "ratio_resample": "{:.2f}", "ratio_language": "{:.2f}", "p_value": "{:.4f}",
+                    "hf_kept": "{:.3f}", "hf_kept_reference": "{:.3f}", "spearman_with_main": "{:+.2f}"},
+        "caption": "The chapter's statistics in every view"},
+    "placebos": {
+        "columns": {"words": "Placebo", "shift": "Placebo shift", "shift_low": "Low", "shift_high": "High",
+                    "tuning_shift": "Tuning shift", "ratio": "Tuning / placebo", "ratio_low": "Low ",
+                    "ratio_high": "High ", "languages_larger": "Languages where tuning moves more",
+                    "p_value": "p", "p_holm": "p (Holm)", "view_ratio_min": "Lowest ratio in another view"},
+        "formats": {"shift": "{:.4f}", "shift_low": "{:.4f}", "shift_high": "{:.4f}", "tuning_shift": "{:.4f}",
+                    "ratio": "{:.2f}", "ratio_low": "{:.2f}", "ratio_high": "{:.2f}", "p_value": "{:.4f}",
+                    "p_holm": "{:.4f}", "view_ratio_min": "{:.2f}"},
+        "caption": "The tuning shift against placebo fine-tunes of the same size (mean over languages)"},
+}
+
+
+def findings_text(f: dict, pair_facts: dict, loss_facts: dict, answer_facts: dict, weight_facts: dict,
+                  placebo_facts: dict, corpus_name: str) -> str:
+    """The chapter's findings (Markdown) from :func:`shift_results`' facts, :meth:`Pair.facts`, the facts of
+    :func:`heldout_loss`, :func:`answer_checks`, :func:`weight_change` and :func:`placebo_results`, and the
+    profiled corpus' name."""
+    bullets = [_pair_finding(pair_facts), _placebo_finding(placebo_facts), _loss_finding(loss_facts),
+               _answer_finding(answer_facts), _shift_finding(f), _layer_finding(f), _retention_finding(f),
+               _weight_finding(weight_facts), _robustness_finding(f), _evidence_finding(f, pair_facts, corpus_name)]
+    return "\n" + "\n".join(bullets) + "\n"
+
+
+def _pair_finding(pf: dict) -> str:
+    if not pf["made_here"]:
+        return f"""- **The pair.** The published pair {pf['base']} / {pf['tuned']}."""
+    return f"""\
+- **The pair.** {pf['base']} was fine-tuned for {pf['steps']} steps of {pf['batch_size']} examples
+  ({pf['tokens']:,} tokens, {pf['response_tokens']:,} of them in responses; {pf['trainable'] / 1e6:.0f}M of
+  {pf['total'] / 1e6:.0f}M parameters trained) in {pf['minutes']:.1f} min. The training loss averaged
+  {pf['first_loss']:.2f} over the first 10 steps and {pf['last_loss']:.2f} over the last 10 (single batches of 4
+  examples of mixed tasks and lengths: a noisy measure; the held-out loss below is the one to read)."""
+
+
+def _placebo_finding(pl: dict) -> str:
+    line = "; ".join(
+        f"{stats.interval_text(*pl[k]['ratio'], digits=2)} times the shift of {PLACEBOS[k]} "
+        f"({pl[k]['larger']} of {pl['languages']} languages larger, {stats.p_text(pl[k]['p'], pl[k]['p_holm'])})"
+        for k in pl["placebos"]) or "no placebo was run"
+    return f"- **Against placebos.** The tuning moved the profiles {line}."
+
+
+def _loss_finding(lf: dict) -> str:
+    it = stats.interval_text
+    lower = "lower beyond noise" if lf["lower_beyond_noise"] else "not lower beyond noise"
+    tasks = f"{lf['tasks_lower']} of {lf['tasks']}"
+    return f"""\
+- **Held-out loss.** On {lf['examples']:,} held-out examples ({lf['tokens']:,} response tokens from {lf['units']}
+  paragraphs) the loss is {it(*lf['base'])} nats per token for the base and {it(*lf['tuned'])}
+  for the tuned model: {it(*lf['difference'])} (perplexity {lf['ppl_base']:.1f} -> {lf['ppl_tuned']:.1f}),
+  {lower}. It is lower beyond noise in
+  {tasks} tasks and {lf['languages_lower']} of {lf['languages']} languages; the largest drop
+  is on *{lf['largest_drop'][0]}* ({lf['largest_drop'][1]:+.3f}), the smallest on *{lf['smallest_drop'][0]}*
+  ({lf['smallest_drop'][1]:+.3f})."""
+
+
+def _answer_finding(af: dict) -> str:
+    it = stats.interval_text
+    sh = {k: f"{af[k][0]:.0%}" for m in ("base", "tuned") for k in
+          (f"well_formed_{m}", f"right_language_{m}", f"stopped_{m}")}
+    return f"""\
+- **Answers.** Of {af['prompts']} held-out prompts, the base answers well-formed and in the right language
+  {it(*af['ok_base'], digits=2)} of the time and the tuned model {it(*af['ok_tuned'], digits=2)}
+  (difference {it(*af['ok_difference'], digits=2)}); well-formed {sh['well_formed_base']} ->
+  {sh['well_formed_tuned']}, in the right language {sh['right_language_base']} ->
+  {sh['right_language_tuned']}, ends its answer itself {sh['stopped_base']} -> {sh['stopped_tuned']};
+  chrF {it(*af['chrf_base'], digits=1)} -> {it(*af['chrf_tuned'], digits=1)}. The language
+  identifier recognises {af['identifier_accuracy']:.0%} of the held-out reference paragraphs themselves."""
+
+
+def _shift_finding(f: dict) -> str:
+    it = stats.interval_text
+    below = ("stays below a change of language" if f["language_holds"]
+             else "is not clearly below a change of language")
+    common = f["common_share"]
+    return f"""\
+- **How far the profiles move.** On halves of {f['half']} held-out passages, a language's profile moves by
+  {it(*f['mean_shift'], digits=4)} under tuning (Hellinger distance, mean over {f['languages']} languages),
+  against {it(*f['mean_resample'], digits=4)} for a new sample of the same language and
+  {it(*f['mean_language'], digits=4)} for a new language: tuning moves a profile
+  {it(*f['ratio_resample'], digits=2)} times as far as a new text sample and
+  {it(*f['ratio_language'], digits=2)} times as far as a change of language. The shift exceeds the
+  same-language reference beyond noise in {f['beyond_noise']} of {f['languages']} languages
+  ({stats.p_text(f['p_resample'], f['p_resample_holm'])}, sign-flip test over languages) and
+  {below}
+  ({stats.p_text(f['p_language'], f['p_language_holm'])}). The most moved language is {f['most_moved'][0]}
+  ({it(*f['most_moved'][1:], digits=4)}), the least {f['least_moved'][0]}
+  ({it(*f['least_moved'][1:], digits=4)}). {common[0]:.0%}
+  [{common[1]:.0%}, {common[2]:.0%}] of the squared frequency change is common to all
+  languages; the rest differs by language."""
+
+
+def _layer_finding(f: dict) -> str:
+    it = stats.interval_text
+    thirds = f["thirds"]
+    moved = (" (" + ", ".join(map(str, f["layers_moved"])) + ")") if f["layers_moved"] else ""
+    separated = (" beyond noise" if f["largest_third_separated"]
+                 else " (not clear of the next third: weak evidence)")
+    views = ", in every view" if f["robust_third"] else "; not in every view"
+    return f"""\
+- **Which layers move.** The largest shifts are in layers {', '.join(map(str, f['top_layers']))}; the shift exceeds
+  a new sample of the same language (Benjamini-Hochberg q < 0.05) in {len(f['layers_moved'])} of {f['layers_tested']}
+  layers{moved}. By thirds: early
+  {it(*thirds['early'], digits=4)}, middle {it(*thirds['middle'], digits=4)}, late
+  {it(*thirds['late'], digits=4)}: the {f['largest_third']} third moves most{separated}{views}."""
+
+
+def _retention_finding(f: dict) -> str:
+    ret = {k: {w: stats.interval_text(*v[w], digits=3) for w in ("tuning", "reference")}
+           for k, v in f["retention"].items()}
+    fewer = "fewer beyond noise" if f["retention"]["high-frequency"]["below"] else "not fewer beyond noise"
+    return f"""\
+- **Experts kept.** Of the base's high-frequency experts (frequency at least {f['threshold']:.2f}),
+  {ret['high-frequency']['tuning']} stay high-frequency after tuning, against
+  {ret['high-frequency']['reference']} between two samples of the same language
+  ({fewer}); shared experts
+  {ret['shared']['tuning']} against {ret['shared']['reference']};
+  language-specific experts {ret['specific']['tuning']} against
+  {ret['specific']['reference']}."""
+
+
+def _weight_finding(wf: dict) -> str:
+    return f"""\
+- **Weights.** The FFN weights moved by {wf['ffn_mean']:.4f} of their norm on average and the rest of the block by
+  {wf['attention_mean']:.4f}; the FFN of layer {wf['ffn_top_layer']} moved most. Across layers the FFN change and the
+  profile shift have Spearman rho = {wf['spearman_ffn_shift']:+.2f} (descriptive: layers are not independent units)."""
+
+
+def _robustness_finding(f: dict) -> str:
+    resample, language = f["view_ratio_range"], f["view_language_ratio_range"]
+    noise = ("the shift exceeds sampling noise in every view" if f["robust"]
+             else "the shift does not exceed sampling noise in every view")
+    kept = ("in every view the point estimate of high-frequency experts kept is lower after tuning than between two "
+            "samples (see Experts kept for whether that is beyond noise)" if f["robust_retention"] else
+            "not every view keeps fewer high-frequency experts after tuning than between two samples")
+    return f"""\
+- **Robustness.** Over the {f['views']} views the tuning shift is {resample[0]:.2f}-{resample[1]:.2f}
+  times a new sample of the same language and {language[0]:.2f}-{language[1]:.2f}
+  times a new language (largest p {f['view_p_max']:.3g}; in each view at least {f['view_above_min']} of {f['languages']}
+  languages move more under tuning than in a new sample); {noise};
+  {kept}.
+  The languages' shifts keep their order across views (lowest Spearman with the main view {f['min_spearman']:+.2f})."""
+
+
+def _evidence_finding(f: dict, pf: dict, corpus_name: str) -> str:
+    passages = ("Bible chapters: another domain than the tuning text" if corpus_name == "bible"
+                else "UDHR articles: the tuning text, other articles")
+    made_here = ("The pair was made here: the effect measured is that of " + str(pf["steps"]) + " steps of light "
+                 "supervised tuning of a 270M model on UDHR instructions, not of a publisher chat release (broad data, "
+                 "preference tuning, 7B models as in the paper)." if pf["made_here"] else "")
+    return f"""\
+- **Strength of evidence.** {f['languages']} languages are the unit of the tests ({'exact' if f['exact'] else 'random'}
+  sign flips: no p below {f['min_p']:.3g}); {f['passages']} held-out passages ({passages}), {f['resamples']:,}
+  bootstrap resamples of passage pairs. {made_here}
+  The UDHR is among the most translated texts, so the base model has probably seen it in pre-training: held-out
+  articles are new to the tuning, not to the model. The answer checks are cheap and say nothing about
+  correctness beyond chrF."""
+
+
+def run_time_text(started: float) -> str:
+    """The run's time so far in seconds, as the chapter's last line (Markdown); ``started``: a
+    :func:`time.perf_counter` reading taken at the chapter's start."""
+    return f"*This run: {time.perf_counter() - started:.0f} s.*"

@@ -1,7 +1,7 @@
 """Chapter 6 as library steps: two model families compared on the same passages, at relative depth
 (per-layer statistics resampled onto a common depth grid), by their language-distance matrices
 (Mantel r with a bootstrap interval over passages shared by both models) and by the family and script
-tests of chapter 5 run on each model (:mod:`babel_lib.families`)."""
+tests of chapter 5 run on each model (:mod:`babel_lib.chapters.families`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import itertools
 import warnings
 from typing import Callable
 
+import altair as alt
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
@@ -17,7 +18,9 @@ from scipy.stats import rankdata
 from babel_lib.core.hooks import torch_threads
 from babel_lib.data import corpus
 from babel_lib.data.corpus import language_labels
+from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
+from babel_lib.stats.inference import interval_text, p_text
 from babel_lib.stats.distances import (bootstrap_profiles, centred_interval, check_same_passages, hellinger_distances,
                                        layer_distances, mean_distance, profile_distances, split_half_floor, upper,
                                        weighted_profile)
@@ -393,7 +396,7 @@ def _model_facts(models, tests, agreement, both, robustness, tok, mains, permuta
 
 
 def model_verdicts(facts: dict, sizes: dict | None = None) -> list[dict]:
-    """The chapter's verdict rows for the claim 'model_families' (:mod:`babel_lib.verdicts`) from
+    """The chapter's verdict rows for the claim 'model_families' (:mod:`babel_lib.report.verdicts`) from
     :func:`model_results` facts: one on model families (what two models of different families share)
     and one on sizes and variants: ``sizes``, the tested row of :func:`babel_lib.chapters.model_families.size_verdict`
     when a size series was profiled, else 'not testable here' (two small models of different families)."""
@@ -972,3 +975,249 @@ def bits_table(bpc: pd.DataFrame, memorisation: pd.DataFrame | None = None) -> p
         hit = memorisation[memorisation["memorised"]].groupby("language")["model"].agg(", ".join)
         wide["memorised_by"] = wide["language"].map(hit).fillna("")
     return wide
+
+
+# ====================================================================================================
+# The notebook's display: model checks, charts, table options and prose
+def check_models(names) -> None:
+    """Raise now, before any forward, the error that loading any of ``names`` would raise (a missing package,
+    an unknown model): :func:`babel_lib.core.models.check_available` on each; returns None."""
+    from babel_lib.core.models import check_available
+
+    for name in names:
+        check_available(name)
+
+
+def studies_text(studies: dict) -> str:
+    """A Markdown list, one line describing each study: ``studies`` is {model: Study}, or {corpus: {model:
+    Study}} (:func:`corpus_studies`; each line then led by its corpus)."""
+    lines = []
+    for key, value in studies.items():
+        if isinstance(value, dict):
+            lines += [f"- {key}: {s.describe()}" for s in value.values()]
+        else:
+            lines.append(f"- {value.describe()}")
+    return "\n".join(lines)
+
+
+def depth_chart(by_layer: pd.DataFrame, title: str) -> alt.FacetChart:
+    """The per-layer statistics of several models at relative depth, one panel a statistic in the order of
+    :data:`DEPTH_STATISTICS` (:func:`babel_lib.report.plots.depth_curves`). ``by_layer``: model, statistic,
+    layer, relative_depth, value, low, high and optionally floor (:func:`model_results`' ``by_layer``)."""
+    return plots.depth_curves(by_layer, title, order=DEPTH_STATISTICS)
+
+
+def distances_chart(pairs: pd.DataFrame, models) -> alt.Chart:
+    """Every pair of languages: its Hellinger distance under the first of ``models`` (x) against the second
+    (y), coloured by ``scripts`` (same or different). ``pairs``: :func:`model_results`' ``pairs`` (a column
+    of distances per model, and scripts)."""
+    return alt.Chart(pairs).mark_circle(size=6, opacity=0.35).encode(
+        x=alt.X(f"{models[0]}:Q", title=f"Hellinger distance, {models[0]}", scale=alt.Scale(zero=False)),
+        y=alt.Y(f"{models[1]}:Q", title=f"Hellinger distance, {models[1]}", scale=alt.Scale(zero=False)),
+        color=alt.Color("scripts:N", title="The two languages are written in", legend=alt.Legend(orient="bottom")),
+    ).properties(width=420, height=360, title="Distances between languages in the two models")
+
+
+def tokenisation_table(tokenisation: pd.DataFrame) -> pd.DataFrame:
+    """:func:`model_results`' ``tokenisation`` (language, name, script, family and tokens per character under
+    each model) with ``writing``: "Latin" for the Latin script, else "other scripts"."""
+    writing = tokenisation["script"].map(lambda s: "Latin" if s == "Latn" else "other scripts")
+    return tokenisation.assign(writing=writing)
+
+
+def tokenisation_chart(tokenisation: pd.DataFrame, models) -> alt.LayerChart:
+    """Tokens per character of each language under the first of ``models`` (x) against the second (y), with
+    the diagonal (the same granularity) dashed. ``tokenisation``: :func:`tokenisation_table` (name, script,
+    family, writing and a column per model)."""
+    top = float(tokenisation[list(models)].max().max())
+    diag = alt.Chart(pd.DataFrame({"x": [0.0, top]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
+        x="x:Q", y="x:Q")
+    points = alt.Chart(tokenisation).mark_circle(size=45, opacity=0.75).encode(
+        x=alt.X(f"{models[0]}:Q", title=f"Tokens per character, {models[0]}"),
+        y=alt.Y(f"{models[1]}:Q", title=f"Tokens per character, {models[1]}"),
+        color=alt.Color("writing:N", title="Script", legend=alt.Legend(orient="bottom")),
+        tooltip=["name:N", "script:N", "family:N", alt.Tooltip(f"{models[0]}:Q", format=".2f"),
+                 alt.Tooltip(f"{models[1]}:Q", format=".2f")])
+    return (diag + points).properties(width=420, height=340, title="Tokenisation granularity in the two models")
+
+
+#: Display options of the chapter's tables whose headers do not depend on the run (:func:`model_tables` for the
+#: others), keyed by the table's name: ``plots.table(df, name, **TABLES[name])``.
+TABLES: dict[str, dict] = {
+    "tests": {
+        "columns": {"model": "Model", "name": "Test", "statistic": "Value", "low": "Low", "high": "High",
+                    "p_value": "p", "p_holm": "p (Holm)", "n": "Languages"},
+        "formats": {"statistic": "{:+.3f}", "low": "{:+.3f}", "high": "{:+.3f}", "p_value": "{:.4f}",
+                    "p_holm": "{:.4f}"},
+        "caption": "Family, script and model-agreement tests (9,999 permutations each)"},
+    "size_summary": {
+        "columns": {"corpus": "Corpus", "model": "Model", "family": "Family", "parameters_m": "Parameters (M)",
+                    "layers": "Layers", "experts": "Experts a layer", "high_frequency": "High-frequency share",
+                    "shared": "Shared by every language (%)", "specific": "Specific to one (%)",
+                    "tokens_per_character": "Tokens per character"},
+        "formats": {"parameters_m": "{:,.0f}", "tokens_per_character": "{:.2f}"}, "transpose": False,
+        "caption": "The four models on each corpus"},
+    "size_pairs": {
+        "columns": {"corpus": "Corpus", "a": "Model", "b": "Other model", "relation": "Relation",
+                    "mantel": "Language distances, Mantel r", **{s: s.capitalize() for s in DEPTH_STATISTICS}},
+        "transpose": False,
+        "caption": "Every pair of models: do they find the same languages similar, and do their depth curves keep "
+                   "their shape?"},
+    "size_contrast": {
+        "columns": {"corpus": "Corpus", "measure": "Measure", "difference": "Same family minus different families",
+                    "reading": "Reading"},
+        "transpose": False, "caption": "Does size change the patterns less than family does?"},
+}
+
+
+def model_tables(models) -> dict[str, dict]:
+    """Display options of the tables whose headers name the models, keyed by table name (as :data:`TABLES`):
+    ``text`` (:func:`text_tables`), ``depth_agreement``, ``holds_in`` and ``robustness`` (:func:`model_results`'
+    agreement, both and robustness)."""
+    per_model = [c for m in models for c in (f"tokens: {m}", f"tokens per character: {m}")]
+    measures = (("auc", "family AUC"), ("tree_r", "tree partial r"), ("script_r", "script partial r"))
+    return {
+        "text": {
+            "columns": {"name": "Language", "family": "Family", "script": "Script", "passages": "Passages",
+                        "characters": "Characters", **{c: c.capitalize() for c in per_model}},
+            "formats": {c: "{:.2f}" for c in per_model if c.startswith("tokens per character")},
+            "caption": "Text profiled per language and model"},
+        "depth_agreement": {
+            "columns": {"statistic": "Statistic", "curve_r": "Curve correlation", "low": "Low", "high": "High",
+                        "trend_reference": f"Trend with depth, {models[0]}",
+                        "trend_other": f"Trend with depth, {models[1]}", "agreement": "Shape"},
+            "formats": {"curve_r": "{:+.2f}", "low": "{:+.2f}", "high": "{:+.2f}", "trend_reference": "{:+.2f}",
+                        "trend_other": "{:+.2f}"},
+            "caption": "Do the two models' depth profiles agree?"},
+        "holds_in": {
+            "columns": {"finding": "Finding", **{m: m for m in models}, "holds_in": "Holds in"},
+            "caption": "Which family and script findings hold in which model (Holm-adjusted p < 0.05)"},
+        "robustness": {
+            "columns": {"view": "View", "models_r": "Models' distances, r", "models_p": "p",
+                        **{f"{m}: {k}": f"{m}: {w}" for m in models for k, w in measures}},
+            "formats": {"models_r": "{:+.3f}", "models_p": "{:.4f}",
+                        **{f"{m}: {k}": ("{:.3f}" if k == "auc" else "{:+.3f}") for m in models for k, _ in measures}},
+            "caption": "The headline comparisons in every view"},
+    }
+
+
+def bits_table_options(bits: pd.DataFrame) -> dict:
+    """Display options of the bits-per-character table (:func:`bits_table`: language, name, a column per corpus
+    and model, memorised_by)."""
+    runs = list(bits.columns[2:-1])
+    return {"columns": {"name": "Language", **{c: c for c in runs}, "memorised_by": "Memorised by"},
+            "formats": {c: "{:.2f}" for c in runs}, "transpose": False, "max_rows": 30,
+            "caption": "Bits per character on held-out text, by corpus and model"}
+
+
+#: What the chapter says when no size series is profiled.
+NO_SIZE_SERIES = ("No size series (`size_models` is empty): the size comparison is skipped, and its verdict is "
+                  "not testable here.")
+
+
+def size_results_by_corpus(runs: dict, **parameters) -> dict:
+    """{corpus: :func:`size_results` (studies, **parameters)} from {corpus: {model: Study}} (:func:`corpus_studies`)."""
+    return {c: size_results(studies, **parameters) for c, studies in runs.items()}
+
+
+def size_by_layer(results: dict) -> pd.DataFrame:
+    """Every corpus' per-layer statistics (:func:`size_results`' ``by_layer``) in one table with a ``corpus``
+    column, from {corpus: :func:`size_results`}."""
+    return pd.concat([r["by_layer"].assign(corpus=c) for c, r in results.items()])
+
+
+def flagged_languages(memorised: dict, size_models) -> list[str]:
+    """'<language> (<model>)' for each language the memorisation table flags for one of ``size_models``
+    (``memorised``: :func:`memorised_languages`)."""
+    return [f"{name} ({m})" for m in size_models for name in memorised.get(m, [])]
+
+
+def corpus_size_verdict(results: dict, flagged: list[str]) -> dict:
+    """:func:`size_verdict` on the UDHR, with the Bible as the check corpus where it was profiled, from
+    {corpus: :func:`size_results`}; ``flagged``: :func:`flagged_languages`."""
+    return size_verdict(results["udhr"]["facts"], flagged, "the UDHR",
+                        check=results["bible"]["facts"] if "bible" in results else None, check_name="the Bible")
+
+
+def findings_text(f: dict) -> str:
+    """The chapter's findings on the two model families (Markdown) from :func:`model_results`' facts."""
+    it = interval_text
+    a, b = f["models"][:2]
+    holds = f["holds_in"]
+    names = {k: ", ".join(f[k]) or "none" for k in ("weakly_similar", "opposite", "unclear")}
+    same = ", ".join(f["same_shape"]) or "none of the statistics"
+    if not f["testable"]:
+        return f"""
+- **Not testable on this language set.** {f['languages']} languages leave no same-family pair to compare; run the
+  chapter on `families:120` (the default).
+- The two models' language distances: Mantel r = {it(*f['mantel'], digits=2)}. Same depth shape:
+  {same}.
+"""
+    views = "The agreement holds in every view" if f["robust_mantel"] else "The agreement does not hold in every view"
+    curves = "; ".join(f"{s} {it(*v, digits=2)}" for s, v in f["curves"].items())
+    weak = ("The family effect within script strata does not hold in every model: weak evidence that it is general."
+            if holds["auc"] != "every model" else "")
+    medians = ", ".join(f"{m} {v:.2f}" for m, v in f["tpc_median"].items())
+    top = f["tpc_ratio_max"]
+    p = {k: p_text(f[k + "_p"], f[k + "_p_holm"]) for k in ("mantel", "partial", a + ": auc", b + ": auc")}
+    return f"""
+- **The same languages are close in both models.** The two models' distance matrices correlate at Mantel
+  r = {it(*f['mantel'], digits=2)} ({p['mantel']}); holding script and both
+  models' tokenisation differences fixed, r = {it(*f['partial'], digits=2)}
+  ({p['partial']}). {views}
+  (r from {f['models_r_range'][0]:+.2f} to {f['models_r_range'][1]:+.2f}).
+- **Depth profiles.** Same shape in both models (curve correlation above 0.5): {same};
+  weakly similar (above 0 only): {names['weakly_similar']}; opposite: {names['opposite']};
+  unclear (interval includes 0): {names['unclear']}.
+  Curve correlations: {curves}.
+- **Family and script.** {a}: family AUC within script strata {it(*f[a + ': auc'])}
+  ({p[a + ': auc']}), tree beyond script and tokenisation
+  {it(*f[a + ': partial_tree'], digits=2)}, script beyond tree and tokenisation
+  {it(*f[a + ': partial_script'], digits=2)}. {b}: family AUC {it(*f[b + ': auc'])}
+  ({p[b + ': auc']}), tree {it(*f[b + ': partial_tree'], digits=2)}, script
+  {it(*f[b + ': partial_script'], digits=2)}. With each model's tests corrected as one family (chapter 5's
+  correction: the same adjusted p-values for the same model), the family effect within script strata holds in
+  {holds['auc']}; the tree beyond script and tokenisation in
+  {holds['partial_tree']}; the script beyond the tree in {holds['partial_script']}; tokenisation granularity beyond
+  tree and script in {holds['partial_granularity']}. {weak}
+- **Tokenisation differs.** Median tokens per character: {medians};
+  {b} needs a median {f['tpc_ratio_median']:.2f} times as many tokens as {a} for the same text (most for
+  {top[0]}: {top[1]:.1f} times); the two granularities have Spearman rho = {f['tpc_rho']:.2f}
+  over languages.
+- **Strength of evidence.** Two models, one of each family, {f['passages']} passages of one text ({f['resamples']:,}
+  paired resamples). What holds in both is a finding about two models, not about model families in general; what
+  holds in one only cannot be assigned to family, size, tokenizer, data or tuning.
+"""
+
+
+def size_findings_text(results: dict, flagged: list[str]) -> str:
+    """The findings on model sizes (Markdown) from {corpus: :func:`size_results`} (the UDHR, and the Bible where
+    profiled) and the languages the memorisation table flags (:func:`flagged_languages`)."""
+    it = interval_text
+    lines = []
+    for c, words in (("udhr", "the UDHR"), ("bible", "the Bible")):
+        if c not in results:
+            continue
+        u = results[c]["facts"]
+        sa, sb = u["size_pairs"][0]
+        mantel = u["contrast"]["language distances (Mantel r)"]
+        hf_word = u["contrast"]["share of high-frequency experts (|difference|)"][3]
+        lines.append(
+            f"- **Sizes on {words}** ({u['languages']} languages, {u['passages']} passages, {u['interval_method']} "
+            f"intervals). The two sizes' language distances agree at r = {it(*u['size_mantel'][0], digits=2)}; "
+            f"pairs of different families agree at r = {u['family_mantel_range'][0]:.2f} to "
+            f"{u['family_mantel_range'][1]:.2f}, and the same-family minus different-family difference is "
+            f"{it(*mantel[:3], digits=2)} ({mantel[3]}). Depth statistics that keep their shape across the sizes: "
+            f"{', '.join(u['size_same_shape']) or 'none'} (shape words per statistic in the pairs table). Share of "
+            f"high-frequency experts: {sa} {it(*u['hf_share'][sa])}, {sb} {it(*u['hf_share'][sb])} ({hf_word}). "
+            f"Experts shared by every language: {u['shared_count'][sa]:,} and {u['shared_count'][sb]:,}; specific "
+            f"to one: {u['specific_count'][sa]:,} and {u['specific_count'][sb]:,}.")
+    memorisation = (f"The memorisation table flags {', '.join(flagged)} on the Bible: there the size comparison mixes "
+                    "size with memorised text, and the UDHR comparison is the main one." if flagged else
+                    "No size model's Bible text is flagged as memorised by our rule. The rule compares each model's "
+                    "Bible with its UDHR: a model that has memorised both famous texts passes it, so low bits per "
+                    "character on both corpora (the bits-per-character table) cannot be told apart from competence "
+                    "here.")
+    lines.append("- **Memorisation.** " + memorisation + " The size pair is one family in two sizes, both quantised "
+                 "instruction-tuned code models: a finding about these two sizes, not about scaling.")
+    return "\n".join(lines)

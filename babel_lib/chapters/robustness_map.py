@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import altair as alt
 import pandas as pd
 
 from babel_lib.core.definitions import Definitions
@@ -254,3 +255,64 @@ def map_verdict(table: pd.DataFrame) -> dict:
                 "default cell can read stronger than its chapter")
     return row("definitions_robust", result, evidence, decide([p for p, t in zip(passed, testable) if t]))
 
+
+
+# ---------------------------------------------------------------------------- the notebook's tables, chart and prose
+#: The chapter's tables: plots.table's options by table name (the grid's columns depend on the cells:
+#: :func:`grid_columns`).
+TABLES: dict[str, dict] = {
+    "cells": {
+        "columns": {"cell": "Cell", "setting": "Setting changed", "value": "Value", "top_k_fraction": "Top-k fraction",
+                    "expert_size": "Expert size", "partition_seed": "Partition seed",
+                    "hf_ratio": "High-frequency ratio", "shares_counts_with": "Counts shared with"},
+        "formats": {"top_k_fraction": "{:.2f}", "hf_ratio": "{:.1f}", "partition_seed": "{:.0f}"},
+        "transpose": False,
+        "caption": "The cells of the map",
+    },
+    "robustness_grid": {"transpose": True, "caption": "The verdict words, one row per cell"},
+    "robustness_map": {
+        "columns": {"cell": "Cell", "name": "Claim", "verdict": "Verdict", "number": "Tested number"},
+        "transpose": False,
+        "max_rows": 12,
+        "caption": "The tested number behind each verdict in each cell",
+    },
+}
+
+
+def grid_columns(grid: pd.DataFrame) -> dict:
+    """The headers of :func:`verdict_grid`'s table: the claim, one column per cell (its name), the cells that
+    keep the default's word."""
+    cells = [c for c in grid.columns if c not in ("name", "same_as_default")]
+    return {"name": "Claim", **{c: c for c in cells}, "same_as_default": "Cells as default"}
+
+
+def verdict_chart(table: pd.DataFrame) -> alt.Chart:
+    """Each claim's verdict word (colour) in each cell (x, in the table's order).
+
+    table: :func:`cell_verdicts`' rows (cell, name, verdict, number)."""
+    from babel_lib.core.claims import VERDICTS
+
+    words = [w for w in VERDICTS if w in set(table["verdict"])]
+    order = list(dict.fromkeys(table["cell"]))
+    base = alt.Chart(table).encode(x=alt.X("cell:N", sort=order, title=None, axis=alt.Axis(labelAngle=-35)),
+                                   y=alt.Y("name:N", sort=list(CLAIM_NAMES.values()), title=None))
+    heat = base.mark_rect(stroke="white").encode(
+        color=alt.Color("verdict:N", sort=words, title="Verdict", legend=alt.Legend(orient="bottom"),
+                        scale=alt.Scale(domain=words, scheme="tableau10")),
+        tooltip=["cell", "name", "verdict", "number"])
+    return heat.properties(width=560, height=alt.Step(34), title="Each verdict in each cell")
+
+
+def findings_text(f: dict, table: pd.DataFrame) -> str:
+    """The chapter's findings (Markdown): per mapped claim its default word, the cells that keep it and those
+    where it changes (with their tested numbers). f: :func:`map_facts`; table: :func:`cell_verdicts`."""
+    lines = []
+    for claim, c in f["claims"].items():
+        number = table[table["claim"] == claim].set_index("cell")["number"]
+        changed = "; ".join(f"{w} with {cell} ({number[cell]})" for cell, w in c["changes"].items())
+        ending = f"; it changes to {changed}." if changed else ": no definition the map changes moves it."
+        lines.append(f"- **{CLAIM_NAMES[claim].capitalize()}**: {c['default']} in the default cell "
+                     f"({number['default']}); the same word in {c['same']} of {f['cells']} cells" + ending)
+    return ("\n".join(lines) + "\n- **Strength of evidence.** One model, one corpus and its passages; each cell "
+            "changes one definition at a time, so interactions between definitions are not mapped, and a cell "
+            "alone lacks the chapters' clause over views.")

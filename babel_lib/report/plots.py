@@ -248,11 +248,13 @@ def interval_chart(df, value: str, category: str, *, low: str = "low", high: str
 
 def layer_bands(df, value: str, *, low: str = "low", high: str = "high", x: str = "layer:O", x_title: str = "Layer",
                 y_title: str | None = None, color: str | None = None, color_title: str | None = None,
-                significant: str | None = None, reference=None, zero: bool = False, width: int = 560,
-                height: int = 220, title: str | None = None, digits: int = 4, tooltip=None) -> alt.Chart:
+                colour: str | None = None, significant: str | None = None, reference=None, zero: bool = False,
+                width: int = 560, height: int = 220, title: str | None = None, digits: int = 4,
+                tooltip=None) -> alt.Chart:
     """A per-layer statistic as a line with points over its 95% interval band.
 
-    df: one row per layer (and per ``color`` group: several lines, one colour each). significant: a
+    df: one row per layer (and per ``color`` group: several lines, one colour each); ``colour``: one fixed
+    colour for band, line and points (a single line; e.g. "#2ca02c"). significant: a
     boolean column (or a column of q-values, significant below 0.05): points filled where true, hollow
     where not. reference: a number (a dashed grey rule: a null) or a column (a dashed grey line per
     layer: a noise floor)."""
@@ -264,16 +266,17 @@ def layer_bands(df, value: str, *, low: str = "low", high: str = "high", x: str 
                                  legend=alt.Legend(orient="bottom", labelLimit=400))
         tips = [_typed(color, "N")] + list(tips)
     base = alt.Chart(df).encode(**enc)
-    band = base.mark_area(opacity=0.25).encode(y=alt.Y(lo, title=y_title or _words(value),
-                                                       scale=alt.Scale(zero=zero)), y2=hi)
-    line = base.mark_line().encode(y=v)
+    fixed = {"color": colour} if colour else {}
+    band = base.mark_area(opacity=0.25, **fixed).encode(y=alt.Y(lo, title=y_title or _words(value),
+                                                                scale=alt.Scale(zero=zero)), y2=hi)
+    line = base.mark_line(**fixed).encode(y=v)
     point_enc = {"y": v, "tooltip": tips}
     if significant is not None:
         field = _field(significant)
         test = f"datum['{field}'] < 0.05" if df[field].dtype.kind == "f" else f"datum['{field}']"
-        point_enc["fill"] = alt.condition(test, alt.value("#4c78a8") if color is None else _typed(color, "N"),
-                                          alt.value("white"))
-    points = base.mark_point(size=40, filled=significant is None).encode(**point_enc)
+        point_enc["fill"] = alt.condition(test, alt.value(colour or "#4c78a8") if color is None
+                                          else _typed(color, "N"), alt.value("white"))
+    points = base.mark_point(size=40, filled=significant is None, **fixed).encode(**point_enc)
     layers = [band, line, points]
     if isinstance(reference, str):
         layers.append(base.mark_line(strokeDash=[4, 4], color="#888").encode(y=_typed(reference, "Q")))
