@@ -41,11 +41,14 @@ Our choices (the paper is silent; each is named in the chapters):
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
+from babel_lib.chapters.shared_specific import TEXT_TABLE
 from babel_lib.data import corpus
 from babel_lib.data.corpus import language_labels
+from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
 from babel_lib.stats.distances import (bootstrap_profiles, centred_interval, layer_distances,  # noqa: F401
                                        mean_distance, profile_distances, split_half_floor, upper, weighted_profile)
@@ -399,3 +402,225 @@ def family_verdicts(facts: dict) -> list[dict]:
                       if family and np.isfinite(ari[0]) and ari[0] < 0.3 else "see the family test above"))
     rows.append(row("families_v1", v1_result, v1_evidence, v1_word))
     return rows
+
+
+# ---------------------------------------------------------------------------- chapter 5's charts, tables and prose
+#: The chapter's tables: ``plots.table(df, name, **TABLES[name])``.
+TABLES: dict[str, dict] = {
+    "selection": {"columns": {"group": "Group of relatives", "family": "Family", "languages": "Languages",
+                              "texts": "Texts", "names": "Names", "scripts": "Scripts"},
+                  "caption": "The languages by group of relatives (a family, or a branch of a large family)"},
+    "text": TEXT_TABLE,
+    "pair_classes": {"columns": {"pairs_class": "Pairs", "pairs": "Number", "mean_distance": "Mean distance",
+                                 "low": "Low", "high": "High", "floor": "Noise floor"},
+                     "formats": {"mean_distance": "{:.4f}", "low": "{:.4f}", "high": "{:.4f}", "floor": "{:.4f}"},
+                     "caption": "Mean profile distance by family and script relation (95% interval)"},
+    "family_tests": {"columns": {"name": "Test", "measure": "Measure", "statistic": "Value",
+                                 "null_mean": "Under the null", "low": "Low", "high": "High", "p_value": "p",
+                                 "p_holm": "p (Holm)", "n": "Languages"},
+                     "formats": {"statistic": "{:+.3f}", "null_mean": "{:+.3f}", "low": "{:+.3f}", "high": "{:+.3f}",
+                                 "p_value": "{:.4f}", "p_holm": "{:.4f}"},
+                     "caption": "Family, tree and script tests (9,999 permutations each)"},
+    "robustness": {"columns": {"view": "View", "auc": "Family AUC", "auc_p": "p (family)", "tree_r": "Tree partial r",
+                               "tree_p": "p (tree)", "script_r": "Script partial r", "script_p": "p (script)",
+                               "granularity_r": "Granularity partial r", "granularity_p": "p (granularity)",
+                               "twins_closer": "Texts nearer their own language", "twins": "Texts compared",
+                               "distance_over_floor": "Mean distance / floor"},
+                   "formats": {"auc": "{:.3f}", "auc_p": "{:.4f}", "tree_r": "{:+.3f}", "tree_p": "{:.4f}",
+                               "script_r": "{:+.3f}", "script_p": "{:.4f}", "granularity_r": "{:+.3f}",
+                               "granularity_p": "{:.4f}", "distance_over_floor": "{:.1f}"},
+                   "caption": "The headline tests in every view"},
+}
+
+#: The dendrogram's family colours, in the order of ``family_colours``; the other families are grey.
+FAMILY_PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#b279a2", "#ff9da6", "#9d755d", "#eeca3b",
+                  "#17becf", "#bcbd22", "#1f1f1f"]
+OTHER_FAMILIES = "other families"
+
+
+def distance_matrix_chart(matrix: pd.DataFrame, leaves: pd.DataFrame) -> alt.Chart:
+    """The distance between every two languages as coloured cells, in the dendrogram's leaf order.
+    ``matrix``: name_a, name_b, distance (the diagonal: noise floors); ``leaves``: name, in leaf order."""
+    names = list(leaves["name"])
+    side = int(min(580, max(160, 4.8 * len(names))))
+    return alt.Chart(matrix).mark_rect().encode(
+        x=alt.X("name_b:N", sort=names, axis=None, title="the same languages, same order"),
+        y=alt.Y("name_a:N", sort=names, title=None,
+                axis=alt.Axis(labelFontSize=max(4, min(11, side // len(names))), labelLimit=110)),
+        color=alt.Color("distance:Q", scale=alt.Scale(scheme="viridis", reverse=True), title="Hellinger distance",
+                        legend=alt.Legend(orient="bottom", gradientLength=300)),
+    ).properties(width=side, height=side, title="Profile distance between languages (diagonal: noise floor)")
+
+
+def dendrogram_chart(segments: pd.DataFrame, leaves: pd.DataFrame, family_colours: list,
+                     floor: float) -> alt.LayerChart:
+    """The dendrogram drawn from its segments, leaves named and coloured by family, the noise floor as a red dashed
+    rule. ``segments``: x, x2, y, y2; ``leaves``: name, family, script, colour (a family of ``family_colours``
+    or :data:`OTHER_FAMILIES`), y."""
+    n = len(leaves)
+    domain = list(family_colours) + [OTHER_FAMILIES]
+    palette = FAMILY_PALETTE[:len(domain) - 1] + ["#9e9e9e"]
+    colour = alt.Color("colour:N", scale=alt.Scale(domain=domain, range=palette), title="Family",
+                       legend=alt.Legend(orient="bottom", columns=4))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[-0.5, n - 0.5], reverse=True))
+    rules = alt.Chart(segments).mark_rule(color="#666").encode(
+        x=alt.X("x:Q", title="Hellinger distance at which clusters join"), x2="x2:Q", y=y, y2="y2:Q")
+    text = alt.Chart(leaves).mark_text(align="right", dx=-4, fontSize=8).encode(
+        x=alt.datum(0), y=y, text="name:N", color=colour, tooltip=["name:N", "family:N", "script:N"])
+    floor_rule = alt.Chart(pd.DataFrame({"floor": [floor]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
+        x="floor:Q")
+    return (rules + text + floor_rule).properties(width=470, height=max(160, 9 * n),
+                                                  title="Languages clustered by their activation profiles")
+
+
+def distance_by_clades_chart(clades: pd.DataFrame, floor: float) -> alt.LayerChart:
+    """Mean distance (95% interval) by shared clades, same and different script side by side, the noise floor
+    dashed. ``clades``: shared_clades, script, pairs, mean_distance, low, high."""
+    tips = ["shared_clades:N", "pairs:Q"] + [alt.Tooltip(f"{c}:Q", format=".4f")
+                                             for c in ("mean_distance", "low", "high")]
+    return plots.interval_chart(clades, "mean_distance", "shared_clades:N", horizontal=False, color="script",
+                                offset=True, color_title="The two languages are written in", reference=floor,
+                                category_title="Glottolog clades shared", value_title="Mean Hellinger distance",
+                                width=540, height=280, size=70, tooltip=tips,
+                                title="Mean distance by shared clades (red dashed: noise floor)")
+
+
+def two_scripts_chart(twins_long: pd.DataFrame) -> alt.LayerChart:
+    """Per text of a language written in two scripts: its distance to the same language's other text and to the
+    nearest other language of its script (95% intervals), its noise floor as a red tick.
+    ``twins_long``: name, comparison, partner, distance, low, high, floor."""
+    tips = ["name:N", "partner:N"] + [alt.Tooltip(f"{c}:Q", format=".4f") for c in ("distance", "low", "high")]
+    return plots.interval_chart(twins_long, "distance", "name", color="comparison", color_title="Distance to",
+                                reference="floor", value_title="Hellinger distance", zero=True,
+                                sort=alt.EncodingSortField("distance", op="min"), tooltip=tips, width=480,
+                                height=max(80, 16 * twins_long["name"].nunique()),
+                                title="Same language in another script vs nearest language in the same script")
+
+
+def family_by_layer_chart(layers: pd.DataFrame) -> alt.VConcatChart:
+    """The family AUC within script strata (blue) over the tree's partial r (green) per layer, 95% bands, points
+    filled where significant after Benjamini-Hochberg. ``layers``: layer, auc, auc_low, auc_high, auc_q, tree_r,
+    tree_low, tree_high, tree_q (:func:`layer_family_tests`)."""
+    auc = plots.layer_bands(layers, "auc", low="auc_low", high="auc_high", significant="auc_q", colour="#4c78a8",
+                            y_title="Same-family pair closer (AUC)", reference=0.5, zero=False, width=560,
+                            height=170, digits=3, title="Family effect within script strata")
+    tree = plots.layer_bands(layers, "tree_r", low="tree_low", high="tree_high", significant="tree_q",
+                             colour="#54a24b", y_title="Partial r, tree distance", reference=0.0, zero=True,
+                             width=560, height=170, digits=3, title="Tree distance beyond script and tokenisation")
+    return alt.vconcat(auc, tree)
+
+
+def show_family_by_layer(layers: pd.DataFrame | None, name: str) -> None:
+    """Show :func:`family_by_layer_chart` as ``name`` with its table, where the layers were tested (else nothing)."""
+    if layers is not None:
+        plots.show(family_by_layer_chart(layers), name, table=layers)
+
+
+def findings_text(f: dict) -> str:
+    """The chapter's findings (Markdown) from :func:`family_results` facts; a short note where the language set
+    holds no same-family pair to test."""
+    if not f["testable"]:
+        return "\n".join([
+            "",
+            f"- **Not testable on this language set.** {f['family_languages']} languages (one text each) leave no "
+            "same-family pair",
+            "  to compare with a cross-family pair in the same kind of script. Run the chapter on `families:120` "
+            "(the default).",
+            f"- The mean distance between two languages is {f['mean_distance']:.4f}, against a noise floor of "
+            f"{f['floor']:.4f}.",
+            ""])
+    it, pt = stats.interval_text, stats.p_text
+    cls, grad = f["classes"], f["clade_gradient"]
+    survive = [name for name, ok in (("the family effect within script strata", f["robust_auc"]),
+                                     ("the tree beyond script and tokenisation", f["robust_tree"]),
+                                     ("the script beyond the tree and tokenisation", f["robust_script"]),
+                                     ("tokenisation granularity beyond tree and script", f["robust_granularity"]))
+               if ok]
+    if not f["auc_holds"]:
+        size = "This is not significant after correction: weak evidence for a family effect."
+    else:
+        size = ("The effect is small: many cross-family pairs are closer than a same-family pair." if f["auc"][0] < 0.65
+                else "The effect is moderate." if f["auc"][0] < 0.75 else "The effect is large.")
+    same_script = ("" if f["auc_same_script_holds"] else
+                   "Among pairs written in one script alone the effect is not significant after correction (weak "
+                   "evidence): the family signal comes mostly from pairs across scripts, where a same-family pair "
+                   "written in two scripts is compared with every cross-family pair written in two different scripts.")
+    farther = ": " + "; ".join(f["twins_farther_names"]) if f["twins_farther_names"] else ""
+    if f["twins_farther_same_group"]:
+        twins_reading = (f"For {', '.join(f['twins_same_group_names'])} the nearer text belongs to the same deepest "
+                         "Glottolog clade (another name for the same language), so these do not separate script from "
+                         "language; for the others the script outweighs the language.")
+    else:
+        twins_reading = "For these, the script outweighs the language." if f["twins_farther_beyond_noise"] else ""
+    return "\n".join([
+        "",
+        f"- **The languages.** {f['languages']} texts; the family tests use one text per language: "
+        f"{f['family_languages']}",
+        f"  languages of {f['families']} families ({f['families_3plus']} with three or more languages) in "
+        f"{f['scripts']} scripts.",
+        f"  {f['same_family_pairs']} of {f['pairs']:,} pairs ({f['same_family_share']:.1%}) share a family:",
+        f"  {f['same_family_same_script']} in the same script, {f['same_family_different_scripts']} across scripts.",
+        f"- **Distances are far above noise.** The mean distance between two languages is {f['mean_distance']:.4f}, "
+        "about",
+        f"  {f['mean_distance'] / f['floor']:.0f} times the noise floor ({f['floor']:.4f}); resampling passages "
+        "shifts a distance",
+        f"  by {f['inflation']:+.4f} (median over pairs), the shift the centred intervals remove.",
+        "- **Family within script.** A same-family pair is closer than a cross-family pair with probability",
+        f"  {it(*f['auc'])} (families and passages resampled), against {f['auc_null']:.3f} when families mean "
+        "nothing",
+        f"  ({pt(f['auc_p'], f['auc_p_holm'])}): {it(*f['auc_same_script'])} among pairs",
+        f"  in the same script ({pt(f['auc_same_script_p'], f['auc_same_script_p_holm'])}) and",
+        f"  {it(*f['auc_different_scripts'])} among pairs in different scripts",
+        f"  ({pt(f['auc_different_scripts_p'], f['auc_different_scripts_p_holm'])}).",
+        f"  {size}",
+        f"  {same_script}",
+        f"  Mean distances: same family and script {it(*cls['same family, same script'], digits=4)}, same script "
+        "only",
+        f"  {it(*cls['different families, same script'], digits=4)}, same family only",
+        f"  {it(*cls['same family, different scripts'], digits=4)}, neither",
+        f"  {it(*cls['different families, different scripts'], digits=4)}.",
+        "- **The tree, beyond script and tokenisation.** Tree distance (depth of the deepest shared clade) against "
+        "profile",
+        f"  distance: Mantel r = {it(*f['mantel_tree'], digits=2)} "
+        f"({pt(f['mantel_tree_p'], f['mantel_tree_p_holm'])}); holding",
+        f"  script and granularity fixed, partial r = {it(*f['partial_tree'], digits=2)}",
+        f"  ({pt(f['partial_tree_p'], f['partial_tree_p_holm'])}); with the edge count instead (secondary),",
+        f"  {it(*f['partial_tree_edges'], digits=2)}. Script, holding tree and granularity fixed: partial r =",
+        f"  {it(*f['partial_script'], digits=2)} ({pt(f['partial_script_p'], f['partial_script_p_holm'])}); "
+        "granularity,",
+        f"  holding tree and script fixed: {it(*f['partial_granularity'], digits=2)}",
+        f"  ({pt(f['partial_granularity_p'], f['partial_granularity_p_holm'])}). The larger of the two partial effects "
+        f"is {'the script' if f['tree_vs_script'] == 'script' else 'the tree'}'s.",
+        f"  Within one script, the mean distance goes from {grad[0][1]:.4f} for different families to "
+        f"{grad[-1][1]:.4f}",
+        f"  [{grad[-1][2]:.4f}, {grad[-1][3]:.4f}] for pairs sharing {grad[-1][0]} clades ({grad[-1][4]} pairs).",
+        "- **The dendrogram.** Cut into as many clusters as there are families, it matches the families with "
+        "adjusted Rand",
+        f"  index {it(*f['clusters'])} ({pt(f['clusters_p'], f['clusters_p_holm'])}); its cophenetic correlation "
+        "with the",
+        f"  distances is {f['cophenetic']:.2f}.",
+        f"- **One language, two scripts.** Of {f['twins']} texts of {f['twin_pairs']} languages written in two "
+        f"scripts, {f['twins_closer']}",
+        "  are closer to their own language in the other script than to the nearest other language of their own "
+        "script",
+        f"  ({f['twins_closer_beyond_noise']} beyond sampling noise); {f['twins_farther_beyond_noise']} are farther "
+        f"beyond noise{farther}.",
+        f"  {twins_reading}",
+        "  The two texts of a language may be separate translations rather than transliterations, so part of a twin "
+        "distance can be the translation.",
+        f"- **Layer by layer.** The family effect is significant (Benjamini-Hochberg) in "
+        f"{f.get('layers_auc_significant', 0)} of {f['layers']}",
+        f"  layers, the tree beyond script and tokenisation in {f.get('layers_tree_significant', 0)}.",
+        f"- **Robustness.** Across the {f['views']} views and the Jensen-Shannon distance the family AUC ranges over",
+        f"  {f['auc_range'][0]:.3f}-{f['auc_range'][1]:.3f}, the tree's partial r over {f['tree_range'][0]:+.3f} to "
+        f"{f['tree_range'][1]:+.3f},",
+        f"  the script's over {f['script_range'][0]:+.3f} to {f['script_range'][1]:+.3f}. Significant in every view:",
+        f"  {', '.join(survive) if survive else 'none of the findings'}.",
+        f"- **Strength of evidence.** {f['passages']} passages of one formal text and one small model; the intervals "
+        "of the",
+        f"  tests resample families and passages ({f['interval_method']}), so they show how far another sample of "
+        "languages",
+        "  could move each statistic. The languages are not independent samples of their families: most",
+        "  families are represented by one to three languages, and Indo-European and Atlantic-Congo supply most",
+        "  same-family pairs.",
+        ""])

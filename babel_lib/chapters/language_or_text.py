@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -826,3 +827,225 @@ def cross_domain_verdicts(facts: dict) -> list[dict]:
                    else "does not hold under every partition seed and the neuron view")
                 + "; two domains and one small model only")
     return [row("cross_domain", result, evidence, word)]
+
+
+# ---------------------------------------------------------------------------- chapter 11's charts, tables and prose
+#: The chapter's tables: ``plots.table(df, name, **TABLES[name])``.
+TABLES: dict[str, dict] = {
+    "text": {"columns": {"name": "Language", "script": "Script", "passages_udhr": "UDHR passages",
+                         "tokens_udhr": "UDHR tokens", "tokens_per_character_udhr": "UDHR tokens per character",
+                         "passages_bible": "Bible chapters", "tokens_bible": "Bible tokens",
+                         "tokens_per_character_bible": "Bible tokens per character",
+                         "tokens_ratio": "Bible / UDHR tokens"},
+             "formats": {"tokens_per_character_udhr": "{:.2f}", "tokens_per_character_bible": "{:.2f}",
+                         "tokens_ratio": "{:.1f}"},
+             "caption": "Text profiled per language on each corpus"},
+    "by_language": {"columns": {"name": "Language", "self_text": "Self distance [95%]",
+                                "nearest_udhr_name": "Nearest, UDHR", "nearest_udhr": "Distance, UDHR",
+                                "nearest_bible_name": "Nearest, Bible", "nearest_bible": "Distance, Bible",
+                                "identified_ub": "UDHR → own Bible", "identified_bu": "Bible → own UDHR",
+                                "closer": "Closer to itself"},
+                    "formats": {"nearest_udhr": "{:.4f}", "nearest_bible": "{:.4f}", "self_over_floor": "{:.1f}"},
+                    "caption": "Per language: self distance, nearest other language in each corpus, identification "
+                               "(the self distance over the noise floor in the downloadable table)",
+                    "max_rows": 30},
+    "high_frequency_by_language": {
+        "columns": {"name": "Language", "jaccard_self_text": "Jaccard, own sets on the two corpora [95% interval]",
+                    "jaccard_nearest_udhr": "Highest Jaccard with another language (UDHR)",
+                    "jaccard_nearest_bible": "Highest Jaccard with another language (Bible)",
+                    "hf_both": "In both corpora", "hf_udhr_only": "UDHR only", "hf_bible_only": "Bible only"},
+        "formats": {"jaccard_nearest_udhr": "{:.3f}", "jaccard_nearest_bible": "{:.3f}"},
+        "caption": "High-frequency experts per language on the two corpora", "max_rows": 30},
+    "summary": {"columns": {"words": "Statistic", "estimate": "Estimate", "low": "95% interval, low", "high": "high",
+                            "interval": "Resampled"},
+                "formats": {"estimate": "{:.4f}", "low": "{:.4f}", "high": "{:.4f}"},
+                "caption": "Headline statistics (claims over languages: languages and passages resampled)"},
+    "variance": {"columns": {"words": "Part of the variation", "share": "Share", "low": "95% interval, low",
+                             "high": "high"},
+                 "formats": {"share": "{:.3f}", "low": "{:.3f}", "high": "{:.3f}"},
+                 "caption": "Variance partition of the expert frequencies: language x text"},
+    "tests": {"columns": {"words": "Test", "statistic": "Statistic", "p_value": "p", "p_holm": "p (Holm)",
+                          "permutations": "Permutations", "n": "Languages"},
+              "formats": {"statistic": "{:.3f}", "p_value": "{:.4f}", "p_holm": "{:.4f}"},
+              "caption": "Tests over languages (one-sided; the Bible's language labels permuted)"},
+    "robustness": {"columns": {"view": "View", "note": "Note", "identification": "Identified (share)",
+                               "identification_p": "p", "closer": "Closer to itself (share)", "mantel_r": "Mantel r",
+                               "ratio": "Ratio self / other language", "jaccard_self": "Jaccard, own",
+                               "jaccard_within": "Jaccard, two languages", "language": "Language share",
+                               "domain": "Text share", "interaction": "Language x text share"},
+                   "formats": {"identification": "{:.2f}", "identification_p": "{:.4f}", "closer": "{:.2f}",
+                               "mantel_r": "{:+.2f}", "ratio": "{:.2f}", "jaccard_self": "{:.3f}",
+                               "jaccard_within": "{:.3f}", "language": "{:.2f}", "domain": "{:.2f}",
+                               "interaction": "{:.2f}"},
+                   "caption": "Chapter statistics in every view"},
+}
+
+#: The colours of the ladder's measures (:data:`LADDER_WORDS`, in order) and of the high-frequency parts
+#: (:data:`HF_PARTS`, in order).
+LADDER_COLOURS = ["#c7c7c7", "#7f7f7f", "#d62728", "#1f77b4", "#2ca02c"]
+HF_PART_COLOURS = ["#4c78a8", "#f58518", "#54a24b"]
+
+
+def describe_studies(udhr, bible) -> str:
+    """The two studies in words (Markdown): the UDHR study's description and the Bible profile's."""
+    return udhr.describe() + "\n\n**Bible profile** " + bible.profile.describe() + "."
+
+
+def distance_ladder_chart(ladder: pd.DataFrame, by_language: pd.DataFrame) -> alt.LayerChart:
+    """Per language, its self distance, nearest other language on each corpus and noise floors (95% intervals
+    where known), languages sorted by the self distance. ``ladder``: name, measure (:data:`LADDER_WORDS`),
+    distance, low, high; ``by_language``: name, self."""
+    order = by_language.sort_values("self")["name"].tolist()
+    measures = alt.Scale(domain=LADDER_WORDS, range=LADDER_COLOURS)
+    points = alt.Chart(ladder).mark_point(filled=True, size=45).encode(
+        x=alt.X("distance:Q", title="Jensen-Shannon distance between profiles"),
+        y=alt.Y("name:N", sort=order, title=None),
+        color=alt.Color("measure:N", scale=measures, title=None, legend=alt.Legend(orient="bottom", columns=2)),
+        tooltip=["name", "measure", alt.Tooltip("distance:Q", format=".4f"), alt.Tooltip("low:Q", format=".4f"),
+                 alt.Tooltip("high:Q", format=".4f")])
+    bars = alt.Chart(ladder.dropna(subset=["low"])).mark_rule().encode(
+        x="low:Q", x2="high:Q", y=alt.Y("name:N", sort=order), color=alt.Color("measure:N", scale=measures))
+    return (bars + points).properties(width=470, height=17 * len(order),
+                                      title="Distances of each language's profiles (sorted by the self distance)")
+
+
+def cross_corpus_chart(cross: pd.DataFrame) -> alt.LayerChart:
+    """The UDHR x Bible distance matrix: the own-language cells outlined in red, each row's nearest marked white.
+    ``cross``: udhr_name, bible_name, distance, own, nearest_in_row (one row per cell)."""
+    names = list(dict.fromkeys(cross["udhr_name"]))
+    base = alt.Chart(cross).encode(
+        x=alt.X("bible_name:N", sort=names, title="Bible profile", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("udhr_name:N", sort=names, title="UDHR profile"))
+    cells = base.mark_rect().encode(
+        color=alt.Color("distance:Q", scale=alt.Scale(scheme="viridis"), title="Distance"),
+        tooltip=[alt.Tooltip("udhr_name", title="UDHR"), alt.Tooltip("bible_name", title="Bible"),
+                 alt.Tooltip("distance:Q", format=".4f")])
+    own = base.transform_filter("datum.own").mark_rect(fill=None, stroke="#d62728", strokeWidth=1.5)
+    nearest = base.transform_filter("datum.nearest_in_row").mark_circle(color="white", size=18)
+    return (cells + own + nearest).properties(width=15 * len(names), height=15 * len(names),
+                                              title="Distance between a UDHR profile and a Bible profile")
+
+
+def pair_distances_chart(pairs: pd.DataFrame) -> alt.Chart:
+    """Each pair of languages: its distance on the UDHR against its distance on the Bible.
+    ``pairs``: pair, udhr, bible."""
+    scatter = alt.Chart(pairs).mark_circle(size=28, opacity=0.7).encode(
+        x=alt.X("udhr:Q", title="Distance on the UDHR", scale=alt.Scale(zero=False)),
+        y=alt.Y("bible:Q", title="Distance on the Bible", scale=alt.Scale(zero=False)),
+        tooltip=["pair", alt.Tooltip("udhr:Q", format=".4f"), alt.Tooltip("bible:Q", format=".4f")])
+    return scatter.properties(width=420, height=320, title="Language pairs on the two corpora")
+
+
+def high_frequency_by_layer_chart(by_layer_long: pd.DataFrame) -> alt.Chart:
+    """Stacked bars per layer: a language's high-frequency experts on both corpora and on one only (mean over
+    languages). ``by_layer_long``: layer, part (:data:`HF_PARTS` words), experts, low, high."""
+    parts = alt.Scale(domain=list(HF_PARTS.values()), range=HF_PART_COLOURS)
+    stack = alt.Chart(by_layer_long).mark_bar().encode(
+        x=alt.X("layer:O", title="Layer"),
+        y=alt.Y("experts:Q", title="High-frequency experts per language"),
+        color=alt.Color("part:N", scale=parts, title=None, legend=alt.Legend(orient="bottom")),
+        order=alt.Order("part:N"),
+        tooltip=["layer", "part", alt.Tooltip("experts:Q", format=".1f"), alt.Tooltip("low:Q", format=".1f"),
+                 alt.Tooltip("high:Q", format=".1f")])
+    return stack.properties(width=480, height=220, title="A language's high-frequency experts, by layer")
+
+
+def findings_text(f: dict) -> str:
+    """The chapter's findings (Markdown) from :func:`cross_domain_results` facts."""
+    it, pt = stats.interval_text, stats.p_text
+    if f["self_above_floor"] == f["languages"]:
+        beyond_noise = "The text still moves every profile beyond noise."
+    elif f["self_above_floor"]:
+        beyond_noise = "The text moves some profiles beyond noise."
+    else:
+        beyond_noise = "The text does not move the profiles clearly beyond noise (weak evidence)."
+    bible_floor_reason = (" although it rests on more tokens: its chapters (law, poetry, narrative, letters) differ "
+                          "more from one another than the UDHR paragraphs do"
+                          if f["floor_bible"] > f["floor_udhr"] and f["bible_tokens"] > f["udhr_tokens"] else "")
+    misidentified = ("Not identified in both directions: " + "; ".join(f["misidentified"]) + "."
+                     if f["misidentified"] else "Every language is identified.")
+    exceptions = ""
+    if f["not_closer"]:
+        exceptions = ("The exceptions, each with the other language nearer to it than its own profile on the other "
+                      "text (and the corpus where it is nearer): " + "; ".join(f["not_closer"])
+                      + f". {f['rivals_same_branch']} of these {len(f['not_closer'])} nearer languages are close "
+                      "relatives (the same branch of the family tree)"
+                      + (": on one text, a close relative can be nearer than the same language on another text."
+                         if f["rivals_same_branch"] else "."))
+    agree = ("The two corpora agree on which languages are close" if f["p_holm_mantel"] < 0.05 and f["mantel_r"][1] > 0
+             else "Whether the two corpora agree on which languages are close is weak evidence")
+    one_only = (f"; experts high-frequency on one text only are most common in the {f['one_only_third']} third of the "
+                f"network ({f['one_only_third_share']:.0%} of the high-frequency experts there)"
+                if f["one_only_third"] else "")
+    headline = ("the headline (ratio below 1, identification beyond chance) "
+                + ("holds in every view" if f["robust"] else "does not hold in every view"))
+    return "\n".join([
+        "",
+        f"- **On average the text moves a profile {'less' if f['ratio_below_one'] else 'not clearly less'} than a "
+        "change of",
+        f"  language.** A language's UDHR and Bible profiles are {it(*f['ratio'], digits=2)} times as far apart as two "
+        "different",
+        f"  languages on one corpus (mean self distance {it(*f['mean_self'], digits=4)}, mean distance between two "
+        "languages",
+        f"  {it(*f['mean_within'], digits=4)}). In the variance partition, language carries "
+        f"{it(*f['language_share'])} of the",
+        "  variation of the expert frequencies, the shift from one text to the other shared by all languages",
+        f"  {it(*f['domain_share'])}, and the part of that shift that differs by language (with sampling noise)",
+        f"  {it(*f['interaction_share'])}.",
+        f"- **{beyond_noise}**",
+        f"  {f['self_above_floor']} of {f['languages']} languages have a self distance whose interval lies above the "
+        "noise floor",
+        f"  of both corpora (median {f['median_self_over_floor']:.1f} times the higher floor, lowest",
+        f"  {f['min_self_over_floor']:.1f})"
+        + (": a profile measured on one text is not the language profile of another text"
+           if f["self_above_floor"] else "") + ".",
+        f"  The Bible's floor (median {f['floor_bible']:.3f}) is "
+        f"{'higher' if f['floor_bible'] > f['floor_udhr'] else 'lower'} than",
+        f"  the UDHR's ({f['floor_udhr']:.3f}){bible_floor_reason}.",
+        f"- **Identification.** {f['identified_both']} of {f['languages']} languages are identified across corpora "
+        "in both",
+        f"  directions: share {it(*f['identification'], digits=2)} against {f['chance']:.3f} by chance",
+        f"  ({pt(f['p_identification'], f['p_holm_identification'])}"
+        f"{'' if f['p_holm_identification'] < 0.05 else ': weak evidence'}).",
+        f"  {misidentified}",
+        f"- **Closer to itself than to its nearest neighbour.** {f['closer_count']} of {f['languages']} languages are "
+        "closer to",
+        "  their own profile on the other corpus than to their nearest other language on either corpus (share",
+        f"  {it(*f['closer'], digits=2)}; against the nearest other language in the UDHR alone "
+        f"{it(*f['closer_udhr'], digits=2)},",
+        f"  in the Bible alone {it(*f['closer_bible'], digits=2)}).",
+        f"  {exceptions}",
+        f"- **{agree}:**",
+        f"  Mantel r = {it(*f['mantel_r'], digits=2)} ({pt(f['p_mantel'], f['p_holm_mantel'])}"
+        f"{'' if f['p_holm_mantel'] < 0.05 else ', not significant after correction'}).",
+        "- **High-frequency experts.** A language's high-frequency sets on the two texts overlap with Jaccard",
+        f"  {it(*f['jaccard_self'])}; two different languages on one text {it(*f['jaccard_within'])} (difference",
+        f"  {it(*f['jaccard_gap'])}{'' if f['jaccard_gap_positive'] else ', not clear of zero: weak evidence'};",
+        f"  {pt(f['p_high_frequency'], f['p_holm_high_frequency'])}). {f['jaccard_above_others']} of "
+        f"{f['languages']} languages",
+        "  share more of their set with themselves on the other text than with any other language on one text. "
+        "A language",
+        f"  has on average {f['hf_both']:.0f} high-frequency experts on both texts, {f['hf_udhr_only']:.0f} on the "
+        "UDHR only and",
+        f"  {f['hf_bible_only']:.0f} on the Bible only{one_only}.",
+        f"- **Robustness.** Over the {f['views']} views the identification share ranges over "
+        f"{f['robust_identification'][0]:.2f}-{f['robust_identification'][1]:.2f},",
+        f"  the share closer to itself over {f['robust_closer'][0]:.2f}-{f['robust_closer'][1]:.2f}, the ratio over",
+        f"  {f['robust_ratio'][0]:.2f}-{f['robust_ratio'][1]:.2f} and the Mantel r over "
+        f"{f['robust_mantel'][0]:+.2f} to",
+        f"  {f['robust_mantel'][1]:+.2f}; {headline}.",
+        f"  With the Bible cut to {f['matched_passages']} chapter{'' if f['matched_passages'] == 1 else 's'} "
+        f"(a median {f['matched_tokens']:,} tokens against the UDHR's",
+        f"  {f['udhr_tokens']:,}): identification {f['matched_identification']:.2f}, closer to itself "
+        f"{f['matched_closer']:.2f},",
+        f"  ratio {f['matched_ratio']:.2f}, Mantel r {f['matched_mantel']:+.2f}.",
+        f"- **Strength of evidence.** {f['languages']} languages; {f['udhr_passages']} UDHR passages and "
+        f"{f['bible_passages']}",
+        f"  Bible chapters (median {f['udhr_tokens']:,} and {f['bible_tokens']:,} tokens a language); "
+        f"{f['resamples']:,}",
+        f"  bootstrap resamples and {f['permutations']:,} permutations. Two texts only, both translations "
+        "(the Bible versions",
+        "  differ in age and style from language to language), and one small model: the result says how far these "
+        "two texts",
+        "  move the profiles, not every domain.",
+        ""])

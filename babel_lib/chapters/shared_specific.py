@@ -4,6 +4,7 @@ other partition seeds and the neuron view."""
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -556,3 +557,212 @@ def shared_specific_verdicts(facts: dict) -> list[dict]:
                    else "; no individual specific expert survives every view (weak evidence for any one expert)"))
     rows.append(row("specific_neurons", result, evidence, word))
     return rows
+
+
+# ---------------------------------------------------------------------------- the chapter's charts, tables and prose
+#: The text table that chapters 4 and 5 show (``study.text_table()``).
+TEXT_TABLE = {"columns": {"name": "Language", "family": "Family", "script": "Script", "passages": "Passages",
+                          "characters": "Characters", "tokens": "Tokens",
+                          "tokens_per_character": "Tokens per character"},
+              "formats": {"tokens_per_character": "{:.2f}"}, "caption": "Text profiled per language"}
+
+#: The chapter's tables: ``plots.table(df, name, **TABLES[name])``.
+TABLES: dict[str, dict] = {
+    "text": TEXT_TABLE,
+    "survivors": {"columns": {"kind": "Kind", "layer": "Layer", "expert": "Expert", "name": "Language"},
+                  "caption": "The robust experts that survive every view (the only ones named as findings)"},
+    "tests": {"columns": {"test": "Test", "observed": "Observed", "expected": "Under the null", "p_value": "p",
+                          "p_holm": "Holm-adjusted p"},
+              "formats": {"observed": "{:.3g}", "expected": "{:.3g}", "p_value": "{:.3g}", "p_holm": "{:.3g}"},
+              "caption": "Headline tests (Holm correction over the chapter)"},
+    "controls": {"columns": {"view": "View", "control": "Control input", "shared": "Shared experts",
+                             "high_frequency_on_control": "High-frequency on the control",
+                             "shared_and_high_on_control": "Shared and high-frequency on the control"},
+                 "caption": "Shared experts that input of no language keeps busy (always-on: random tokens)"},
+    "robustness": {
+        "columns": {"view": "View", "units": "Units", "shared": "Shared", "robust_shared": "Shared (robust)",
+                    "chance_shared": "Shared by chance", "specific": "Specific",
+                    "chance_specific": "Specific by chance", "robust_specific": "Specific (robust)",
+                    "robust_specific_share": "Specific (robust) share",
+                    "languages_with_specific": "Languages with one", "spearman_with_main": "Spearman with main view",
+                    "rho_script": "Spearman with script alone", "p_script": "p (script)",
+                    "lape_hf_median": "LAPE: median languages", "lape_overlap_ratio": "LAPE overlap / chance",
+                    "null_shared": "Shared if languages did not differ",
+                    "null_specific": "Specific if languages did not differ",
+                    "p_specific_null": "p (specific vs pooled null)",
+                    "shared_hf_random": "Shared, busy on random tokens",
+                    "shared_hf_shuffled": "Shared, busy on shuffled tokens",
+                    "multilingual_shared": "Multilingual shared"},
+        "formats": {"chance_shared": "{:.2g}", "chance_specific": "{:.1f}", "robust_specific_share": "{:.4f}",
+                    "spearman_with_main": "{:+.2f}", "rho_script": "{:+.2f}", "p_script": "{:.4f}",
+                    "lape_hf_median": "{:.0f}", "lape_overlap_ratio": "{:.2f}", "null_shared": "{:.1f}",
+                    "null_specific": "{:.1f}", "null_specific_high": "{:.0f}", "p_specific_null": "{:.3g}"},
+        "caption": "Shared and specific counts in every view"},
+}
+
+#: The series of the ``by_layer`` table, in words.
+BY_LAYER_SERIES = {"shared": "shared (naive)", "robust_shared": "shared (robust)", "specific": "specific (naive)",
+                   "robust_specific": "specific (robust)", "lape": "LAPE's experts"}
+
+
+def specific_by_language_options(by_language: pd.DataFrame) -> dict:
+    """``plots.table`` options of the ``specific_by_language`` table: one column of robust counts per other view
+    (the ``robust_<view>`` columns of :func:`shared_specific_results`'s ``by_language``)."""
+    views = {c: f"Beyond noise, {c[len('robust_'):]}" for c in by_language.columns if c.startswith("robust_")}
+    return {"columns": {"name": "Language", "family": "Family", "script": "Script",
+                        "alone_with_script": "Alone with its script", "high_frequency": "High-frequency experts",
+                        "specific_naive": "Specific (naive)", "specific_robust": "Specific (beyond noise)", **views},
+            "caption": "Language-specific experts per language"}
+
+
+def survival_options(views) -> dict:
+    """``plots.table`` options of the ``survival`` table: one column of confirmations per view after the first
+    (``views``: the study's view names, main view first)."""
+    return {"columns": {"kind": "Kind", "definition": "Definition", "main_view": "Main view",
+                        **{c: f"Confirmed: {c}" for c in list(views)[1:]}, "survive_seeds": "Survive every seed",
+                        "survive_all": "Survive every view"},
+            "caption": "Shared and specific experts confirmed by the other views"}
+
+
+def sharing_histogram_chart(histogram: pd.DataFrame) -> alt.LayerChart:
+    """Bars of the experts high-frequency in j languages, with the independent-placement chance as a red line.
+    ``histogram``: languages, observed, chance (:func:`shared_specific_results`)."""
+    bars = alt.Chart(histogram).mark_bar(opacity=0.7).encode(
+        x=alt.X("languages:Q", title="Languages in which the expert is high-frequency",
+                scale=alt.Scale(domain=[0, int(histogram["languages"].max())], nice=False)),
+        y=alt.Y("observed:Q", title="Experts"),
+        tooltip=["languages", "observed", alt.Tooltip("chance:Q", format=".2f")])
+    chance = alt.Chart(histogram).mark_line(color="#d62728").encode(x="languages:Q", y="chance:Q")
+    return (bars + chance).properties(
+        width=560, height=240,
+        title="Observed experts (bars) and independent placement (red, a reference any model beats)")
+
+
+def by_layer_chart(by_layer: pd.DataFrame, n_experts: int) -> alt.Chart:
+    """One line per series (:data:`BY_LAYER_SERIES`) of experts per layer. ``by_layer``: layer, third, shared,
+    robust_shared, specific, robust_specific, lape; ``n_experts``: experts a layer (the y axis title)."""
+    long = by_layer.melt(id_vars=["layer", "third"], var_name="series", value_name="experts")
+    long["series"] = long["series"].map(BY_LAYER_SERIES)
+    lines = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("layer:O", title="Layer"), y=alt.Y("experts:Q", title=f"Experts (of {n_experts} a layer)"),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=3)),
+        tooltip=["layer", "series", "experts"])
+    return lines.properties(width=560, height=240, title="Shared, specific and LAPE's experts per layer")
+
+
+def specific_by_language_chart(by_language: pd.DataFrame, top: int = 30) -> alt.Chart:
+    """Naive and beyond-noise specific experts of the ``top`` languages with the most beyond noise, side by side.
+    ``by_language``: name, script, alone_with_script, specific_naive, specific_robust."""
+    ranked = by_language.sort_values(["specific_robust", "specific_naive"], ascending=False).head(top)
+    long = ranked.melt(id_vars=["name", "script", "alone_with_script"],
+                       value_vars=["specific_naive", "specific_robust"], var_name="definition", value_name="experts")
+    long["definition"] = long["definition"].map({"specific_naive": "naive", "specific_robust": "beyond noise"})
+    chart = alt.Chart(long).mark_bar().encode(
+        x=alt.X("experts:Q", title="Language-specific experts", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("name:N", sort=ranked["name"].tolist(), title=None),
+        yOffset=alt.YOffset("definition:N", sort=["naive", "beyond noise"]),
+        color=alt.Color("definition:N", title="Definition", sort=["naive", "beyond noise"],
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=["name", "script", "alone_with_script", "definition", "experts"])
+    return chart.properties(width=480, height=24 * len(ranked),
+                            title="Language-specific experts, naive and beyond noise")
+
+
+def lape_chart(lape: pd.DataFrame) -> alt.Chart:
+    """A histogram of the number of languages in which each of LAPE's experts is high-frequency.
+    ``lape``: hf_languages (one row per LAPE expert)."""
+    hist = alt.Chart(lape).mark_bar().encode(
+        x=alt.X("hf_languages:Q", bin=alt.Bin(maxbins=40), title="Languages in which a LAPE expert is high-frequency"),
+        y=alt.Y("count():Q", title="LAPE's experts"))
+    return hist.properties(width=520, height=200, title="How language-specific LAPE's lowest-entropy experts are")
+
+
+def findings_text(f: dict) -> str:
+    """The chapter's findings (Markdown) from :func:`shared_specific_results` facts."""
+    it, pt = stats.interval_text, stats.p_text
+    surv, seeds = f["survival"], f["survival_seeds"]
+    top = "; ".join(f"{name}: {robust} of {naive} beyond noise" for name, robust, naive, _ in f["top_specific"])
+    plural = f["alone_languages"] != 1
+    if not f["controls"]:
+        multilingual = "No control input was profiled."
+    elif f["multilingual"] == 0:
+        multilingual = ("Every shared expert is busy on random tokens too: the experts all languages share here are "
+                        "always-on, not multilingual.")
+    else:
+        multilingual = ("Every partition seed and the neuron view keep some." if f["multilingual_every_view"]
+                        else "Not every view keeps one: weak evidence.")
+    lape_reading = ("Low entropy over many languages marks experts that a few languages use much more than the rest, "
+                    "not experts only one language uses: LAPE's list is not a second list of language-specific experts "
+                    "in the sense of the high-frequency rule." if f["lape_hf_median"] > 2 else
+                    "Here the two rules largely agree: LAPE's experts are high-frequency in one or two languages.")
+    neuron_reading = ("the language prefers these neurons, but they are not specific to it at the neuron bar; the "
+                      "specificity appears in the grouped score more than in single neurons"
+                      if f["neuron_owner_median"] < f["neuron_bar"] else "the neurons carry the specificity themselves")
+    lines = [
+        "",
+        f"- **Shared experts.** {it(f['shared'], f['shared_low'], f['shared_high'], 0)} of {f['units']:,} experts",
+        f"  are high-frequency in all {f['languages']} languages, {f['robust_shared']} of them beyond sampling noise; "
+        "if the",
+        f"  languages did not differ, {f['null_shared']:.0f} would be. Of the shared experts, "
+        f"{f.get('shared_hf_random', 0)} are",
+        f"  high-frequency on random tokens too (always-on) and {f.get('shared_hf_shuffled', 0)} on shuffled tokens; "
+        "that leaves",
+        f"  {it(f['multilingual'], f['multilingual_low'], f['multilingual_high'], 0)} multilingual shared experts",
+        f"  (shared, not always-on). {multilingual}",
+        f"- **Specific experts.** {it(f['specific'], f['specific_low'], f['specific_high'], 0)} experts are",
+        f"  high-frequency in exactly one language; if the languages did not differ, {f['null_specific']:.1f}",
+        f"  [{f['null_specific_low']:.0f}, {f['null_specific_high']:.0f}] would be "
+        f"({pt(f['p_specific_null'], f['p_specific_null_holm'])}).",
+        "  " + ("Beyond that null in every view." if f["specific_beyond_null_every_view"]
+               else "Not beyond that null in every view: weak evidence."),
+        f"  Only {f['robust_specific']} of them pass the noise test, in {f['languages_with_robust']} of "
+        f"{f['languages']} languages",
+        f"  (naive: {f['languages_with_naive']} languages). Most: {top}.",
+        "  " + ("Specific experts beyond noise exist in every view." if f["robust_specific_every_view"]
+               else "Not every view has a specific expert beyond noise: weak evidence."),
+        f"  Across views the languages' counts keep their order with a lowest Spearman of {f['min_spearman']:+.2f}.",
+        f"- **Script.** The {f['alone_languages']} language{'s' if plural else ''} alone with "
+        f"{'their' if plural else 'its'} script in this",
+        f"  selection {'have' if plural else 'has'} {f['alone_mean']:.2f} robust specific experts on average, "
+        "the others",
+        f"  {f['others_mean']:.2f}; Spearman {f['rho_script']:+.2f}, {pt(f['p_script'], f['p_script_holm'])} from",
+        f"  {f['permutations']:,} permutations over languages.",
+        "  " + ("The relation holds with the same sign in every view." if f["script_every_view"]
+               else "It does not hold beyond chance in every view: weak evidence."),
+        f"- **LAPE.** LAPE's {f['lape_selected']} lowest-entropy experts ({f['lape_top_rate']:.0%} of all) are "
+        "high-frequency in a",
+        f"  median of {f['lape_hf_median']:.0f} languages (quartiles {f['lape_hf_q1']:.0f}-{f['lape_hf_q3']:.0f}; "
+        "medians in the other",
+        f"  views {f['lape_hf_median_range'][0]:.0f}-{f['lape_hf_median_range'][1]:.0f}), though LAPE's own bar "
+        "assigns each to a median of",
+        f"  {f['lape_assigned_median']:.0f}; {f['lape_hf_in_one']} are high-frequency in exactly one language. "
+        f"They overlap the robust specific experts in {f['lape_overlap']} experts against {f['lape_expected']:.2f}",
+        f"  by chance, {pt(f['p_lape'], f['p_lape_holm'])}"
+        + (f"; {f['lape_same_language']} of these for the same language" if f["lape_overlap"] else "") + ".",
+        f"  {lape_reading}",
+        f"- **Identity.** An expert of another seed shares {f['match_share']:.0%} of its neurons with its best match "
+        "on average.",
+        f"  Of the {f['robust_shared']} robust shared experts, {seeds[('shared', 'robust')]} are matched by shared "
+        "experts in every",
+        f"  other seed and {surv[('shared', 'robust')]} also in the neuron view; of the {f['robust_specific']} "
+        "robust specific",
+        f"  experts, {seeds[('specific', 'robust')]} and {surv[('specific', 'robust')]} (naive definitions: "
+        f"{surv[('shared', 'naive')]}",
+        f"  shared, {surv[('specific', 'naive')]} specific survive every view). In the neuron view the neurons of a "
+        "robust specific",
+        f"  expert are used in its language on a median {f['neuron_owner_median']:.2f} of the tokens, against the "
+        "neuron bar of",
+        f"  {f['neuron_bar']:.2f}, and that language uses them more than any other language in "
+        f"{f['neuron_owner_top']} of",
+        f"  {f['robust_specific']} cases: {neuron_reading}.",
+        "  " + ("Only the survivors are named as findings, in the table above."
+               if f["survivors_shared"] + f["survivors_specific"]
+               else "No individual expert survives every view, so none is named as a finding."),
+        f"- **Strength of evidence.** {f['passages']} passages of one formal text, {f['resamples']:,} bootstrap "
+        "resamples, one small",
+        "  model. The counts depend on the bar (`hf_ratio`) and, for \"shared by all\", on the number of languages; "
+        "the noise-robust",
+        "  counts and the comparison with chance are the part to rely on.",
+        "",
+    ]
+    return "\n".join(lines)
