@@ -2,7 +2,7 @@
 and cheap documented checks of those answers.
 
 - :func:`response_loss` / :func:`loss_summary`: the summed cross-entropy of each held-out
-  example's response tokens given its prompt (the training objective of :mod:`babel_lib.tune`,
+  example's response tokens given its prompt (the training objective of :mod:`babel_lib.interventions.tune`,
   on examples it never saw), token-weighted means by task or language.
 - :func:`sample_prompts`, :func:`generate_answers`: a deterministic subset of prompts (every task
   in every language) and the model's greedy answers (left-padded batches with the KV cache, equal

@@ -5,8 +5,8 @@ No base/instruct pair of one model ships offline, so the project makes one: it f
 model (default Gemma 3 270M base) on instructions built from the UDHR
 (:func:`babel_lib.data.instructions.instruction_set`) and stores the result as a plain model folder in
 the cache. Everything here is our choice (the paper does not say how its instruct models were
-made; they are the publishers' releases). Measuring the tuned model is :mod:`babel_lib.answers`;
-comparing its activation profiles with the base's is :mod:`babel_lib.compare`.
+made; they are the publishers' releases). Measuring the tuned model is :mod:`babel_lib.interventions.answers`;
+comparing its activation profiles with the base's is :mod:`babel_lib.stats.compare`.
 
 **The recipe** (:func:`instruction_tune`, defaults in :class:`TuneConfig`): AdamW (the fused
 implementation where torch has one for the device), linear warm-up then linear decay, gradient
@@ -344,7 +344,7 @@ def _train(lm: LoadedModel, dataset, config: TuneConfig, key: str, target: Path,
 
 def _description(meta: dict) -> str:
     h = meta["hyperparameters"]
-    return (f"{meta['base_model']} instruction-tuned by babel_lib.tune ({h['steps']} steps x {h['batch_size']}, "
+    return (f"{meta['base_model']} instruction-tuned by babel_lib.interventions.tune ({h['steps']} steps x {h['batch_size']}, "
             f"lr {h['learning_rate']:g}, {h['train']}; key {meta['key'][:8]})")
 
 
