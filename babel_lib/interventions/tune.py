@@ -344,7 +344,8 @@ def _train(lm: LoadedModel, dataset, config: TuneConfig, key: str, target: Path,
 
 def _description(meta: dict) -> str:
     h = meta["hyperparameters"]
-    return (f"{meta['base_model']} instruction-tuned by babel_lib.interventions.tune ({h['steps']} steps x {h['batch_size']}, "
+    return (f"{meta['base_model']} instruction-tuned by babel_lib.interventions.tune "
+            f"({h['steps']} steps x {h['batch_size']}, "
             f"lr {h['learning_rate']:g}, {h['train']}; key {meta['key'][:8]})")
 
 
