@@ -1,6 +1,7 @@
 """Chapter 12 as library steps: are language-specific experts necessary? Switching them off against
 matched controls, the language of what the model writes, steering, and whether routing predicts
-the model's competence in a language.
+the model's competence in a language; the notebook's tables (:data:`TABLES`), charts and findings prose are at
+the end.
 
 Our choices (the paper is silent; each is a parameter):
 
@@ -44,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import torch
@@ -56,11 +58,47 @@ from babel_lib.core.hooks import ffn_pre_hooks, pad_batch, pad_id
 from babel_lib.core.models import LoadedModel
 from babel_lib.data.corpus import language_labels, language_table
 from babel_lib.experts.moefy import Partition, moe_view
+from babel_lib.interventions import applications as app
 from babel_lib.interventions import evaluate, prune
 from babel_lib.stats import inference as stats
 
 #: Bump when a change here changes cached generations.
 GENERATION_VERSION = "1"
+
+_PERCENT = ["target", "others", "selectivity", "selectivity_low", "selectivity_high", "control"]
+#: The chapter's tables: ``plots.table`` arguments by table name.
+TABLES: dict[str, dict] = {
+    "calibration_text": {"columns": app.CALIBRATION_TEXT_COLUMNS, "formats": {"tokens_per_character": "{:.2f}"},
+                         "caption": "Calibration text per language (defines the experts)"},
+    "experts_and_controls": {
+        "columns": {"name": "Language", "experts": "Experts off", "robust_in_set": "Of them robustly specific (ch. 4)",
+                    "pooled_frequency": "Pooled frequency (set)",
+                    "control_pooled_frequency": "Pooled frequency (controls)",
+                    "same_decile": "Controls in the same decile", "control_sets": "Control sets"},
+        "formats": {"pooled_frequency": "{:.3f}", "control_pooled_frequency": "{:.3f}", "same_decile": "{:.0%}"},
+        "caption": "The experts switched off per language and how well the random controls match them"},
+    "selectivity_by_language": {
+        "columns": {"name": "Language", "target": "Own damage", "others": "Others' damage",
+                    "selectivity": "Selectivity", "selectivity_low": "Low", "selectivity_high": "High",
+                    "control": "Control damage", "ratio": "Own / control", "ratio_low": "Low ",
+                    "ratio_high": "High "},
+        "formats": {c: "{:.2%}" for c in _PERCENT} | {c: "{:.2f}" for c in ["ratio", "ratio_low", "ratio_high"]},
+        "caption": "Selectivity per language (95% intervals over passages; the damage by the other languages' sets "
+                   "in the downloadable table)"},
+    "continuations": {
+        "columns": {"name": "Language", "condition": "Condition", "continuation": "Continuation",
+                    "identified": "Identified as"},
+        "caption": "The first continuation of each language, dense and with its experts off (every continuation in "
+                   "the table's file)"},
+    "tests": {
+        "columns": {"part": "Part", "test": "Test", "observed": "Observed", "low": "Low", "high": "High",
+                    "languages": "Languages", "p_value": "p", "p_holm": "Holm-adjusted p"},
+        "formats": {"observed": "{:.3g}", "low": "{:.3g}", "high": "{:.3g}", "p_value": "{:.4f}",
+                    "p_holm": "{:.4f}"},
+        "caption": "Every test of the chapter (over languages; Holm over the chapter)"},
+}
+#: The steering methods' names in the chart.
+STEERING_NAMES = {"none": "no steering", "experts": "experts scaled", "diffmean": "DiffMean, matched strength"}
 
 
 # ------------------------------------------------------------------------------ language identification
@@ -1027,3 +1065,218 @@ def verdict_rows(f: dict) -> list[dict]:
                     + ("" if part else "; weak evidence beyond the covariates"),
                     decide([raw, part])))
     return rows
+
+
+# ------------------------------------------------------------------------------ the chapter's tables, charts and prose
+def named(table: pd.DataFrame, labels: dict[str, str], key: str = "language") -> pd.DataFrame:
+    """``table`` with ``name``: the readable name of its ``key`` column (``labels``: {key: name})."""
+    return table.assign(name=table[key].map(labels))
+
+
+def first_passages(passages, languages, n: int) -> dict[str, list[str]]:
+    """{language: its first ``n`` calibration passages' texts} (DiffMean's mean states)."""
+    return {l: passages.text[l][:n] for l in languages}
+
+
+def first_continuations(continuations: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The first continuation of each language and kind, dense and with its experts off (no control rows), with
+    ``name``. continuations: :func:`generation_results`'s ``continuations`` (language, kind, ...)."""
+    examples = named(continuations, labels)
+    return examples[examples.kind != "control off"].groupby(["language", "kind"]).head(1)
+
+
+def ablation_chart(matrix: pd.DataFrame, labels: dict[str, str]) -> alt.LayerChart:
+    """The relative change of each language's bits per character with each language's experts off (faint where
+    the interval includes 0). matrix: :func:`ablation_results`'s ``matrix`` (switched_off, evaluated_on,
+    damage, low, high, bits_per_char_dense, bits_per_char_off); labels: {key: name} in the chart's order."""
+    matrix = matrix.assign(off_name=matrix.switched_off.map(labels), on_name=matrix.evaluated_on.map(labels),
+                           beyond=(matrix.low > 0) | (matrix.high < 0))
+    limit = float(matrix["damage"].abs().max()) or 1.0
+    return app.annotated_matrix(
+        matrix, x="on_name", y="off_name", value="damage", names=list(labels.values()), x_title="Evaluated on",
+        y_title="Experts switched off", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-limit, limit]),
+        color_title="Relative change of bits per character (red: worse)", legend_format="%", text_format=".1%",
+        faint="!datum.beyond", faint_opacity=0.4, font_size=10, cell_width=56,
+        title="Language experts off: change of each language's bits per character",
+        tooltip=["off_name:N", "on_name:N", alt.Tooltip("damage:Q", format=".2%"),
+                 alt.Tooltip("low:Q", format=".2%"), alt.Tooltip("high:Q", format=".2%"),
+                 alt.Tooltip("bits_per_char_dense:Q", format=".3f"),
+                 alt.Tooltip("bits_per_char_off:Q", format=".3f")])
+
+
+def _dashed_zero() -> alt.Chart:
+    return alt.Chart().mark_rule(color="black", strokeDash=[3, 3]).encode(x=alt.datum(0))
+
+
+def selectivity_chart(selectivity: pd.DataFrame, labels: dict[str, str]) -> alt.HConcatChart:
+    """Left: each language's selectivity (target damage minus the others') with its interval; right: its damage
+    with its own experts off and with matched controls off. selectivity: :func:`ablation_results`'s
+    ``selectivity`` (language, selectivity / _low / _high, others, target / _low / _high, control / _low /
+    _high); labels: {key: name} in the chart's order."""
+    names = list(labels.values())
+    sel = named(selectivity, labels)
+    long = pd.concat([
+        sel.assign(what="own experts off", value=sel.target, lo=sel.target_low, hi=sel.target_high),
+        sel.assign(what="matched controls off", value=sel.control, lo=sel.control_low, hi=sel.control_high)])
+    left = alt.layer(
+        alt.Chart(sel).mark_rule().encode(
+            y=alt.Y("name:N", sort=names, title=None), x2="selectivity_high:Q",
+            x=alt.X("selectivity_low:Q", title="Selectivity (target minus others)", axis=alt.Axis(format="%"))),
+        alt.Chart(sel).mark_point(filled=True, size=50).encode(
+            y=alt.Y("name:N", sort=names), x="selectivity:Q",
+            tooltip=["name", alt.Tooltip("selectivity:Q", format=".2%"), alt.Tooltip("others:Q", format=".2%")]),
+        _dashed_zero()).properties(width=190, height=alt.Step(22))
+    right = alt.layer(
+        alt.Chart(long).mark_rule().encode(
+            y=alt.Y("name:N", sort=names, title=None), yOffset="what:N", x2="hi:Q",
+            x=alt.X("lo:Q", title="Damage to the target language", axis=alt.Axis(format="%")),
+            color=alt.Color("what:N", title=None, legend=alt.Legend(orient="bottom"))),
+        alt.Chart(long).mark_point(filled=True, size=50).encode(
+            y=alt.Y("name:N", sort=names), yOffset="what:N", x="value:Q", color="what:N",
+            tooltip=["name", "what", alt.Tooltip("value:Q", format=".2%")]),
+        _dashed_zero()).properties(width=190, height=alt.Step(22))
+    return alt.hconcat(left, right).properties(title="Is the damage selective?")
+
+
+def _share_chart(df: pd.DataFrame, *, value: str, group: str, order: list[str], y_title, x_title: str, title: str,
+                 tooltip: list) -> alt.LayerChart:
+    """Shares of outputs (0 to 1) per language with their intervals, a point and a rule from low to high per
+    ``group`` side by side. df: name, low, high, ``value`` and ``group``."""
+    base = alt.Chart(df).encode(y=alt.Y("name:N", sort=order, title=y_title), yOffset=alt.YOffset(f"{group}:N"),
+                                color=alt.Color(f"{group}:N", title=None, legend=alt.Legend(orient="bottom")))
+    return alt.layer(
+        base.mark_rule().encode(x=alt.X("low:Q", title=x_title, axis=alt.Axis(format="%"),
+                                        scale=alt.Scale(domain=[0, 1])), x2="high:Q"),
+        base.mark_point(filled=True, size=50).encode(x=f"{value}:Q", tooltip=tooltip)
+    ).properties(width=520, height=alt.Step(9), title=title)
+
+
+def language_change_chart(summary: pd.DataFrame, labels: dict[str, str]) -> alt.LayerChart:
+    """The share of continuations not in the prompt's language, per language and condition, with its interval.
+    summary: :func:`generation_results`'s ``summary`` (language, condition, prompts, changed, low, high);
+    labels: {key: name} in the chart's order."""
+    return _share_chart(
+        named(summary, labels), value="changed", group="condition", order=list(labels.values()), y_title=None,
+        x_title="Continuations not in the prompt's language", title="Does the output leave the language?",
+        tooltip=["name", "condition", "prompts", alt.Tooltip("changed:Q", format=".0%")])
+
+
+def steering_chart(summary: pd.DataFrame, labels: dict[str, str]) -> alt.LayerChart:
+    """The share of outputs in the target language from English prompts, per target and steering method, with
+    its interval. summary: :func:`steering_results`'s ``summary`` (target, method, in_target, low, high,
+    chrf_target, chrf_source); labels: {key: name}."""
+    rows = named(summary, labels, key="target").assign(method_name=summary.method.map(STEERING_NAMES))
+    return _share_chart(
+        rows, value="in_target", group="method_name", order=[labels[t] for t in rows.target.unique()],
+        y_title="Target language", x_title="Outputs in the target language",
+        title="Forcing the output language from an English prompt",
+        tooltip=["name", "method_name", alt.Tooltip("in_target:Q", format=".0%"),
+                 alt.Tooltip("chrf_target:Q", format=".1f"), alt.Tooltip("chrf_source:Q", format=".1f")])
+
+
+def routing_competence_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """Each language's distance of its expert profile from English's against its bits per character (English
+    left out), coloured by script, the three best and three worst named. table: :func:`routing_competence`'s
+    ``table`` (language, name, script, family, distance_reference, distance_mean, bits_per_char,
+    tokens_per_char)."""
+    shown = table[table.language != "eng"]
+    points = alt.Chart(shown).mark_circle(size=40, opacity=0.7).encode(
+        x=alt.X("distance_reference:Q", title="Distance of the expert profile from English's (Hellinger)",
+                scale=alt.Scale(zero=False)),
+        y=alt.Y("bits_per_char:Q", title="Bits per character (held-out UDHR)", scale=alt.Scale(zero=False)),
+        color=alt.Color("script:N", title="Script", legend=alt.Legend(orient="bottom", columns=6)),
+        tooltip=["name", "script", "family", alt.Tooltip("distance_reference:Q", format=".3f"),
+                 alt.Tooltip("distance_mean:Q", format=".3f"), alt.Tooltip("bits_per_char:Q", format=".3f"),
+                 alt.Tooltip("tokens_per_char:Q", format=".2f")])
+    ends = shown.sort_values("bits_per_char").iloc[list(range(3)) + list(range(-3, 0))] if len(shown) > 6 else shown
+    names = alt.Chart(ends).mark_text(align="left", dx=5, fontSize=10).encode(
+        x="distance_reference:Q", y="bits_per_char:Q", text="name:N")
+    return (points + names).properties(width=560, height=320,
+                                       title="Routing far from English against the model's competence")
+
+
+def _percent(x, lo=None, hi=None, digits: int = 2) -> str:
+    """A share as percent (``digits`` decimals), with its interval when ``lo`` is given."""
+    return f"{100 * x:.{digits}f}" if lo is None else stats.interval_text(100 * x, 100 * lo, 100 * hi, digits)
+
+
+def _fact_interval(f: dict, key: str, stem: str | None = None, digits: int = 2, percent: bool = True) -> str:
+    """``f[key]`` with its interval ``f[<stem>_low]`` to ``f[<stem>_high]`` (``stem``: default ``key``), in percent
+    (:func:`_percent`) or as it is."""
+    stem = stem or key
+    parts = (f[key], f[f"{stem}_low"], f[f"{stem}_high"])
+    return _percent(*parts, digits=digits) if percent else stats.interval_text(*parts, digits)
+
+
+def _p(f: dict, name: str) -> str:
+    return stats.p_text(f[f"p_{name}"], f[f"p_{name}_holm"])
+
+
+def findings_text(f: dict, labels: dict[str, str], eval_tokens: int) -> str:
+    """The chapter's findings in Markdown, from :func:`findings`'s facts, the languages' names (``labels``) and
+    the held-out budget ``eval_tokens``."""
+    causal = ("The experts chosen by frequency are necessary for their language, and more than random experts of "
+              "the same busyness: a causal sense of language-specific."
+              if _holds(f["p_selectivity_holm"], f["selectivity_low"]) and _holds(f["p_excess_holm"], f["excess_low"])
+              else "The causal evidence is weak: not every comparison is beyond noise after correction.")
+    writes = ("Switching a language off changes what the model writes."
+              if _holds(f["p_gen_holm"], f["gen_difference_low"])
+              else "With so few prompts this is weak evidence either way.")
+    routing = ("Divergence from English routing predicts where the model is weak, beyond tokenisation and script."
+               if _holds(f["p_partial_reference_holm"], f["partial_reference_low"]) else
+               "Beyond tokenisation and script the relation is weak: routing distance mostly restates how a language "
+               "is tokenised and written.")
+    target, selectivity = _fact_interval(f, "mean_target"), _fact_interval(f, "selectivity_mean", "selectivity")
+    control, excess = _fact_interval(f, "mean_control"), _fact_interval(f, "excess_mean", "excess")
+    other_sets = _fact_interval(f, "own_vs_other_sets_mean", "own_vs_other_sets")
+    gen_difference = _fact_interval(f, "gen_difference", digits=1)
+    experts_vs_diffmean = _fact_interval(f, "experts_vs_diffmean_diff", "experts_vs_diffmean", digits=1)
+    cells, switched = f["layers"] * f["experts"], f["languages"] * f["m"]
+    shares = {k: f"{100 * f[k]:.0f}%" for k in ("gen_control", "gen_dense", "steer_experts", "steer_none")}
+    chrf = {k: f"{f[f'steer_chrf_{k}']:.1f}" for k in ("none", "source_experts", "source_diffmean", "source_none")}
+    n_wide, prompts, tokens, scale = f["wide_correlated"], f["gen_prompts"], f["gen_tokens"], f["steer_scale"]
+    return f"""
+- **Switching a language's experts off.** Each of the {f['languages']} languages loses its {f['m']} most specific
+  experts ({f['m']} of {cells:,}); {f['robust_total']} of these {switched} experts pass
+  chapter 04's robust definition, in {f['languages_with_robust']} languages: the rest are the nearest misses (our
+  budget). The target language's bits per character rise by {target}% on average (largest:
+  {labels[f['max_target_language']]}, {_percent(f['max_target'])}%); the increase is beyond passage noise in
+  {f['harmful_languages']} of {f['languages']} languages.
+- **Selectivity.** Own damage minus the other languages' damage: {selectivity}
+  percentage points over languages, {_p(f, 'selectivity')}; selective beyond noise in
+  {f['selective_languages']} of {f['languages']} languages. Against matched random experts (same layers, same decile of
+  busyness, {f['n_controls']} sets a language; their mean damage {control}%): own minus control
+  {excess} points, {_p(f, 'excess')}, beyond noise
+  in {f['beyond_control_languages']} of {f['languages']} languages. A language's own set against the other languages'
+  sets on its text: {other_sets} points,
+  {_p(f, 'own_vs_other_sets')}.
+  {causal}
+- **The language of the output.** With a language's experts off, {100 * f['gen_own']:.0f}% of the greedy continuations
+  ({f['gen_prompts']} prompts a language, {f['gen_tokens']} new tokens) are identified as another language, against
+  {shares['gen_control']} with matched controls off and {shares['gen_dense']} for the dense model: difference
+  {gen_difference} points, {_p(f, 'gen')};
+  beyond noise over prompts in {f['gen_languages_beyond']} languages. {writes}
+- **Steering.** From English prompts, scaling language M's experts by {scale:g} puts {shares['steer_experts']}
+  of the outputs in M ({f['steer_targets']} target languages; without steering {shares['steer_none']}); DiffMean at
+  block {f['steer_layer']} at matched strength (its change of the final states {f['steer_match']:.2f} times the
+  experts', median) {100 * f['steer_diffmean']:.0f}%: experts minus DiffMean
+  {experts_vs_diffmean} points,
+  {_p(f, 'experts_vs_diffmean')}. Does the output still continue the prompt? chrF
+  against the reference continuation in M: {f['steer_chrf_experts']:.1f} (experts), {f['steer_chrf_diffmean']:.1f}
+  (DiffMean), {chrf['none']} (no steering); against the English reference {chrf['source_experts']},
+  {chrf['source_diffmean']} and {chrf['source_none']}.
+- **Routing and competence.** Over {n_wide} languages ({f['wide_passages']} calibration passages), the distance
+  of a language's expert profile from English's and its bits per character: Spearman
+  {_fact_interval(f, 'rho_reference', percent=False)}
+  ({_p(f, 'rho_reference')}); beyond tokens per character and script
+  {_fact_interval(f, 'partial_reference', percent=False)}
+  ({_p(f, 'partial_reference')}). From the mean profile:
+  {_fact_interval(f, 'rho_mean', percent=False)}, partial
+  {_fact_interval(f, 'partial_mean', percent=False)}
+  ({_p(f, 'partial_mean')}). Tokens per character alone: Spearman {f['rho_tpc']:+.2f}.
+  Closest to English: {', '.join(f['closest'])}; farthest: {', '.join(f['farthest'])}; the highest bits per character:
+  {', '.join(f['worst_bpc'])}. {routing}
+- **Strength of evidence.** {f['n_tests']} tests, Holm-corrected together; small budgets on the default run (held-out
+  text of at least {eval_tokens:,} tokens a language, {prompts} prompts, {tokens} new tokens), one small
+  model, one partition seed (whether the same experts matter under other seeds is not tested here).
+"""

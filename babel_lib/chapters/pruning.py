@@ -1,16 +1,41 @@
-"""Chapter 8 as library steps (``08_pruning.ipynb``): the facts its prose quotes and its verdict rows, from
-the pruning grid and the paired tests of :mod:`babel_lib.interventions.applications`."""
+"""Chapter 8 as library steps (``08_pruning.ipynb``): its tables and charts, the facts its prose quotes, the
+prose and its verdict rows, from the pruning grid and the paired tests of
+:mod:`babel_lib.interventions.applications`."""
 
 from __future__ import annotations
 
 import math
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
 from babel_lib.core.claims import row
+from babel_lib.interventions import applications as app
 from babel_lib.interventions.applications import (METHOD_LABELS, cells_text, claim_word, names_text,
                                                   ratio_interval_text, ratio_text, slug, strength_words, tests_text)
+
+#: The chapter's tables: ``plots.table`` arguments by table name.
+TABLES: dict[str, dict] = {
+    "calibration_text": {"columns": app.CALIBRATION_TEXT_COLUMNS, "formats": {"tokens_per_character": "{:.2f}"},
+                         "caption": "Calibration text per language (ranks the experts)"},
+    "evaluation_text": app.EVALUATION_TEXT_TABLE,
+    "tests_over_languages": {
+        "columns": {"rate": "Rate", "against_label": "Target language against", "ratio": "Ratio", "low": "Low",
+                    "high": "High", "wins_beyond_noise": "Better", "losses_beyond_noise": "Worse", "p_value": "p",
+                    "p_adjusted": "p (Holm)"},
+        "formats": {"rate": "{:g}", "ratio": "{:.3g}", "low": "{:.3g}", "high": "{:.3g}", "p_value": "{:.4f}",
+                    "p_adjusted": "{:.4f}"},
+        "caption": "Tests over languages: the target-language ranking against each other ranking, geometric-mean "
+                   "perplexity ratio (exact sign-flip; Holm over the chapter's tests; languages better or worse "
+                   "beyond noise by their paired intervals)"},
+}
+#: The findings' sentence on random pruning, by the verdict word of ``beats_random``.
+RANDOM_WORDS = {"reproduced": "The paper’s claim holds at every rate tested, but random pruning removes experts "
+                              "every language needs: it is a weak baseline.",
+                "partly reproduced": "The paper’s claim holds at some rates only.",
+                "not reproduced": "The paper’s claim is not reproduced here.",
+                "not testable here": "Random pruning was not run."}
 
 
 def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None, matrix: dict | None = None,
@@ -156,3 +181,93 @@ def verdicts_pruning(f: dict) -> list[dict]:
         f"{f.get('cells_language', 0)} cells; {text}; rates {', '.join(f'{r:g}' for r in f['rates'])}.",
         f["verdict_beats_dense"]))
     return rows
+
+
+# ------------------------------------------------------------------------------ charts and prose
+def _ratio_tooltip(*extra) -> list:
+    return [alt.Tooltip(f"{c}:Q", format=".3f") for c in ("ratio", "low", "high")] + ["decision:N", *extra]
+
+
+def ratio_to_dense_chart(grid: pd.DataFrame, methods: list[str]) -> alt.FacetChart:
+    """Every pruned model's perplexity ratio to the unpruned one per language, a panel per rate, coloured by
+    ranking in the order of ``methods``. grid: :func:`babel_lib.interventions.applications.run_grid`'s rows
+    (method, rate, seed, language, sparsity, perplexity, ratio, low, high, decision, bits_per_char, corpus,
+    tokens)."""
+    rankings = [METHOD_LABELS[m] for m in methods]
+    return app.ratio_chart(
+        app.facet_named(grid[grid.method != "dense"], "rate"), color="ranking", color_title="Ranking",
+        color_sort=rankings, legend=alt.Legend(orient="bottom", columns=3), column="rate_name", step=5, size=28,
+        x_title="Perplexity / unpruned (log scale)", title="Perplexity relative to the unpruned model",
+        order=list(app.labelled(grid[grid.method == "dense"]).name),
+        tooltip=["name:N", "ranking:N", "seed_name:N", "rate:Q", alt.Tooltip("sparsity:Q", format=".2%"),
+                 alt.Tooltip("perplexity:Q", format=".2f"), *_ratio_tooltip(),
+                 alt.Tooltip("bits_per_char:Q", format=".3f"), "corpus:N", "tokens:Q"])
+
+
+def target_vs_agnostic_chart(cells: pd.DataFrame, grid: pd.DataFrame) -> alt.FacetChart:
+    """The target-language model's perplexity ratio to each other ranking's model per language (random
+    pruning left out), a panel per rate. cells: :func:`babel_lib.interventions.applications.comparison_cells`'s
+    rows (language, rate, against, against_method, ratio, low, high, decision, corpus); grid: the grid's
+    rows, whose dense rows give the languages' order."""
+    return app.ratio_chart(
+        app.facet_named(cells[cells.against != "random"], "rate"), color="against", color_title="Against",
+        column="rate_name", step=9, size=40, x_title="Perplexity: target-language model / other model",
+        title="Target-language ranking against rankings that ignore the language",
+        order=list(app.labelled(grid[grid.method == "dense"]).name),
+        tooltip=["name:N", "rate:Q", "against_label:N", *_ratio_tooltip("corpus:N")])
+
+
+def cross_language_chart(matrix: pd.DataFrame, summary: dict, rate: float) -> alt.LayerChart:
+    """The pruned-for-A, evaluated-on-B matrix: each cell's perplexity over B's own model (log colour, faint
+    where indistinguishable). matrix: :func:`babel_lib.interventions.applications.cross_language_matrix`'s
+    rows (pruned_for, evaluated_on, perplexity, ratio_own, low, high, decision, ratio_dense); summary: its
+    summary (``language_keys``: the order)."""
+    return app.annotated_matrix(
+        app.labelled(matrix), x="evaluated_on_name", y="pruned_for_name", value="ratio_own",
+        names=app.language_order(summary["language_keys"]), x_title="Evaluated on", y_title="Pruned for",
+        scale=alt.Scale(type="log", scheme="redblue", reverse=True, domainMid=1),
+        color_title="Perplexity / own model (red: the own model is better)", text_format=".2f",
+        faint="datum.decision == 'indistinguishable'", title=f"Pruned for A, evaluated on B (rate {rate:g})",
+        tooltip=["pruned_for_name:N", "evaluated_on_name:N", alt.Tooltip("perplexity:Q", format=".2f"),
+                 alt.Tooltip("ratio_own:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                 alt.Tooltip("high:Q", format=".3f"), "decision:N", alt.Tooltip("ratio_dense:Q", format=".3f")])
+
+
+def findings_text(f: dict) -> str:
+    """Chapter 08's findings in Markdown, from :func:`findings_pruning`'s facts."""
+    winners = ": " + f["beats_dense_cells"] if f["beats_dense_language"] else ""
+    beats_dense = ("The paper’s claim that pruning can exceed the unpruned model is not reproduced here: no pruned "
+                   "model is better than the unpruned one in any language." if f["verdict_beats_dense"] ==
+                   "not reproduced" else "Some cells beat the unpruned model; these are per-cell intervals, not "
+                   "corrected for the number of cells.")
+    rates = " and ".join(f"{r:g}" for r in f["rates"])
+    return f"""
+- **The pruned models.** Experts dropped: {f['sparsity']} (every layer the same share: p x E rounded). Median
+  perplexity ratio to the unpruned model over languages: {f['median_ratio']}. Random pruning varies with its seed:
+  the geometric mean over languages runs {f['random_range']} across the {f['random_seeds']} seeds.
+- **Target language against the best language-agnostic ranking** (the headline): {f['tests_best_agnostic']}.
+  The target-language ranking is better over languages at {f['tests_best_agnostic_significant']} of
+  {f['tests_best_agnostic_rates']} rates and worse at {f['tests_best_agnostic_worse']} (Holm-adjusted p < 0.05).
+  Language by language (paired intervals) it is better in {f['vs_best_agnostic_better']} of
+  {f['vs_best_agnostic_cells']} language-rate cells ({f['vs_best_agnostic_better_text']}) and worse in
+  {f['vs_best_agnostic_worse']} ({f['vs_best_agnostic_worse_text']}).
+- **Target language against the multilingual frequency** (the same statistic without the language):
+  {f['tests_multilingual']}; better in {f['vs_multilingual_better']} and worse in {f['vs_multilingual_worse']} of
+  {f['vs_multilingual_cells']} cells.
+- **Against random pruning** (the paper's baseline): {f['tests_random']}; better than random beyond noise in
+  {f['vs_random_better']} of {f['vs_random_cells']} cells. {RANDOM_WORDS[f['verdict_beats_random']]}
+- **Better than the unpruned model?** {f['beats_dense_language']} of {f['cells_language']} target-language cells
+  beat it beyond noise{winners}; the closest is
+  {f['best_cell']}. {beats_dense}
+- **Pruned for A, evaluated on B** (rate {f['matrix_rate']:g}, {f['matrix_languages']} languages: {f['matrix_names']}):
+  the own-language model has the lowest perplexity in its column for {f['own_best']} of {f['matrix_languages']}
+  languages ({f['own_best_names']}), and beats every other language's model beyond noise for
+  {f['own_best_beyond_noise']} ({f['own_best_beyond_noise_names']}). Off the diagonal a model pruned for another
+  language has {f['matrix_mean_ratio_own_off']:.3g} times the own model's perplexity on average (geometric mean);
+  {f['matrix_cells_worse_than_own']} of {f['matrix_cells_off']} such cells are worse than the own model beyond noise
+  and {f['matrix_cells_better_than_own']} better.
+- **Strength of evidence.** {f['languages']} languages, {f['tokens_min']:,}-{f['tokens_max']:,} held-out tokens each
+  ({f['corpora']}); {f['n_tests']} tests over languages, Holm-corrected; one small model and one partition. The
+  rates are {rates} only, and the matrix covers {f['matrix_languages']} of the
+  {f['languages']} languages.
+"""

@@ -1,18 +1,50 @@
-"""Chapter 10 as library steps (``10_sparse_activation.ipynb``): a language's static expert set (target-language pruning at inference), the centroid router at equal compute, the per-token oracle, their quality with paired intervals, measured speed and router recall; the facts its prose quotes and its verdict rows."""
+"""Chapter 10 as library steps (``10_sparse_activation.ipynb``): a language's static expert set (target-language
+pruning at inference), the centroid router at equal compute, the per-token oracle, their quality with paired
+intervals, measured speed and router recall; its tables and charts, the facts its prose quotes, the prose and its
+verdict rows."""
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import torch
 
 from babel_lib.core.claims import row
 from babel_lib.core.definitions import active_count
+from babel_lib.interventions import applications as app
 from babel_lib.interventions import evaluate, prune, routing, timing
 from babel_lib.interventions.applications import (Experiment, over_languages, ratio_interval_text,
                                                   ratio_text, slug)
 from babel_lib.interventions.timing import make_batch
 from babel_lib.stats import inference as stats
+
+_SPEEDS = {f"{part}_speedup{end}": "{:.2f}" for part in ("ffn", "backbone", "model") for end in ("", "_low", "_high")}
+#: The chapter's tables: ``plots.table`` arguments by table name.
+TABLES: dict[str, dict] = {
+    "speed": {
+        "columns": {"keep": "Keep", "experts": "Experts kept a layer", "computed": "FFN computed",
+                    "ffn_speedup": "FFN speed-up", "ffn_speedup_low": "FFN low", "ffn_speedup_high": "FFN high",
+                    "backbone_speedup": "Backbone speed-up", "backbone_speedup_low": "Backbone low",
+                    "backbone_speedup_high": "Backbone high", "model_speedup": "Whole model speed-up",
+                    "model_speedup_low": "Whole low", "model_speedup_high": "Whole high", "speed_noisy": "Noisy"},
+        "formats": {"keep": "{:g}", "computed": "{:.1%}", **_SPEEDS},
+        "caption": "Measured speed-up of the sliced static sets (median and range over the timing rounds)"},
+    "tests_over_languages": {
+        "columns": {"keep": "Keep", "experts": "Experts", "selector_name": "Selector", "against_label": "Compared",
+                    "languages": "Languages", "ratio": "Geometric-mean ratio", "low": "Low", "high": "High",
+                    "better_beyond_noise": "Languages better", "worse_beyond_noise": "Languages worse",
+                    "p_value": "p", "p_adjusted": "p (Holm)"},
+        "formats": {"keep": "{:g}", "ratio": "{:.3g}", "low": "{:.3g}", "high": "{:.3g}", "p_value": "{:.4f}",
+                    "p_adjusted": "{:.4f}"},
+        "caption": "Tests over languages (exact sign-flip; Holm over the chapter's tests)"},
+    "router_recall": {
+        "columns": {"selector": "Selector", "top_k_fraction": "k / E", "k": "k", "recall": "Mean recall",
+                    "lowest_layer": "Lowest layer", "highest_layer": "Highest layer", "chance": "Chance"},
+        "formats": {"top_k_fraction": "{:.2f}", "recall": "{:.3f}", "lowest_layer": "{:.3f}",
+                    "highest_layer": "{:.3f}", "chance": "{:.3f}"},
+        "caption": "Recall of the oracle top-k experts (mean over layers and languages)"},
+}
 
 
 # ------------------------------------------------------------------------------ sparse activation
@@ -385,3 +417,88 @@ def per_token_sentence(f: dict) -> str:
             text += (": choosing experts per token can beat the static set, and this router does not; a trained "
                      "router might")
     return text + "."
+
+
+# ------------------------------------------------------------------------------ tables, charts and prose
+def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """:func:`sparse_tests`'s rows with readable names: ``selector_name`` and ``against_label`` ('against
+    static')."""
+    return app.labelled(tests).assign(against_label="against " + tests["against"])
+
+
+def quality_vs_speed_chart(quality: pd.DataFrame, comparable: float) -> alt.LayerChart:
+    """Each static set's measured speed-up (whole model and backbone, the range over timing rounds) against its
+    geometric-mean perplexity ratio to the unpruned model with its interval over languages; a dashed rule at
+    the ``comparable`` threshold and a cross at the unpruned model. quality: :func:`quality_vs_speed`'s rows
+    (selector, keep, experts, languages, ratio, low, high, worse_than_dense, model_speedup / _low / _high,
+    backbone_speedup / _low / _high)."""
+    static = quality[quality.selector == "static"].assign(keep_name=lambda d: "keep " + d.keep.map("{:g}".format))
+    parts = [static.assign(part=name, speedup=static[f"{key}_speedup"], s_low=static[f"{key}_speedup_low"],
+                           s_high=static[f"{key}_speedup_high"])
+             for name, key in (("whole model", "model"), ("backbone (no output layer)", "backbone"))]
+    base = alt.Chart(pd.concat(parts, ignore_index=True)).encode(
+        color=alt.Color("part:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["keep_name:N", "part:N", "experts:Q", alt.Tooltip("speedup:Q", format=".3f"),
+                 alt.Tooltip("s_low:Q", format=".3f"), alt.Tooltip("s_high:Q", format=".3f"),
+                 alt.Tooltip("ratio:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                 alt.Tooltip("high:Q", format=".3f"), "worse_than_dense:Q", "languages:Q"])
+    x = alt.X("speedup:Q", title="Measured speed-up over the unpruned model", scale=alt.Scale(zero=False))
+    y = alt.Y("ratio:Q", title="Perplexity / unpruned (geometric mean)", scale=alt.Scale(type="log", nice=False))
+    return (base.mark_rule().encode(x=alt.X("s_low:Q"), x2="s_high:Q", y=y)
+            + base.mark_rule().encode(x=x, y=alt.Y("low:Q"), y2="high:Q")
+            + base.mark_point(size=90, filled=True).encode(
+                x=x, y=y, shape=alt.Shape("keep_name:N", title="Experts kept", legend=alt.Legend(orient="bottom")))
+            + alt.Chart(pd.DataFrame({"y": [comparable]})).mark_rule(strokeDash=[6, 4], color="#555").encode(y="y:Q")
+            + alt.Chart(pd.DataFrame({"x": [1.0], "y": [1.0]})).mark_point(shape="cross", size=120,
+                                                                           color="black").encode(x="x:Q", y="y:Q")
+            ).properties(width=480, height=300, title="Static high-frequency sets: quality against measured speed")
+
+
+def selectors_chart(selectors: pd.DataFrame, languages: list[str]) -> alt.FacetChart:
+    """Each selector's perplexity ratio to the unpruned model per language at equal compute, a panel per keep
+    fraction. selectors: :func:`sparse_activation`'s rows (selector, keep, experts, language, perplexity,
+    ratio, low, high, vs_static_ratio, vs_static_decision, corpus); languages: the rows' order (keys)."""
+    return app.ratio_chart(
+        app.facet_named(selectors, "keep"), color="selector_name", color_title=None, column="keep_name", step=7,
+        legend=alt.Legend(orient="bottom", columns=2, labelLimit=300), x_title="Perplexity / unpruned (log scale)",
+        title="Static set, router and oracle at equal compute", order=app.language_order(languages),
+        tooltip=["name:N", "selector_name:N", "keep:Q", "experts:Q", alt.Tooltip("perplexity:Q", format=".2f"),
+                 alt.Tooltip("ratio:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                 alt.Tooltip("high:Q", format=".3f"), alt.Tooltip("vs_static_ratio:Q", format=".3f"),
+                 "vs_static_decision:N", "corpus:N"])
+
+
+def _comparable_sentence(word: str, comparable: float) -> str:
+    if word == "reproduced":
+        return (f"Yes: a static set is measurably faster and its perplexity is within our threshold of "
+                f"x{comparable:g}, interval included.")
+    if word == "partly reproduced":
+        return f"Partly: a faster static set is within x{comparable:g} on average, but its interval is not."
+    return (f"No. The paper’s claim of comparable performance is not reproduced here: no static set is both "
+            f"measurably faster and within our threshold of x{comparable:g} in perplexity (the keep fractions above "
+            f"give the loss and the speed-up of each).")
+
+
+def findings_text(f: dict, comparable: float, top_k_fraction: float) -> str:
+    """Chapter 10's findings in Markdown, from :func:`findings_sparse`'s facts, our threshold ``comparable`` and
+    the profiles' ``top_k_fraction``."""
+    lines = [f"- **Keep {q:g}** ({f[f'experts_{q:g}']} of {f['experts_per_layer']} experts a layer). Static set "
+             f"(target-language pruning at rate {1 - q:.2g}): perplexity {f[f'static_{q:g}']} of the unpruned model "
+             f"(worse beyond noise in {f[f'static_{q:g}_worse']} of {f['languages']} languages); measured speed-up "
+             f"{f[f'speed_{q:g}']}. Centroid router at equal compute: {f[f'router_{q:g}']} of the unpruned model; "
+             f"against the static set {f[f'test_router_static_{q:g}']} (better in {f[f'router_beats_static_{q:g}']}, "
+             f"worse in {f[f'router_worse_than_static_{q:g}']} languages beyond noise)."
+             + (f" Oracle: {f[f'oracle_{q:g}']} of the unpruned model." if f"oracle_{q:g}" in f else "")
+             for q in f["keeps"]]
+    recall, languages, tests = f[f"recall_router_{top_k_fraction:g}"], f["languages"], f["n_tests"]
+    return "\n".join(lines) + f"""
+- **Comparable performance?** {_comparable_sentence(f['verdict_sparse_activation'], comparable)}
+- **Speed.** {speed_sentence(f)}
+- **Per token.** At k = {top_k_fraction:g} x E the centroid router picks {recall} of each token's oracle
+  experts. {per_token_sentence(f)} A masked router computes every neuron anyway: its speed would need a
+  sparse kernel.
+- **Strength of evidence.** {languages} languages, intervals from paired passage resampling, {tests} tests over
+  languages, Holm-corrected; timings on a shared 2-core CPU ({f['noisy_timings']} of {len(f['keeps'])} keep fractions
+  with noisy rounds), dense backbone {f['dense_tokens_per_second']:.0f} tokens/s; one small model whose output layer
+  (262k words) is a large part of its cost.
+"""

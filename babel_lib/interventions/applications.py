@@ -1,7 +1,9 @@
 """The applications of chapters 08-10: pruning, per-layer pruning rates and sparse activation,
 tested fairly. Notebooks call these as short steps; every number their prose quotes comes from
-a ``findings_*`` function of :mod:`babel_lib.application_findings`; chapter 10's selectors and
-timing live in :mod:`babel_lib.sparse`.
+a ``findings_*`` function of their chapter modules (:mod:`babel_lib.chapters.pruning`,
+:mod:`babel_lib.chapters.layerwise_pruning`, :mod:`babel_lib.chapters.sparse_activation`); chapter 10's
+selectors and timing live in :mod:`babel_lib.chapters.sparse_activation`. The table arguments and chart
+shapes chapters 08-12 share are at the end (:func:`ratio_chart`, :func:`annotated_matrix`).
 
 An :class:`Experiment` holds what every step shares: the model, its partition, the calibration
 profile (frequencies rank the experts), the neuron importances (the language-agnostic
@@ -16,7 +18,7 @@ same text under the same view has the same cache key.
 Methods (rankings; :data:`METHODS`): ``'language'`` (the evaluated language's own activation
 frequency; each language is evaluated with the plan made for it), ``'multilingual'`` (mean
 frequency over the calibration languages), ``'magnitude'`` and ``'wanda'`` (language-agnostic
-importance on calibration text pooled over languages, see :mod:`babel_lib.prune`) and
+importance on calibration text pooled over languages, see :mod:`babel_lib.interventions.prune`) and
 ``'random'`` (one plan per seed). Allocations: ``'uniform'``, ``'layerwise'``, ``'entropy'``
 (per-layer rules drop exactly as many experts as the uniform plan). Per-layer rules use the
 ranking's own frequencies as activation levels for the frequency rankings and the multilingual
@@ -46,6 +48,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -711,3 +714,69 @@ def strength_words(significant: int, total: int) -> str:
     if significant:
         return "Mixed"
     return "Weak"
+
+
+# ------------------------------------------------------------------------------ tables and charts chapters 08-12 share
+#: Text-table columns (:meth:`babel_lib.experts.pipeline.Study.text_table`: the calibration text).
+CALIBRATION_TEXT_COLUMNS = {"name": "Language", "script": "Script", "passages": "Passages", "characters": "Characters",
+                            "tokens": "Tokens", "tokens_per_character": "Tokens per character"}
+#: The ``plots.table`` arguments of :meth:`Experiment.text_table` (the held-out evaluation text).
+EVALUATION_TEXT_TABLE = {
+    "columns": {"name": "Language", "corpus": "Corpus", "text": "Text", "passages": "Passages",
+                "characters": "Characters", "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
+    "formats": {"tokens_per_character": "{:.2f}"}, "caption": "Held-out evaluation text per language"}
+
+
+def facet_named(table: pd.DataFrame, key: str) -> pd.DataFrame:
+    """:func:`labelled` ``table`` with ``<key>_name`` ('rate 0.3', 'keep 0.5') for a chart's panels."""
+    return labelled(table).assign(**{f"{key}_name": [f"{key} {v:g}" for v in table[key]]})
+
+
+def language_order(languages) -> list[str]:
+    """The readable names of ``languages`` (keys) in their order: a chart's rows."""
+    return list(labelled(pd.DataFrame({"language": list(languages)})).name)
+
+
+def ratio_chart(rows: pd.DataFrame, *, color: str, color_title, x_title: str, title: str, order: list[str],
+                tooltip: list, column: str, row: str | None = None, color_sort=alt.Undefined, legend=None,
+                step: int = 8, size: int = 36) -> alt.FacetChart:
+    """Perplexity ratios per language with their 95% paired intervals, one panel per ``column`` value (a row
+    of panels per ``row`` value): for each ``color`` group side by side, a point at the ratio (log scale) and a
+    rule from low to high, with a dashed rule at 1. rows: name, ratio, low, high and the nominal columns
+    ``color``, ``column`` (and ``row``); order: the languages' names top to bottom; legend: an ``alt.Legend``
+    (default: below the chart)."""
+    base = alt.Chart().encode(
+        y=alt.Y("name:N", sort=order, title=None),
+        color=alt.Color(f"{color}:N", title=color_title, sort=color_sort,
+                        legend=legend or alt.Legend(orient="bottom")),
+        yOffset=alt.YOffset(f"{color}:N", sort=color_sort), tooltip=tooltip)
+    chart = alt.layer(
+        base.mark_rule().encode(x="low:Q", x2="high:Q"),
+        base.mark_point(filled=True, size=size).encode(
+            x=alt.X("ratio:Q", scale=alt.Scale(type="log", nice=False), title=x_title)),
+        alt.Chart().mark_rule(color="black", strokeDash=[3, 3]).encode(x=alt.datum(1)),
+        data=rows).properties(width=230, height=alt.Step(step))
+    facets = {"column": alt.Column(f"{column}:N", title=None)}
+    if row is not None:
+        facets["row"] = alt.Row(f"{row}:N", title=None, header=alt.Header(
+            labelAngle=0, labelOrient="top", labelAnchor="start", labelFontWeight="bold"))
+    return chart.facet(**facets).properties(title=title)
+
+
+def annotated_matrix(df: pd.DataFrame, *, x: str, y: str, value: str, names: list[str], x_title: str, y_title: str,
+                     scale: alt.Scale, color_title: str, text_format: str, faint: str, tooltip: list, title: str,
+                     legend_format=alt.Undefined, faint_opacity: float = 0.45, font_size: int = 11,
+                     cell_width: int = 64) -> alt.LayerChart:
+    """A language-by-language matrix: one cell per (``x``, ``y``) coloured by ``value`` on ``scale``, its value
+    written in it (``text_format``), faint where the Vega expression ``faint`` holds (e.g. the interval includes
+    the null). df: the nominal columns x and y (names, both in the order ``names``) and ``value``."""
+    base = alt.Chart(df).encode(x=alt.X(f"{x}:N", sort=names, title=x_title, axis=alt.Axis(labelAngle=-30)),
+                                y=alt.Y(f"{y}:N", sort=names, title=y_title))
+    heat = base.mark_rect().encode(
+        color=alt.Color(f"{value}:Q", scale=scale, title=color_title,
+                        legend=alt.Legend(orient="bottom", format=legend_format, gradientLength=240, titleLimit=400)),
+        tooltip=tooltip)
+    text = base.mark_text(fontSize=font_size).encode(
+        text=alt.Text(f"{value}:Q", format=text_format),
+        opacity=alt.condition(faint, alt.value(faint_opacity), alt.value(1.0)))
+    return (heat + text).properties(width=cell_width * len(names), height=34 * len(names), title=title)
