@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from babel_lib.chapters import shared_specific
+from babel_lib.experts import pipeline
 
 
 def _by_language():
@@ -48,7 +49,7 @@ def test_table_options_follow_the_views():
     survival = shared_specific.survival_options(["seed 0", "seed 1", "neurons"])["columns"]
     assert list(survival) == ["kind", "definition", "main_view", "seed 1", "neurons", "survive_seeds", "survive_all"]
     assert survival["neurons"] == "Confirmed: neurons"
-    assert shared_specific.TABLES["text"] is shared_specific.TEXT_TABLE
+    assert shared_specific.TABLES["text"] is pipeline.TEXT_TABLE
 
 
 def facts(**changes) -> dict:

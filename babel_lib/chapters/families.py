@@ -45,9 +45,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from babel_lib.chapters.shared_specific import TEXT_TABLE
 from babel_lib.data import corpus
 from babel_lib.data.corpus import language_labels
+from babel_lib.experts import pipeline
 from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
 from babel_lib.stats.distances import (bootstrap_profiles, centred_interval, layer_distances,  # noqa: F401
@@ -410,7 +410,7 @@ TABLES: dict[str, dict] = {
     "selection": {"columns": {"group": "Group of relatives", "family": "Family", "languages": "Languages",
                               "texts": "Texts", "names": "Names", "scripts": "Scripts"},
                   "caption": "The languages by group of relatives (a family, or a branch of a large family)"},
-    "text": TEXT_TABLE,
+    "text": pipeline.TEXT_TABLE,
     "pair_classes": {"columns": {"pairs_class": "Pairs", "pairs": "Number", "mean_distance": "Mean distance",
                                  "low": "Low", "high": "High", "floor": "Noise floor"},
                      "formats": {"mean_distance": "{:.4f}", "low": "{:.4f}", "high": "{:.4f}", "floor": "{:.4f}"},

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from babel_lib.data.corpus import language_labels
+from babel_lib.experts import pipeline
 from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
 from babel_lib.stats.analysis import DEPTH_THIRDS, depth_third
@@ -220,12 +221,7 @@ def heatmap_verdicts(facts: dict) -> list[dict]:
 # ---------------------------------------------------------------------------- the notebook's tables, charts and prose
 #: The chapter's tables: plots.table's options by table name.
 TABLES: dict[str, dict] = {
-    "text": {
-        "columns": {"name": "Language", "script": "Script", "passages": "Passages", "characters": "Characters",
-                    "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
-        "formats": {"tokens_per_character": "{:.2f}"},
-        "caption": "Text profiled per language",
-    },
+    "text": pipeline.TEXT_TABLE,
     "robustness": {
         "columns": {"view": "View", "concentration": "Top-10% share", "uniform_share": "Uniform share",
                     "beyond_noise": "Languages beyond noise", "languages": "Languages",

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from babel_lib.data.corpus import language_labels, language_metadata
+from babel_lib.experts import pipeline
 from babel_lib.report import plots
 from babel_lib.stats import analysis, inference as stats
 from babel_lib.stats.analysis import DEPTH_THIRDS, depth_third
@@ -388,12 +389,7 @@ def high_frequency_verdicts(facts: dict) -> list[dict]:
 # ---------------------------------------------------------------------------- the notebook's tables, charts and prose
 #: The chapter's tables: plots.table's options by table name.
 TABLES: dict[str, dict] = {
-    "text": {
-        "columns": {"name": "Language", "family": "Family", "script": "Script", "passages": "Passages",
-                    "characters": "Characters", "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
-        "formats": {"tokens_per_character": "{:.2f}"},
-        "caption": "Text profiled per language",
-    },
+    "text": pipeline.TEXT_TABLE,
     "high_frequency_by_language": {
         "columns": {"name": "Language", "script": "Script", "high_total": "High-frequency experts", "low": "Low",
                     "high": "High", "tokens_per_character": "Tokens per character", "share_early": "Early",

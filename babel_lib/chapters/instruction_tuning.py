@@ -69,6 +69,7 @@ import pandas as pd
 from babel_lib.data import corpus, instructions
 from babel_lib.data.corpus import language_labels
 from babel_lib.interventions import answers, tune
+from babel_lib.experts import pipeline
 from babel_lib.report import plots
 from babel_lib.stats import analysis, compare, distances, inference as stats
 from babel_lib.stats.analysis import DEPTH_THIRDS, depth_third
@@ -1121,10 +1122,7 @@ _LOSS_FORMATS = {c: "{:.3f}" for c in ("base", "tuned")} | {c: "{:+.3f}" for c i
 #: Display options of the chapter's tables, keyed by the table's name: ``plots.table(df, name, **TABLES[name])``
 #: (``shift_by_layer``: the per-layer table, shown without a file).
 TABLES: dict[str, dict] = {
-    "text": {
-        "columns": {"name": "Language", "script": "Script", "passages": "Passages", "characters": "Characters",
-                    "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
-        "formats": {"tokens_per_character": "{:.2f}"}, "caption": "Held-out text profiled per language (both models)"},
+    "text": {**pipeline.TEXT_TABLE, "caption": "Held-out text profiled per language (both models)"},
     "heldout_loss": {
         "columns": _LOSS_COLUMNS, "formats": _LOSS_FORMATS,
         "caption": "Held-out loss (nats per response token), paired difference with its 95% interval"},

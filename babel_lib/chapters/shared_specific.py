@@ -10,6 +10,7 @@ import pandas as pd
 
 from babel_lib.chapters.high_frequency import hf_threshold, high_frequency_reductions
 from babel_lib.data.corpus import language_labels, language_metadata
+from babel_lib.experts import pipeline
 from babel_lib.stats import inference as stats
 from babel_lib.stats.analysis import depth_third
 
@@ -560,15 +561,9 @@ def shared_specific_verdicts(facts: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- the chapter's charts, tables and prose
-#: The text table that chapters 4 and 5 show (``study.text_table()``).
-TEXT_TABLE = {"columns": {"name": "Language", "family": "Family", "script": "Script", "passages": "Passages",
-                          "characters": "Characters", "tokens": "Tokens",
-                          "tokens_per_character": "Tokens per character"},
-              "formats": {"tokens_per_character": "{:.2f}"}, "caption": "Text profiled per language"}
-
 #: The chapter's tables: ``plots.table(df, name, **TABLES[name])``.
 TABLES: dict[str, dict] = {
-    "text": TEXT_TABLE,
+    "text": pipeline.TEXT_TABLE,
     "survivors": {"columns": {"kind": "Kind", "layer": "Layer", "expert": "Expert", "name": "Language"},
                   "caption": "The robust experts that survive every view (the only ones named as findings)"},
     "tests": {"columns": {"test": "Test", "observed": "Observed", "expected": "Under the null", "p_value": "p",

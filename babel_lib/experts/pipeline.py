@@ -20,6 +20,12 @@ from babel_lib.data import corpus
 from babel_lib.experts.moefy import Partition, build_partition
 from babel_lib.experts.profile import Profile, profile_passages
 
+#: How a chapter shows :meth:`Study.text_table`: ``plots.table(study.text_table(), "text", **TEXT_TABLE)``
+#: (headers, formats and caption; a chapter may override the caption).
+TEXT_TABLE = {"columns": {"name": "Language", "family": "Family", "script": "Script", "passages": "Passages",
+                          "characters": "Characters", "tokens": "Tokens", "tokens_per_character": "Tokens per character"},
+              "formats": {"tokens_per_character": "{:.2f}"}, "caption": "Text profiled per language"}
+
 _LOADED: dict[tuple, LoadedModel] = {}
 
 
