@@ -348,7 +348,7 @@ def _family_facts(tests, classes, clades, twins, layers, robustness, dsg, main, 
 
 def family_verdicts(facts: dict) -> list[dict]:
     """The chapter's verdict rows for the claims 'families' and 'families_v1'
-    (:mod:`babel_lib.verdicts`) from :func:`family_results` facts."""
+    (:mod:`babel_lib.report.verdicts`) from :func:`family_results` facts."""
     from babel_lib.core.claims import row
 
     f = facts

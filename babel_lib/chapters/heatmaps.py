@@ -195,7 +195,7 @@ def heatmap_results(views: dict, n_resamples: int = 1000, seed: int = 0, top_fra
 
 
 def heatmap_verdicts(facts: dict) -> list[dict]:
-    """The chapter's verdict rows (see :mod:`babel_lib.verdicts`) from :func:`heatmap_results` facts: the
+    """The chapter's verdict rows (see :mod:`babel_lib.report.verdicts`) from :func:`heatmap_results` facts: the
     analysis itself is descriptive; the tested statement is that each language departs from the common
     map beyond sampling noise (the split-half noise floor: a null a language identical to the others
     would not leave). The concentration of activations is reported against uniform use, which any model

@@ -357,7 +357,7 @@ def _layer_entropy_point(profile) -> np.ndarray:
 
 
 def high_frequency_verdicts(facts: dict) -> list[dict]:
-    """The chapter-3 verdict rows (see :mod:`babel_lib.verdicts`) from :func:`high_frequency_results` facts.
+    """The chapter-3 verdict rows (see :mod:`babel_lib.report.verdicts`) from :func:`high_frequency_results` facts.
 
     The investigation itself is descriptive. The tested statement (high-frequency experts exist and are
     spread unevenly over depth) is compared here only with zero and with an even spread over depth, nulls

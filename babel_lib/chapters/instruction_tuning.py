@@ -674,7 +674,7 @@ def verdict_rows(facts: dict, pair_facts: dict) -> list[dict]:
 
 
 # ====================================================================================================
-# The base/tuned pair and its behaviour (formerly babel_lib.tuning_pair)
+# The base/tuned pair and its behaviour (formerly babel_lib.chapters.instruction_tuning)
 #: Readable names of the instruction tasks.
 TASK_NAMES = {"translate": "translate from English", "to_english": "translate into English",
               "continue": "continue a text", "repeat": "repeat a text"}

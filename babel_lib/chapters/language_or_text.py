@@ -797,7 +797,7 @@ def _miss_text(r) -> str:
 
 
 def cross_domain_verdicts(facts: dict) -> list[dict]:
-    """The chapter's verdict row (claim 'cross_domain', see :mod:`babel_lib.verdicts`) from the facts of
+    """The chapter's verdict row (claim 'cross_domain', see :mod:`babel_lib.report.verdicts`) from the facts of
     :func:`cross_domain_results`.
 
     Our rule: *reproduced* when on average a language's two profiles are closer than two languages

@@ -441,7 +441,7 @@ def model_verdicts(facts: dict, sizes: dict | None = None) -> list[dict]:
 
 
 # ====================================================================================================
-# Model sizes: one family in two sizes beside other families (formerly babel_lib.model_sizes)
+# Model sizes: one family in two sizes beside other families (formerly babel_lib.chapters.model_families)
 #: Family of a model by its architecture (``config.model_type``); pass ``families=`` to name others.
 FAMILY_OF_TYPE = {"gemma3_text": "Gemma", "gemma3": "Gemma", "gemma2": "Gemma", "gemma": "Gemma",
                   "llama": "Llama architecture", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral",
@@ -742,7 +742,7 @@ def size_results(studies: dict, families: dict | None = None, n_resamples: int =
             row[f"curve: {s}"] = float(cr[0][k])
             row[f"curve: {s} low"] = float(cr[1][k])
             row[f"curve: {s} high"] = float(cr[2][k])
-            row[f"shape: {s}"] = _shape_word(cr[0][k], cr[1][k], cr[2][k])
+            row[f"shape: {s}"] = _agreement_word(cr[0][k], cr[1][k], cr[2][k])
         rows.append(row)
     pairs = pd.DataFrame(rows)
 
@@ -762,18 +762,6 @@ def size_results(studies: dict, families: dict | None = None, n_resamples: int =
                                     "size changes it less than family)")
     facts = _size_facts(models, fam, summary, pairs, contrast, within, between, n, P, n_resamples, method, keys)
     return {"summary": summary, "by_layer": by_layer, "pairs": pairs, "contrast": contrast, "facts": facts}
-
-
-def _shape_word(r, low, high) -> str:
-    if not np.isfinite(r):
-        return "not testable"
-    if np.isfinite(low) and low > SAME_SHAPE:
-        return "same shape"
-    if np.isfinite(low) and low > 0:
-        return "weakly similar"
-    if np.isfinite(high) and high < 0:
-        return "opposite shapes"
-    return "unclear"
 
 
 def _contrast_word(e, low, high, higher_is_closer: bool) -> str:
