@@ -19,6 +19,7 @@ import pandas as pd
 
 from babel_lib.core.definitions import Definitions
 from babel_lib.data import corpus
+from babel_lib.experts import pipeline
 from babel_lib.experts.moefy import Partition
 from babel_lib.stats import inference as stats
 
@@ -116,17 +117,15 @@ class MapStudy:
     def controls(self, batch_size: int = 8, seed: int = 0, kinds=None) -> dict:
         """Control inputs (shuffled and random tokens) on the profiled passages, counted under every
         cell's view and definitions: {kind: {cell name: Profile}} (cached like a language)."""
-        from babel_lib.experts.profile import CONTROL_KINDS, profile_control
-
         keys = _distinct(self.cells)
-        views = [self._view(c) for c in keys]
-        defs = [Definitions(top_k_fraction=c.top_k_fraction) for c in keys]
-        text = self.passages.select([self.passages.ids.index(i) for i in self.profiles[self.cells[0].name].passage_ids])
+        text = pipeline.profiled_passages(self.passages, self.profiles[self.cells[0].name])
+        got = pipeline.control_profiles(self.lm, [self._view(c) for c in keys],
+                                        [Definitions(top_k_fraction=c.top_k_fraction) for c in keys], text,
+                                        self.max_length, kinds=kinds, seed=seed, batch_size=batch_size)
         out = {}
-        for kind in (CONTROL_KINDS if kinds is None else kinds):
-            got = dict(zip([c.count_key for c in keys],
-                           profile_control(self.lm, views, text, kind, defs, self.max_length, batch_size, seed)))
-            out[kind] = {c.name: got[c.count_key] for c in self.cells}
+        for kind, profiles in got.items():
+            by_key = dict(zip([c.count_key for c in keys], profiles))
+            out[kind] = {c.name: by_key[c.count_key] for c in self.cells}
         return out
 
     def _view(self, cell: Cell) -> Partition:
@@ -148,7 +147,6 @@ def map_study(model: str = "gemma-3-270m", languages="families:120", corpus_name
     """Profile ``languages`` under every cell of ``cells`` (:func:`grid`) in the same forward passes: one
     k-means partition per expert size and seed, one count per partition and top-k fraction (the neuron
     view for expert size 1). Languages are resolved before the model loads."""
-    from babel_lib.experts import pipeline
     from babel_lib.experts.moefy import build_partition
     from babel_lib.experts.profile import profile_passages
 

@@ -91,21 +91,15 @@ class Study:
         """Control inputs (:data:`babel_lib.experts.profile.CONTROL_KINDS`: shuffled tokens, random tokens) on
         the profiled passages, counted under every view: {kind: {view name: Profile}} (one language
         each, named ``control:<kind>``; cached like a language)."""
-        from babel_lib.experts.profile import CONTROL_KINDS, profile_control
-
-        kinds = list(CONTROL_KINDS if kinds is None else kinds)
         views = list(self.partitions) + ([Partition.neurons(self.lm)] if "neurons" in self.names else [])
-        text = self.profiled_passages()
         max_length = int(self.profile.corpus.get("max_length", 128))
-        out = {}
-        for kind in kinds:
-            profiles = profile_control(self.lm, views, text, kind, self.definitions, max_length, batch_size, seed)
-            out[kind] = dict(zip(self.names, profiles))
-        return out
+        got = control_profiles(self.lm, views, self.definitions, self.profiled_passages(), max_length, kinds=kinds,
+                               seed=seed, batch_size=batch_size)
+        return {kind: dict(zip(self.names, profiles)) for kind, profiles in got.items()}
 
     def profiled_passages(self) -> corpus.Passages:
         """The passages the profile counted (a token budget may keep fewer than were loaded)."""
-        return self.passages.select([self.passages.ids.index(i) for i in self.profile.passage_ids])
+        return profiled_passages(self.passages, self.profile)
 
     def views_without(self, languages) -> dict[str, Profile]:
         """:attr:`views` with ``languages`` (keys of this study) left out, for a sensitivity analysis."""
@@ -190,3 +184,19 @@ def study(
                                 batch_size=batch_size, max_tokens_per_language=max_tokens_per_language,
                                 progress=progress)
     return Study(lm, text, partitions, profiles, definitions, names)
+
+
+def profiled_passages(passages: corpus.Passages, profile: Profile) -> corpus.Passages:
+    """The passages of ``passages`` that ``profile`` counted, in its order (a token budget may keep fewer)."""
+    return passages.select([passages.ids.index(i) for i in profile.passage_ids])
+
+
+def control_profiles(lm: LoadedModel, views: list[Partition], definitions, passages: corpus.Passages,
+                     max_length: int, kinds=None, seed: int = 0, batch_size: int = 8) -> dict[str, list[Profile]]:
+    """Control inputs (:data:`babel_lib.experts.profile.CONTROL_KINDS`: shuffled tokens, random tokens, or ``kinds``)
+    made from ``passages`` and counted under every view, each with its definitions (one or one a view):
+    {kind: [Profile per view]} (one language each, named ``control:<kind>``; cached like a language)."""
+    from babel_lib.experts.profile import CONTROL_KINDS, profile_control
+
+    return {kind: profile_control(lm, views, passages, kind, definitions, max_length, batch_size, seed)
+            for kind in (CONTROL_KINDS if kinds is None else kinds)}
