@@ -541,3 +541,20 @@ def test_every_chapter_parameter_has_a_rule():
                 names = {n.targets[0].id for n in ast.parse("".join(cell["source"])).body if isinstance(n, ast.Assign)}
                 missing |= {f"{source.stem}: {n}" for n in names - set(PARAMETER_RULES) - resolved_later}
     assert not missing, sorted(missing)
+
+
+def test_check_parameters_refuses_a_cap_below_its_floor_before_anything_runs():
+    from babel_lib.core.validate import InputError, check_parameters
+
+    declared = {"wide_eval_tokens": {"inferred_type_name": "None", "default": "200"},
+                "wide_max_tokens": {"inferred_type_name": "Optional[int]", "default": "300"},
+                "n_controls": {"inferred_type_name": "None", "default": "10"},
+                "n_gen_controls": {"inferred_type_name": "None", "default": "2"}}
+    assert check_parameters(declared, {"wide_max_tokens": 200}) == {"wide_max_tokens": 200}
+    assert check_parameters(declared, {"wide_max_tokens": None}) == {"wide_max_tokens": None}
+    with pytest.raises(InputError, match=r"wide_max_tokens \(150\) must be at least wide_eval_tokens \(200\)"):
+        check_parameters(declared, {"wide_max_tokens": 150})
+    with pytest.raises(InputError, match="wide_max_tokens"):  # the floor raised above the default cap
+        check_parameters(declared, {"wide_eval_tokens": 400})
+    with pytest.raises(InputError, match="n_controls"):
+        check_parameters(declared, {"n_gen_controls": 11})

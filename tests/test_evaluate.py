@@ -43,6 +43,29 @@ def test_udhr_selection_is_the_shortest_seeded_prefix_shared_by_all_languages():
     assert other.ids != es.ids
 
 
+def test_a_token_cap_keeps_nested_prefixes_of_one_random_order():
+    langs = ["eng", "cmn_hans", "hin"]  # bytes per passage differ by a factor of about 2-3
+    free = evaluate.evaluation_set(TOK, langs, min_tokens=800, prefer=("udhr",), seed=1)
+    capped = evaluate.evaluation_set(TOK, langs, min_tokens=800, prefer=("udhr",), seed=1, max_tokens=1000)
+    full = corpus.passages(langs, corpus="udhr", split="evaluation")
+    order = [full.ids[i] for i in np.random.default_rng(1).permutation(len(full))]
+    sizes = []
+    for l in langs:
+        ids = capped.ids[l]
+        assert set(ids) <= set(free.ids[l]) and ids == sorted(ids, key=free.ids[l].index)
+        m = len(ids)
+        assert set(ids) == set(order[:m])  # a prefix of the one random order
+        assert capped.tokens[l] >= 800 and capped.tokens[l] == sum(n_tokens(t) for t in capped.texts[l])
+        # the shortest such prefix: one passage fewer is below the cap
+        assert m == 1 or sum(n_tokens(full.text[l][full.ids.index(i)]) for i in order[:m - 1]) < 1000
+        sizes.append(m)
+    assert max(capped.tokens.values()) < max(free.tokens.values())  # the verbose language reads less
+    assert len(set(sizes)) > 1 and "our cap" in capped.describe() and "same passages" not in capped.describe()
+    assert capped.key != free.key and capped.max_tokens == 1000 and free.max_tokens is None
+    with pytest.raises(ValueError, match="max_tokens"):
+        evaluate.evaluation_set(TOK, langs, min_tokens=800, prefer=("udhr",), max_tokens=799)
+
+
 def test_a_short_split_is_kept_whole_and_said_so():
     es = evaluate.evaluation_set(TOK, ["eng", "urd"], min_tokens=10 ** 6, prefer=("udhr",))
     assert es.short == ["eng", "urd"]

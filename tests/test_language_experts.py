@@ -3,6 +3,8 @@ in layer 0, expert 0 predicts the next letter of lower-case runs ("language" A) 
 upper-case runs ("language" B); nothing else in the model predicts anything. Switching expert 0 off must
 harm A and only A."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -203,3 +205,13 @@ def test_routing_competence_recovers_a_planted_relation():
     assert t.loc["rho_reference", "observed"] > 0.6 and t.loc["rho_reference", "p_value"] < 0.05
     assert t.loc["rho_reference", "low"] > 0
     assert len(res["table"]) == n
+    # under a per-language token cap the languages read nested prefixes of the passages: the same
+    # relation is found, each language's bits per character from its own passages
+    capped = {l: {k: v[:3 + i % 3] for k, v in r.items()} for i, (l, r) in enumerate(results.items())}
+    res2 = lx.routing_competence(prof, capped, evalset, n_resamples=200, permutations=999)
+    t2 = res2["tests"].set_index("key")
+    assert t2.loc["rho_reference", "low"] > 0 and t2.loc["rho_reference", "p_value"] < 0.05
+    assert res2["facts"]["wide_eval_passages_min"] == 3 and res2["facts"]["wide_eval_passages"] == 5
+    i = 4  # a language with 3 + 4 % 3 = 4 passages
+    want = capped[langs[i]]["window_nll"].sum() / math.log(2) / (100 * 4)
+    assert res2["table"].loc[i, "bits_per_char"] == pytest.approx(want)

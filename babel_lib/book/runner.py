@@ -82,6 +82,7 @@ PROFILES: dict[str, dict] = {
         "wide_languages": "families:8",
         "wide_passages": 3,
         "wide_eval_tokens": 32,
+        "wide_max_tokens": 48,
         # chapter 06: no size series (its packages are opt-in; the size path is tested on tiny qwen2 models)
         "size_models": [],
     },
@@ -127,6 +128,7 @@ PROFILES: dict[str, dict] = {
         "wide_languages": "families:200",
         "wide_passages": 20,
         "wide_eval_tokens": 1_000,
+        "wide_max_tokens": 2_000,
         "batch_size": 16,
         "max_length": 512,
         "seed": 0,

@@ -895,7 +895,8 @@ def routing_competence(profile, exp_results: dict[str, dict], evalset, reference
     """Does a language's routing predict the model's competence in it?
 
     profile: the wide study's profile (calibration split); exp_results: {lang: dense window result}
-    on ``evalset`` (held-out text, the same passages in every language). Per language (``reference``
+    on ``evalset`` (held-out text: the same passages in every language, or nested prefixes of them
+    under a per-language token cap, :func:`babel_lib.interventions.evaluate.evaluation_set`'s ``max_tokens``). Per language (``reference``
     left out of the correlations, its distance being 0 by construction): the Hellinger distance of its
     expert profile from ``reference``'s and from the mean profile, bits per character, tokens per
     character of the evaluation text, script. Spearman and partial Spearman (beyond tokens per
@@ -918,12 +919,10 @@ def routing_competence(profile, exp_results: dict[str, dict], evalset, reference
         nll.append(a)
         chars.append(c)
         toks.append(t.astype(float))
-    P_e = {len(a) for a in nll}
-    if len(P_e) != 1:
-        raise ValueError("every language needs the same evaluation passages")
-    nll, chars, toks = np.stack(nll), np.stack(chars), np.stack(toks)
-    bpc = nll.sum(1) / math.log(2) / chars.sum(1)
-    tpc = toks.sum(1) / chars.sum(1)
+    shared = len({len(a) for a in nll}) == 1  # the same evaluation passages in every language (no cap)
+    nll_sum = np.array([a.sum() for a in nll])
+    bpc = nll_sum / math.log(2) / np.array([c.sum() for c in chars])
+    tpc = np.array([t.sum() for t in toks]) / np.array([c.sum() for c in chars])
     mean_profile = freq.mean(axis=0)
     d_ref = _hellinger_to(freq, freq[ridx])
     d_mean = _hellinger_to(freq, mean_profile)
@@ -933,19 +932,25 @@ def routing_competence(profile, exp_results: dict[str, dict], evalset, reference
     table = pd.DataFrame({"language": langs, "name": [labels[l] for l in langs], "script": scripts,
                           "family": meta["family"].tolist(), "distance_reference": d_ref, "distance_mean": d_mean,
                           "bits_per_char": bpc, "tokens_per_char": tpc,
-                          "bits_vs_reference": nll.sum(1) / nll[ridx].sum()})
+                          "bits_vs_reference": nll_sum / nll_sum[ridx]})
     keep = np.array([l != reference for l in langs])
     Z = np.column_stack([tpc[keep, None], script_dummies(np.array(scripts)[keep], min_script_languages)])
     # crossed bootstrap: languages, calibration passages and evaluation passages
     rng = np.random.default_rng(seed)
-    Pc, Pe = prof.n_passages, nll.shape[1]
+    Pc = prof.n_passages
     Wc = stats.multiplicities(stats.passage_resamples(Pc, n_resamples, seed), Pc)
-    We = stats.multiplicities(stats.passage_resamples(Pe, n_resamples, seed + 1), Pe)
+    # evaluation passages: one resample shared by every language when they read the same passages,
+    # else (a per-language token cap) one resample per language
+    We = [stats.multiplicities(stats.passage_resamples(len(a), n_resamples, seed + 1 + (0 if shared else 7919 * i)),
+                               len(a)) for i, a in enumerate(nll)]
     others = np.flatnonzero(keep)
     counts = prof.passage_counts.astype(np.float64)
     tokens = prof.passage_tokens.astype(np.float64)
     tests, facts = [], {"wide_languages": n, "wide_correlated": int(keep.sum()), "wide_passages": Pc,
-                        "wide_eval_passages": Pe, "wide_eval_tokens_min": int(toks.sum(1).min()),
+                        "wide_eval_passages": max(len(a) for a in nll),
+                        "wide_eval_passages_min": min(len(a) for a in nll),
+                        "wide_eval_tokens_min": int(min(t.sum() for t in toks)),
+                        "wide_eval_tokens_max": int(max(t.sum() for t in toks)),
                         "script_covariates": int(Z.shape[1] - 1), "reference": reference,
                         "reference_name": labels[reference]}
     boot = {k: [] for k in ("rho_reference", "partial_reference", "rho_mean", "partial_mean")}
@@ -954,7 +959,7 @@ def routing_competence(profile, exp_results: dict[str, dict], evalset, reference
         f = c / (Wc[b] @ tokens.T)[:, None, None]
         dr = _hellinger_to(f, f[ridx])
         dm = _hellinger_to(f, f.mean(axis=0))
-        y = (nll @ We[b]) / math.log(2) / (chars @ We[b])
+        y = np.array([(a @ w[b]) / (c @ w[b]) for a, c, w in zip(nll, chars, We)]) / math.log(2)
         pick = others[rng.integers(0, len(others), len(others))]
         zb = Z[np.searchsorted(others, pick)]
         for name, x in (("reference", dr), ("mean", dm)):
@@ -1061,7 +1066,7 @@ def verdict_rows(f: dict) -> list[dict]:
                     f"and script {it(f['partial_reference'], f['partial_reference_low'], f['partial_reference_high'], 2)} "
                     f"({stats.p_text(f['p_partial_reference'], f['p_partial_reference_holm'])})",
                     f"crossed bootstrap over languages and passages; {f['wide_passages']} calibration passages, "
-                    f"held-out UDHR text of at least {f['wide_eval_tokens_min']:,} tokens a language"
+                    f"held-out UDHR text of {f['wide_eval_tokens_min']:,}-{f['wide_eval_tokens_max']:,} tokens a language"
                     + ("" if part else "; weak evidence beyond the covariates"),
                     decide([raw, part])))
     return rows

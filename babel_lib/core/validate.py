@@ -133,7 +133,7 @@ PARAMETER_RULES = {
     "placebo_kinds": _list_of(_one_of(PLACEBO_KINDS)),
     "m_experts": positive_int, "n_controls": positive_int, "eval_tokens": positive_int, "n_prompts": positive_int,
     "gen_tokens": positive_int, "n_gen_controls": positive_int, "steer_passages": positive_int,
-    "wide_passages": positive_int, "wide_eval_tokens": positive_int,
+    "wide_passages": positive_int, "wide_eval_tokens": positive_int, "wide_max_tokens": _optional(positive_int),
     "top_k_fractions": _list_of(fraction), "expert_sizes": _list_of(positive_int),
     "hf_ratios": _list_of(lambda n, v: number(n, v, 0, math.inf, "(]")), "partition_seeds": _list_of(_at_least(0)),
     "size_passages": positive_int, "size_bible_passages": _at_least(0), "size_eval_tokens": positive_int,
@@ -256,7 +256,24 @@ def check_parameters(declared: dict, values: dict) -> dict:
     for name, value in values.items():
         info = declared.get(name)
         out[name] = value if info is None else check_parameter(name, _check_parameter(name, value, info))
+    for low, high in ORDERED_PARAMETERS:
+        if low in declared and high in declared and (low in out or high in out):
+            a, b = (out[n] if n in out else _default(declared[n]) for n in (low, high))
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b < a:
+                raise InputError(f"{high} ({b!r}) must be at least {low} ({a!r}); for example -p {high} {a!r} "
+                                 f"(or None where the notebook allows it)")
     return out
+
+
+#: Pairs (low, high) of one notebook's parameters where high, when a number, must be at least low.
+ORDERED_PARAMETERS = (("wide_eval_tokens", "wide_max_tokens"), ("n_gen_controls", "n_controls"))
+
+
+def _default(info: dict):
+    try:
+        return ast.literal_eval(str(info.get("default", "None")))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
 
 
 def _check_parameter(name: str, value, info: dict):

@@ -75,7 +75,9 @@ class EvalSet:
     (under the tokenizer it was made with) / Unicode code points of its passages}; with the
     default protocol (windows starting with BOS, no overlap) every token is scored once.
     available: {corpus: passages the corpus offers to its languages}; unit: {corpus: what one
-    passage is}. min_tokens, max_length, seed, verses_per_passage: how it was made.
+    passage is}. min_tokens, max_length, seed, verses_per_passage, max_tokens: how it was made
+    (``max_tokens``: the per-language cap, None for none; under a cap the languages keep nested
+    prefixes of the same passages, so ``texts`` may hold fewer passages in some languages).
 
     Calling it as ``evalset(lang, split='evaluation')`` returns ``texts[lang]``, so it serves as
     the ``texts_fn`` of :func:`perplexity`, :func:`window_results` and :func:`compare` (or pass it
@@ -95,6 +97,7 @@ class EvalSet:
     max_length: int
     seed: int
     verses_per_passage: int | None
+    max_tokens: int | None = None
 
     def __call__(self, lang: str, split: str = "evaluation") -> list[str]:
         if split != "evaluation":
@@ -139,15 +142,19 @@ class EvalSet:
             texts = language_labels([self.text_key[l] for l in langs])
             alias = [f"{labels[l]} on the {texts[self.text_key[l]]} text" for l in langs if self.text_key[l] != l]
             tok = [self.tokens[l] for l in langs]
-            n = len(self.texts[langs[0]])
+            kept = [len(self.texts[l]) for l in langs]
+            n = max(kept)
             rule = corpus.evaluation_rule(c).split("; calibration")[0].replace("evaluation = ", "")
             chosen = (f"all {n} passages ({self.unit[c]})" if n == self.available[c] else
                       f"{n} of its {self.available[c]:,} passages ({self.unit[c]}), drawn in a random order "
                       f"(seed {self.seed}) until each of these languages had at least {self.min_tokens:,} tokens")
+            if min(kept) < n:
+                chosen += (f"; each language then keeps the passages, in that order, until it has "
+                           f"{self.max_tokens:,} tokens (our cap: {min(kept)}-{n} passages a language)")
             count = f"{tok[0]:,} tokens" if len(tok) == 1 else f"{min(tok):,}-{max(tok):,} tokens per language"
             parts.append(f"{names}{' (' + '; '.join(alias) + ')' if alias else ''}: the "
                          f"{corpus.CORPUS_NAMES.get(c, c)} evaluation split, {rule}; {chosen}"
-                         f"{', the same passages in each' if len(langs) > 1 else ''}: {count}")
+                         f"{', the same passages in each' if len(langs) > 1 and min(kept) == n else ''}: {count}")
         short = self.short
         note = (f" The whole evaluation split of {', '.join(language_labels(short).values())} is shorter than "
                 f"{self.min_tokens:,} tokens: fewer tokens there, wider intervals." if short else "")
@@ -249,7 +256,7 @@ def _count_tokens(tokenizer, texts: list[str]) -> list[int]:
 
 def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_CORPORA, max_length: int = 128,
                    seed: int = 0, verses_per_passage: int | None = 2, aliases: dict | None = None,
-                   chunk: int = 32) -> EvalSet:
+                   chunk: int = 32, max_tokens: int | None = None) -> EvalSet:
     """Held-out evaluation text for ``languages`` (keys, or a selection such as 'paper').
 
     Each language is evaluated on the first corpus of ``prefer`` that has it (``'bible'``: the
@@ -266,9 +273,20 @@ def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_COR
     2,000 tokens are some 30 passages from as many chapters, enough to resample), or whole
     chapters with ``verses_per_passage=None`` (about 1,000 tokens each: too few passages for a
     bootstrap at small budgets).
+
+    ``max_tokens`` (None: no cap) caps each language: of the chosen passages, in the random order,
+    a language keeps the shortest prefix that gives it at least ``max_tokens`` tokens. Without a
+    cap the languages that need the most tokens per passage set the common length for all (in
+    UDHR, 200 tokens for the tersest language meant up to 4,888 for the most verbose); with it each
+    language reads about as many tokens, and the languages' passages are nested prefixes of one
+    random order (the same text where they overlap).
     """
     from babel_lib.data import corpus
 
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer))
+                                   or max_tokens < min_tokens):
+        raise ValueError(f"max_tokens must be None or an integer of at least min_tokens ({min_tokens!r}), "
+                         f"got {max_tokens!r}")
     if isinstance(min_tokens, bool) or not isinstance(min_tokens, (int, np.integer)) or min_tokens < 1:
         raise ValueError(f"min_tokens must be a positive integer, got {min_tokens!r}")
     if isinstance(prefer, str):
@@ -314,16 +332,19 @@ def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_COR
             if all(cum[t][-1] >= min_tokens for t in tkeys):
                 need = max(int(np.searchsorted(cum[t], min_tokens)) + 1 for t in tkeys)
                 break
-        chosen = np.sort(order[:need])
         position = {int(i): j for j, i in enumerate(order[:need])}
         for k in group:
             t = text_key[k]
+            m = need
+            if max_tokens is not None:
+                m = min(need, int(np.searchsorted(np.cumsum(counts[t][:need]), max_tokens)) + 1)
+            chosen = np.sort(order[:m])
             texts[k] = [unit_text[t][i] for i in chosen]
             ids[k] = [unit_ids[i] for i in chosen]
             tokens[k] = int(sum(counts[t][position[int(i)]] for i in chosen))
             chars[k] = int(sum(len(x) for x in texts[k]))
     return EvalSet(keys, texts, ids, source, text_key, tokens, chars, available, units, int(min_tokens),
-                   int(max_length), int(seed), verses_per_passage)
+                   int(max_length), int(seed), verses_per_passage, None if max_tokens is None else int(max_tokens))
 
 
 # ------------------------------------------------------------------------------ windows
