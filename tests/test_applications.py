@@ -163,7 +163,8 @@ def test_language_tests(exp, grid):
     row = tests[(tests.against == "random") & (tests.rate == 0.5)].iloc[0]
     g = grid[(grid.rate == 0.5) & (grid.allocation == "uniform")]
     lang = g[g.method == "language"].set_index("language").perplexity
-    rnd = g[g.method == "random"].groupby("language").perplexity.apply(lambda s: np.exp(np.log(s).mean()))
+    med = app.median_seed(grid, 0.5)
+    rnd = g[(g.method == "random") & (g.seed == med)].set_index("language").perplexity  # the median seed
     assert row.ratio == pytest.approx(np.exp(np.mean(np.log(lang / rnd))))
     assert row.low <= row.ratio <= row.high
     best = app.best_agnostic(grid, 0.5)
@@ -189,7 +190,7 @@ def test_allocation_comparison_and_layer_rates(exp, grid):
     assert len(cells) == 2 * 2 * len(app.METHODS) * 3
     assert (tests.p_adjusted >= tests.p_value - 1e-12).all()
     rates = app.layer_rates(exp, [0.25, 0.5])
-    assert set(rates.rule) == {"uniform", "layerwise", "entropy"}
+    assert set(rates.rule) == {"uniform", "layerwise", "entropy", "owl", "crosslingual"}
     assert rates.groupby(["rule", "rate"]).measured_sparsity.first().unstack("rule").nunique(axis=1).eq(1).all()
     u = rates[rates.rule == "uniform"]
     assert (u.layer_rate == u.rate).all()
@@ -276,7 +277,7 @@ def test_comparison_cells_match_the_tests_over_languages(exp, grid):
         assert t.ratio == pytest.approx(float(np.exp(np.log(c.ratio).mean())))
         assert t.wins_beyond_noise == int(c.decision.str.startswith("beats").sum())
         assert t.losses_beyond_noise == int(c.decision.str.startswith("worse").sum())
-    # random: against the geometric mean of the seeds, as in the grid's baseline columns
+    # random: against the median seed, as in the grid's baseline columns
     g = grid[(grid.method == "language") & (grid.allocation == "uniform")].set_index(["rate", "language"])
     r = cells[cells.against == "random"].set_index(["rate", "language"])
     np.testing.assert_allclose(r.ratio, g.loc[r.index, "baseline_ratio"])
@@ -393,3 +394,75 @@ def test_readable_tables_and_numbers(exp, grid):
     assert app.number_text(1.04321) == "1.04" and app.number_text(0.00153) == "0.00153" and app.number_text(4031.2) == "4,031"
     assert app.number_text(12.345) == "12.3" and app.number_text(float("nan")) == "n/a"
     assert app.ratio_interval_text(0.5, 0.25, 1.5) == "x0.500 [0.250, 1.50]"
+
+
+# ------------------------------------------------------------------------------ in-domain calibration at equal budgets
+def test_in_domain_calibration_gives_every_ranking_the_same_budget(tmp_path, one_thread):
+    store = Store(tmp_path)
+    lm = tiny_model("llama")
+    part = build_partition(lm, expert_size=16, method="random", seed=1, store=store)
+    langs = ["eng", "fra", "deu_1996"]
+    cal = app.in_domain_calibration(lm, part, langs, budget=900, top_k_fraction=0.25, prefer=("udhr",),
+                                    max_length=64, batch_size=4, store=store)
+    calibration_ids = set(corpus.passages(langs, corpus="udhr", split="calibration").ids)
+    assert cal.profile.languages == cal.multilingual.languages == langs
+    for i, l in enumerate(langs):
+        assert set(cal.text.ids[l]) <= calibration_ids  # calibration split, never the evaluation one
+        assert set(cal.pooled_text.ids[l]) <= set(cal.text.ids[l])  # the pooled share is part of the same text
+        assert cal.text.tokens[l] >= 900 and cal.pooled_text.tokens[l] >= 300
+    own, pooled = cal.profile.tokens, cal.multilingual.tokens
+    # the target-language ranking of one language and the pooled rankings see about the same number of tokens
+    # (up to one passage a language: UDHR paragraphs are long here; pooling all of it would be 3 times as many)
+    assert 0.7 < pooled.sum() / own.mean() < 1.7
+    assert cal.importance.tokens == pooled.sum()  # importances on exactly the pooled tokens
+    exp = app.Experiment(lm, part, cal.profile, _evalset(langs, 3), cal.importance, store, batch_size=4,
+                         multilingual=cal.multilingual)
+    multi = exp.ranking("multilingual")
+    assert np.array_equal(multi.scores, cal.multilingual.frequencies().mean(axis=0))
+    assert not np.array_equal(multi.scores, cal.profile.frequencies().mean(axis=0))
+    assert np.array_equal(exp.ranking("language", "fra").scores, cal.profile.frequencies()[1])
+    assert np.array_equal(exp.levels(), cal.multilingual.frequencies().mean(axis=0))
+    table = cal.table()
+    assert list(table["tokens"]) == [cal.text.tokens[l] for l in langs]
+    assert list(table["pooled_tokens"]) == [cal.pooled_text.tokens[l] for l in langs]
+    text = cal.describe()
+    assert "equal budgets" in text and f"{int(pooled.sum()):,} tokens in all" in text
+    with pytest.raises(ValueError, match="budget"):
+        app.in_domain_calibration(lm, part, langs, budget=0, prefer=("udhr",), store=store)
+
+
+def test_the_fields_per_layer_rules_run_in_the_experiment_at_the_uniform_budget(exp):
+    uniform = exp.plan("multilingual", 0.5)
+    for rule in ("owl", "crosslingual"):
+        plan = exp.plan("multilingual", 0.5, rule)
+        assert plan.dropped_per_layer.sum() == uniform.dropped_per_layer.sum() and plan.allocation == rule
+        assert np.abs(plan.layer_rates - 0.5).max() <= exp.max_deviation + 1e-9
+    assert exp.layer_scores("owl").shape == (exp.partition.n_layers,)
+    np.testing.assert_allclose(exp.layer_scores("crosslingual"),
+                               prune.crosslingual_correlation(exp.profile.frequencies()))
+    cells, tests = app.allocation_comparison(exp, app.run_grid(exp, app.Grid(rates=(0.5,), methods=("multilingual",),
+                                                                              allocations=("uniform", "owl"),
+                                                                              baseline=None)),
+                                             rules=("owl",), methods=("multilingual",), permutations=99)
+    assert set(cells["rule"]) == {"owl"} and len(tests) == 1
+
+
+def test_median_seed_and_band_known_answer():
+    rows = []
+    for seed, r in zip(range(4), (8.0, 2.0, 32.0, 4.0)):  # geometric means over the two languages: 8, 2, 32, 4
+        rows += [{"method": "random", "rate": 0.3, "allocation": "uniform", "seed": seed, "language": l,
+                  "ratio": r * f} for l, f in (("a", 2.0), ("b", 0.5))]
+    table = pd.DataFrame(rows)
+    assert app.median_seed(table, 0.3) == 3  # sorted 2 (seed 1), 4 (seed 3), 8 (seed 0), 32: the lower median
+    assert app.median_seed(table[table.seed != 2], 0.3) == 3  # 2, 4, 8: the middle one
+    assert app.median_seed(table, 0.1) is None
+    band = app.random_band(table).iloc[0]
+    assert (band.seeds, band.median_seed) == (4, 3)
+    assert (band["lowest"], band["median"], band["highest"]) == pytest.approx((2.0, 4.0, 32.0))
+
+
+def test_combined_tests_correct_one_family():
+    a = pd.DataFrame({"p_value": [0.01, 0.04], "p_adjusted": [0.02, 0.04]})
+    b = pd.DataFrame({"p_value": [0.03], "p_adjusted": [0.03]})
+    both = app.combined_tests(a, b)
+    np.testing.assert_allclose(both.p_adjusted, stats.holm(np.array([0.01, 0.04, 0.03])))

@@ -53,7 +53,7 @@ def test_tables_name_columns_the_tables_have():
                                         "rate": 0.3, "ratio": 0.9, "low": 0.8, "high": 1.0, "wins_beyond_noise": 1,
                                         "losses_beyond_noise": 0, "p_value": 0.25, "p_adjusted": 0.5}]))
     assert set(pruning.TABLES["tests_over_languages"]["columns"]) <= set(tests.columns)
-    assert set(pruning.TABLES) == {"calibration_text", "evaluation_text", "tests_over_languages"}
+    assert set(pruning.TABLES) == {"calibration_text", "calibration_check", "evaluation_text", "tests_over_languages"}
 
 
 def _facts(**changes) -> dict:

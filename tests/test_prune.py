@@ -457,3 +457,49 @@ def test_cli_prune_saves_a_smaller_model(tmp_path, monkeypatch, capsys):
         assert main(["prune", *bad, "--output", str(tmp_path / "x")]) == 1
         assert "error:" in capsys.readouterr().err
     assert not calls and not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------ the field's per-layer rules (OWL, cross-lingual)
+def test_scored_counts_meet_the_budget_exactly_within_bounds():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        L, E = int(rng.integers(2, 30)), int(rng.integers(4, 128))
+        rate = float(rng.choice([0.05, 0.1, 0.2, 0.3, 0.5]))
+        dev = float(rng.choice([0.05, 0.1, 0.2]))
+        score = rng.normal(size=L)
+        n = prune.scored_counts(score, rate, E, dev)
+        total = L * math.floor(rate * E + 0.5)  # the uniform plan: p x E rounded half up
+        assert n.sum() == total
+        assert (n >= np.ceil((rate - dev) * E - 1e-9)).all() and (n <= np.floor((rate + dev) * E + 1e-9)).all()
+        # the order follows the score (up to rounding: a higher score never drops 2+ fewer experts)
+        order = np.argsort(score)
+        assert (np.diff(n[order]) >= -1).all()
+    assert (prune.scored_counts(np.ones(5), 0.3, 64) == round(0.3 * 64)).all()  # all equal: the uniform plan
+
+
+def test_outlier_ratios_and_crosslingual_correlation_known_answers():
+    scores = np.ones((2, 100))
+    scores[0, :7] = 10.0  # 7 neurons of layer 0 above 5 x its mean (mean 1.63); layer 1 has none
+    assert prune.outlier_ratios(scores).tolist() == [0.07, 0.0]
+    f = np.zeros((3, 2, 6))
+    f[:, 0] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # layer 0: every language uses the experts alike
+    f[0, 1], f[1, 1], f[2, 1] = [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]  # layer 1: each its own
+    c = prune.crosslingual_correlation(f)
+    assert c[0] == pytest.approx(1.0) and c[1] == pytest.approx(-0.2)
+    with pytest.raises(ValueError, match="two languages"):
+        prune.crosslingual_correlation(f[:1])
+
+
+def test_owl_prunes_the_outlier_layer_less_and_crosslingual_the_shared_layer_more():
+    L, E = 4, 16
+    ranking = prune.random_ranking(L, E, seed=0)
+    owl = prune.prune_plan(ranking, 0.25, "owl", layer_scores=np.array([0.0, 0.1, 0.0, 0.0]), max_deviation=0.2)
+    cross = prune.prune_plan(ranking, 0.25, "crosslingual", layer_scores=np.array([0.9, 0.1, 0.1, 0.1]),
+                             max_deviation=0.2)
+    for plan in (owl, cross):
+        assert plan.dropped_per_layer.sum() == L * round(0.25 * E)
+    assert owl.dropped_per_layer[1] == owl.dropped_per_layer.min() < owl.dropped_per_layer[0]
+    assert cross.dropped_per_layer[0] == cross.dropped_per_layer.max() > cross.dropped_per_layer[1]
+    assert owl.spec["layer_scores"] != cross.spec["layer_scores"]
+    with pytest.raises(ValueError, match="layer_scores"):
+        prune.prune_plan(ranking, 0.25, "owl")

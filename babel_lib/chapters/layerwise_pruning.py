@@ -27,6 +27,9 @@ TABLES: dict[str, dict] = {
         "caption": "Per-layer rule / uniform over languages (exact sign-flip; Holm over the chapter's tests)"},
 }
 #: The findings' sentence over every comparison, by the verdict word of ``layerwise``.
+#: The per-layer rules the paper's claim stands for (ours: its formula is not published); the others are the
+#: field's rules, baselines at the same budget (OWL; cross-lingual correlation in the spirit of M-Wanda).
+OUR_RULES = ("layerwise", "entropy")
 VERDICT_WORDS = {
     "reproduced": "A per-layer rule beats the uniform rate at every rate tested for at least one ranking, after "
                   "correction.",
@@ -41,8 +44,9 @@ def findings_layerwise(tests: pd.DataFrame, cells: pd.DataFrame, rates_table: pd
     """The facts chapter 09 quotes: per (method, rule) the rates at which the rule beats uniform
     over languages (Holm-adjusted p < alpha and ratio < 1) and at which it is worse; text per
     rule; cells decided each way; the largest |layer rate - rate| of each rule; a suggested
-    verdict word (rule: 'reproduced' when some per-layer rule beats uniform at every rate for
-    some method, 'partly reproduced' when at some rates, else 'not reproduced').
+    verdict word (rule: 'reproduced' when one of :data:`OUR_RULES` beats uniform at every rate for
+    some method, 'partly reproduced' when at some rates, else 'not reproduced'; the field's rules,
+    OWL and cross-lingual, are baselines and do not enter the word).
 
     Keys: tests, cells, cells_better, cells_worse; methods, rules, rates (lists); per (rule r,
     method m): r_m_better_rates / r_m_worse_rates / r_m_text (the tests, per rate) and
@@ -70,7 +74,8 @@ def findings_layerwise(tests: pd.DataFrame, cells: pd.DataFrame, rates_table: pd
             f"rate {r:g}: better in {int((g['decision'] == 'beats uniform').sum())}, worse in "
             f"{int((g['decision'] == 'worse than uniform').sum())} of {len(g)} languages"
             for r, g in c.groupby("rate")) if len(c) else "none"
-        words.append(claim_word(list(good)))
+        if rule in OUR_RULES:
+            words.append(claim_word(list(good)))
     out["verdict_layerwise"] = ("reproduced" if "reproduced" in words else
                                 "partly reproduced" if "partly reproduced" in words else "not reproduced")
     if rates_table is not None and len(rates_table):
@@ -88,15 +93,21 @@ def findings_layerwise(tests: pd.DataFrame, cells: pd.DataFrame, rates_table: pd
 def verdicts_layerwise(f: dict) -> list[dict]:
     """Chapter 09's verdict row ('layerwise') from :func:`findings_layerwise`'s facts."""
 
+    ours = [r for r in f["rules"] if r in OUR_RULES]
+    field = [r for r in f["rules"] if r not in OUR_RULES]
     parts = [f"{RULE_LABELS.get(rule, rule)} against uniform, {METHOD_LABELS.get(m, m)} ranking: "
-             f"{f[f'{rule}_{m}_text']}" for m in f["methods"] for rule in f["rules"] if f"{rule}_{m}_text" in f]
+             f"{f[f'{rule}_{m}_text']}" for m in f["methods"] for rule in ours if f"{rule}_{m}_text" in f]
     better = sum(f.get(f"{rule}_{m}_better_rates", 0) for m in f["methods"] for rule in f["rules"])
+    baselines = "".join(
+        f" The field's rule {RULE_LABELS.get(rule, rule)} (a baseline at the same budget, {METHOD_LABELS.get(m, m)} "
+        f"ranking): {f[f'{rule}_{m}_text']}." for m in f["methods"] for rule in field if f"{rule}_{m}_text" in f)
     return [row(
         "layerwise", "; ".join(parts) + ".",
         f"{strength_words(better, f['tests'])}: geometric-mean ratio over languages with the interval that inverts "
         f"the exact sign-flip tests over languages, Holm over the chapter's {f['tests']} tests ({better} significant "
         f"in favour of a per-layer rule); {f['cells_better']} of {f['cells']} language cells better than uniform "
-        f"beyond noise, {f['cells_worse']} worse. The rules are ours: the paper's formula is not published.",
+        f"beyond noise, {f['cells_worse']} worse. The two rules the verdict rests on are ours (the paper's formula is "
+        f"not published).{baselines}",
         f["verdict_layerwise"])]
 
 
@@ -165,10 +176,23 @@ def findings_text(f: dict, max_deviation: float) -> str:
 - **In all.** {f['cells_better']} of {f['cells']} (ranking, rule, rate, language) cells are better than the uniform plan
   beyond noise and {f['cells_worse']} worse. {VERDICT_WORDS[f['verdict_layerwise']]}
 - **The same budget.** The largest difference in measured sparsity between a rule's plan and the uniform plan is
-  {f['sparsity_gap']:.4f}. Layer rates at the highest overall rate: layer-wise {f['layerwise_range']}; entropy rule
-  {f['entropy_range']} (largest departure from the overall rate {f['layerwise_max_deviation']:.2f} and
-  {f['entropy_max_deviation']:.2f}).
-- **Strength of evidence.** Two rules of ours at `max_deviation` = {max_deviation:g}, rates {rates},
+  {f['sparsity_gap']:.4f}. Layer rates at the highest overall rate: {_ranges(f)}.
+- **Strength of evidence.** {_rules_words(f)}, each at `max_deviation` = {max_deviation:g}, rates {rates},
   {f['tests']} tests over languages, Holm-corrected; one small model and one partition. Other rules or bounds may
   rank differently: the paper's formula is not published.
 """
+
+
+def _ranges(f: dict) -> str:
+    return "; ".join(f"{RULE_LABELS.get(r, r)} {f[f'{r}_range']} (largest departure from the overall rate "
+                     f"{f[f'{r}_max_deviation']:.2f})" for r in f["rules"] if f"{r}_range" in f)
+
+
+def _rules_words(f: dict) -> str:
+    ours = [r for r in f["rules"] if r in OUR_RULES]
+    field = [r for r in f["rules"] if r not in OUR_RULES]
+    words = f"{len(ours)} rule{'s' if len(ours) != 1 else ''} of ours (the verdict's)"
+    if field:
+        words += (f" and {len(field)} of the field's as baselines ("
+                  + ", ".join(RULE_LABELS.get(r, r) for r in field) + ")")
+    return words

@@ -17,8 +17,19 @@ from babel_lib.interventions.applications import (METHOD_LABELS, cells_text, cla
 
 #: The chapter's tables: ``plots.table`` arguments by table name.
 TABLES: dict[str, dict] = {
-    "calibration_text": {"columns": app.CALIBRATION_TEXT_COLUMNS, "formats": {"tokens_per_character": "{:.2f}"},
-                         "caption": "Calibration text per language (ranks the experts)"},
+    "calibration_text": {"columns": {"name": "Language", "corpus": "Corpus", "text": "Text", "passages": "Passages",
+                                     "tokens": "Tokens (own ranking)", "pooled_passages": "Pooled passages",
+                                     "pooled_tokens": "Tokens (pooled rankings)"},
+                         "caption": "In-domain calibration text per language: what its own ranking reads, and its "
+                                    "share of what the pooled rankings read"},
+    "calibration_check": {
+        "columns": {"calibration": "Calibration", "rate": "Rate", "against_label": "Target language against",
+                    "ratio": "Ratio", "low": "Low", "high": "High", "p_value": "p", "p_adjusted": "p (Holm)"},
+        "formats": {"rate": "{:g}", "ratio": "{:.3g}", "low": "{:.3g}", "high": "{:.3g}", "p_value": "{:.4f}",
+                    "p_adjusted": "{:.4f}"},
+        "caption": "The headline comparison under two calibrations: in domain at equal budgets (the chapter's), and "
+                   "the cross-domain check (UDHR calibration, the pooled rankings reading every language's text; Holm "
+                   "within each calibration's own tests)"},
     "evaluation_text": app.EVALUATION_TEXT_TABLE,
     "tests_over_languages": {
         "columns": {"rate": "Rate", "against_label": "Target language against", "ratio": "Ratio", "low": "Low",
@@ -38,8 +49,25 @@ RANDOM_WORDS = {"reproduced": "The paper’s claim holds at every rate tested, b
                 "not testable here": "Random pruning was not run."}
 
 
+def calibration_table(tests: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
+    """The target language against the best language-agnostic ranking under both calibrations, one row per
+    calibration and rate (from :func:`babel_lib.interventions.applications.language_tests`' rows)."""
+    parts = []
+    for name, t in ((IN_DOMAIN, tests), (CROSS_DOMAIN, cross)):
+        own = t[(t["method"] == "language") & (t["against"] == "best agnostic")]
+        parts.append(app.labelled(own).assign(calibration=name))
+    return pd.concat(parts, ignore_index=True)
+
+
+#: The two calibrations' names in tables and prose.
+IN_DOMAIN = "in domain, equal budgets"
+CROSS_DOMAIN = "UDHR (cross-domain check)"
+
+
 def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None, matrix: dict | None = None,
-                     alpha: float = 0.05, allocation: str = "uniform", cells: pd.DataFrame | None = None) -> dict:
+                     alpha: float = 0.05, allocation: str = "uniform", cells: pd.DataFrame | None = None,
+                     cross: pd.DataFrame | None = None, cross_tokens: tuple[int, int] | None = None,
+                     random_grid: pd.DataFrame | None = None, random_cells: pd.DataFrame | None = None) -> dict:
     """The facts chapter 08 quotes (plain numbers and short strings).
 
     Keys: languages, rates, methods, tokens_min / tokens_max, passages_min / passages_max, sparsity
@@ -61,7 +89,17 @@ def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None
     vs_<a>_better_text / vs_<a>_worse_text (which languages, per rate); verdict_beats_random /
     verdict_beats_dense (suggested verdict words: rules below); from the cross-language summary
     (:func:`cross_language_matrix`): matrix_* numbers, own_best, own_best_beyond_noise,
-    matrix_languages, own_best_names, own_best_beyond_noise_names, matrix_names.
+    matrix_languages, own_best_names, own_best_beyond_noise_names, matrix_names; from ``cross`` (the
+    cross-domain check's :func:`language_tests`, UDHR calibration): cross_tests (text per rate),
+    cross_significant / cross_worse / cross_rates (as tests_best_agnostic_*), cross_best_agnostic;
+    ``cross_tokens`` (tokens of one language's own ranking, tokens of the pooled rankings there):
+    cross_own_tokens, cross_pooled_tokens, cross_budget_ratio; ``random_grid``: the grid of the random
+    band (random seeds and the target-language ranking on a shorter prefix of the evaluation text,
+    :func:`babel_lib.interventions.applications.run_grid` with baseline 'random'): random_seeds,
+    random_range (lowest-highest seed per rate), random_median (the median seed's ratio per rate),
+    beats_random_language / random_cells (target-language cells better than the median seed beyond
+    noise), random_tokens_min / random_tokens_max. Without it these come from ``grid_table``.
+    ``random_cells``: :func:`comparison_cells` of the random band's experiment (added to ``cells``).
 
     Only the rows of ``allocation`` count (chapter 08: one uniform rate). Keys with spaces in the
     ``against`` name use underscores ('best agnostic' -> tests_best_agnostic).
@@ -103,13 +141,21 @@ def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None
     out["median_ratio"] = "; ".join(
         f"rate {r:g}: " + ", ".join(f"{METHOD_LABELS.get(m, m)} {ratio_text(med[(r, m)])}" for m in out["methods"]
                                    if (r, m) in med.index) for r in out["rates"])
-    rnd = g[g["method"] == "random"]
-    out["random_seeds"] = int(rnd["seed"].nunique()) if len(rnd) else 0
-    if len(rnd):
-        per_seed = rnd.assign(lr=np.log(rnd["ratio"])).groupby(["rate", "seed"])["lr"].mean()
-        out["random_range"] = "; ".join(
-            f"rate {r:g}: {ratio_text(math.exp(v.min()))}-{ratio_text(math.exp(v.max()))}"
-            for r, v in per_seed.groupby(level="rate"))
+    rg = grid_table if random_grid is None else random_grid
+    band = app.random_band(rg, allocation)
+    out["random_seeds"] = int(band["seeds"].max()) if len(band) else 0
+    if len(band):
+        out["random_range"] = "; ".join(f"rate {b.rate:g}: {ratio_text(b.lowest)}-{ratio_text(b.highest)}"
+                                        for b in band.itertuples())
+        out["random_median"] = "; ".join(f"rate {b.rate:g}: {ratio_text(b.median)} (seed {b.median_seed})"
+                                         for b in band.itertuples())
+    own_r = rg[(rg["method"] == "language") & (rg["allocation"] == allocation)]
+    out["random_cells"] = int(len(own_r))
+    out["beats_random_language"] = int(own_r["baseline_decision"].astype(str).str.startswith("beats").sum()) \
+        if "baseline_decision" in own_r else 0
+    rd = rg[rg["method"] == "dense"]
+    out["random_tokens_min"], out["random_tokens_max"] = (int(rd["tokens"].min()), int(rd["tokens"].max())) \
+        if len(rd) else (0, 0)
     if tests is not None and not tests.empty:
         tests = tests[tests["allocation"] == allocation]
         out["n_tests"] = int(len(tests))
@@ -129,6 +175,8 @@ def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None
             if len(t) else "not testable here"
     else:
         out["verdict_beats_random"] = "not testable here"
+    if random_cells is not None and not random_cells.empty:
+        cells = random_cells if cells is None or cells.empty else pd.concat([cells, random_cells], ignore_index=True)
     if cells is not None and not cells.empty:
         own = cells[(cells["method"] == "language") & (cells["allocation"] == allocation)]
         for against, c in own.groupby("against", sort=False):
@@ -143,6 +191,17 @@ def findings_pruning(grid_table: pd.DataFrame, tests: pd.DataFrame | None = None
                     f"rate {r:g}: {names_text(rows.loc[np.isclose(rows['rate'], r), 'language'])}"
                     for r in sorted(set(c["rate"])))
     out["verdict_beats_dense"] = "reproduced" if len(winners) else "not reproduced"
+    if cross is not None and not cross.empty:
+        t = cross[(cross["method"] == "language") & (cross["against"] == "best agnostic")]
+        out["cross_tests"] = tests_text(t) if len(t) else "not run"
+        out["cross_significant"] = int(((t["p_adjusted"] < alpha) & (t["ratio"] < 1)).sum())
+        out["cross_worse"] = int(((t["p_adjusted"] < alpha) & (t["ratio"] > 1)).sum())
+        out["cross_rates"] = int(len(t))
+        out["cross_best_agnostic"] = "; ".join(f"rate {r.rate:g}: {METHOD_LABELS.get(r.against_method, r.against_method)}"
+                                               for r in t.itertuples()) or "not run"
+    if cross_tokens is not None:
+        out["cross_own_tokens"], out["cross_pooled_tokens"] = int(cross_tokens[0]), int(cross_tokens[1])
+        out["cross_budget_ratio"] = cross_tokens[1] / max(cross_tokens[0], 1)
     if matrix:
         out.update({f"matrix_{k}": v for k, v in matrix.items() if not isinstance(v, list)})
         out["own_best"] = matrix["own_best"]
@@ -164,13 +223,16 @@ def verdicts_pruning(f: dict) -> list[dict]:
     sig, total = f.get("tests_random_significant", 0), f.get("tests_random_rates", 0)
     rows.append(row(
         "beats_random",
-        f"Target-language frequency ranking against random pruning ({f.get('random_seeds', 0)} seeds, geometric "
-        f"mean), over {n} languages: {f.get('tests_random', 'not run')}.",
-        f"{strength_words(sig, total)}: {text}; {f.get('beats_random_language', 0)} of {f.get('cells_language', 0)} "
+        f"Target-language frequency ranking against random pruning (the median of {f.get('random_seeds', 0)} seeds), "
+        f"over {n} languages: {f.get('tests_random', 'not run')}.",
+        f"{strength_words(sig, total)}: {text}; the random comparison on the first "
+        f"{f.get('random_tokens_min', 0):,}-{f.get('random_tokens_max', 0):,} tokens of that text; "
+        f"{f.get('beats_random_language', 0)} of {f.get('random_cells', 0)} "
         f"language-rate cells better than random beyond noise; exact sign-flip tests over languages, Holm over the "
-        f"chapter's {f.get('n_tests', 0)} tests. Random pruning is a weak baseline: against the best language-agnostic "
-        f"ranking ({f.get('best_agnostic', 'not run')}) the target-language ranking gives "
-        f"{f.get('tests_best_agnostic', 'not run')}.",
+        f"chapter's {f.get('n_tests', 0)} tests; every ranking calibrated in domain at equal budgets. Random pruning "
+        f"is a weak baseline: against the best language-agnostic ranking ({f.get('best_agnostic', 'not run')}) the "
+        f"target-language ranking gives {f.get('tests_best_agnostic', 'not run')}"
+        + (f"; with the cross-domain UDHR calibration: {f['cross_tests']}" if "cross_tests" in f else "") + ".",
         f["verdict_beats_random"]))
     won = f.get("beats_dense_language", 0)
     rows.append(row(
@@ -204,6 +266,27 @@ def ratio_to_dense_chart(grid: pd.DataFrame, methods: list[str]) -> alt.FacetCha
                  alt.Tooltip("bits_per_char:Q", format=".3f"), "corpus:N", "tokens:Q"])
 
 
+def random_band_chart(random_grid: pd.DataFrame) -> alt.LayerChart:
+    """The random seeds' band (lowest to highest geometric-mean ratio to dense over languages, per rate), the
+    median seed and the target-language ranking on the same text. random_grid: the random band's
+    :func:`babel_lib.interventions.applications.run_grid` rows."""
+    band = app.random_band(random_grid)
+    own = random_grid[random_grid["method"] == "language"]
+    own = own.assign(lr=np.log(own["ratio"])).groupby("rate", as_index=False)["lr"].mean()
+    own = own.assign(ratio=np.exp(own["lr"]), line="target-language frequency")
+    med = band.assign(ratio=band["median"], line="random, median seed")
+    title = "Perplexity / unpruned (geometric mean over languages)"
+    y = alt.Y("ratio:Q", scale=alt.Scale(type="log"), title=title)
+    x = alt.X("rate:Q", title="Rate (share of every layer's experts dropped)")
+    area = alt.Chart(band).mark_area(opacity=0.25, color="#888").encode(
+        x=x, y=alt.Y("lowest:Q", scale=alt.Scale(type="log"), title=title), y2="highest:Q",
+        tooltip=["rate:Q", "seeds:Q", alt.Tooltip("lowest:Q", format=".3g"), alt.Tooltip("highest:Q", format=".3g")])
+    lines = alt.Chart(pd.concat([med[["rate", "ratio", "line"]], own[["rate", "ratio", "line"]]])).mark_line(
+        point=True).encode(x=x, y=y, color=alt.Color("line:N", title=None, legend=alt.Legend(orient="bottom")),
+                           tooltip=["line:N", "rate:Q", alt.Tooltip("ratio:Q", format=".3g")])
+    return (area + lines).properties(width=520, height=260, title="Random pruning: every seed's band and the median")
+
+
 def target_vs_agnostic_chart(cells: pd.DataFrame, grid: pd.DataFrame) -> alt.FacetChart:
     """The target-language model's perplexity ratio to each other ranking's model per language (random
     pruning left out), a panel per rate. cells: :func:`babel_lib.interventions.applications.comparison_cells`'s
@@ -233,6 +316,21 @@ def cross_language_chart(matrix: pd.DataFrame, summary: dict, rate: float) -> al
                  alt.Tooltip("high:Q", format=".3f"), "decision:N", alt.Tooltip("ratio_dense:Q", format=".3f")])
 
 
+def _cross_sentence(f: dict) -> str:
+    if "cross_tests" not in f:
+        return "The cross-domain check was not run."
+    budget = (f" (about {f['cross_own_tokens']:,} tokens for a language's own ranking against {f['cross_pooled_tokens']:,} "
+              f"for the pooled ones, {f['cross_budget_ratio']:.1f} times as many)" if "cross_budget_ratio" in f else "")
+    same = (f["cross_significant"] == f["tests_best_agnostic_significant"] and
+            f["cross_worse"] == f["tests_best_agnostic_worse"])
+    return (f"The cross-domain check calibrates on the UDHR as the first edition of this chapter did{budget}: there "
+            f"the target language against the best agnostic ranking ({f['cross_best_agnostic']}) gives "
+            f"{f['cross_tests']}; better at {f['cross_significant']} and worse at {f['cross_worse']} of "
+            f"{f['cross_rates']} rates. "
+            + ("The conclusion is the same under both calibrations." if same else
+               "The two calibrations disagree: the conclusion depends on the calibration text."))
+
+
 def findings_text(f: dict) -> str:
     """Chapter 08's findings in Markdown, from :func:`findings_pruning`'s facts."""
     winners = ": " + f["beats_dense_cells"] if f["beats_dense_language"] else ""
@@ -243,14 +341,18 @@ def findings_text(f: dict) -> str:
     rates = " and ".join(f"{r:g}" for r in f["rates"])
     return f"""
 - **The pruned models.** Experts dropped: {f['sparsity']} (every layer the same share: p x E rounded). Median
-  perplexity ratio to the unpruned model over languages: {f['median_ratio']}. Random pruning varies with its seed:
-  the geometric mean over languages runs {f['random_range']} across the {f['random_seeds']} seeds.
+  perplexity ratio to the unpruned model over languages: {f['median_ratio']}. Random pruning varies with its seed
+  (evaluated on the first {f['random_tokens_min']:,}-{f['random_tokens_max']:,} tokens of each language's text): the
+  geometric mean over languages runs {f['random_range']} across the {f['random_seeds']} seeds; every comparison
+  with random uses the median seed ({f['random_median']}).
 - **Target language against the best language-agnostic ranking** (the headline): {f['tests_best_agnostic']}.
   The target-language ranking is better over languages at {f['tests_best_agnostic_significant']} of
   {f['tests_best_agnostic_rates']} rates and worse at {f['tests_best_agnostic_worse']} (Holm-adjusted p < 0.05).
   Language by language (paired intervals) it is better in {f['vs_best_agnostic_better']} of
   {f['vs_best_agnostic_cells']} language-rate cells ({f['vs_best_agnostic_better_text']}) and worse in
   {f['vs_best_agnostic_worse']} ({f['vs_best_agnostic_worse_text']}).
+- **Does the calibration decide it?** Every ranking above was calibrated in domain (the calibration split of the
+  corpus each language is evaluated on) at equal budgets. {_cross_sentence(f)}
 - **Target language against the multilingual frequency** (the same statistic without the language):
   {f['tests_multilingual']}; better in {f['vs_multilingual_better']} and worse in {f['vs_multilingual_worse']} of
   {f['vs_multilingual_cells']} cells.

@@ -57,15 +57,32 @@ def static_plan(exp: Experiment, language: str, keep: float) -> prune.PrunePlan:
     return exp.plan("language", 1.0 - float(keep), "uniform", language=language)
 
 
+def trained_routers(exp: Experiment, keep_fractions, seqs: list[list[int]], seed: int = 0,
+                    **train) -> dict[float, routing.TrainedRouter]:
+    """MoEfication's trained router for each keep fraction f (:func:`babel_lib.interventions.routing.train_router`:
+    a small MLP per layer trained on the dense model's FFN inputs over ``seqs``, calibration text, to predict
+    each token's top m experts, m the static set's size at f). {f: router}."""
+    E = exp.partition.n_experts
+    out = {}
+    for keep in keep_fractions:
+        m = int(E - static_plan(exp, exp.targets[0], keep).dropped_per_layer[0])
+        out[float(keep)] = routing.train_router(exp.lm, exp.partition, seqs, top_k_fraction=m / E,
+                                                batch_size=exp.batch_size, seed=seed, **train)
+    return out
+
+
 def sparse_activation(exp: Experiment, keep_fractions=(0.75, 0.5), router_features: str = "gate",
-                      oracle: bool = False, languages: list[str] | None = None) -> pd.DataFrame:
+                      oracle: bool = False, languages: list[str] | None = None,
+                      trained: dict[float, routing.TrainedRouter] | None = None) -> pd.DataFrame:
     """Static high-frequency sets vs the centroid router at equal compute, per keep fraction.
 
     For each keep fraction f and language: 'static' (:func:`static_plan`, m = the experts it keeps
     per layer) and 'router' (per token the centroid router's top m experts of each layer,
     :func:`babel_lib.interventions.routing.routed_condition`: the same number of experts per token and layer;
     masked, so it shows quality, not speed), optionally 'oracle' (each token's top m experts by
-    sum|a|: needs every neuron computed, an upper bound). Rows: selector, keep, experts (m),
+    sum|a|: needs every neuron computed, an upper bound) and, with ``trained`` ({f: router},
+    :func:`trained_routers`), 'trained' (that router's top m experts per token, masked like the
+    centroid router). Rows: selector, keep, experts (m),
     experts_per_layer (E), language, corpus, perplexity, bits_per_char, ratio / low / high /
     decision against dense, and for the router and oracle vs_static_ratio / _low / _high /
     _decision (router / static: 'beats static' when the router is better beyond noise).
@@ -84,6 +101,9 @@ def sparse_activation(exp: Experiment, keep_fractions=(0.75, 0.5), router_featur
         static = {l: exp.results(exp.condition(plans[l]), [l])[l] for l in langs}
         per_token = {"router": exp.results(routing.routed_condition(exp.lm, exp.partition, router, fraction,
                                                                   f"router {m}/{E}"), langs)}
+        if trained is not None:
+            per_token["trained"] = exp.results(routing.routed_condition(exp.lm, exp.partition, trained[float(keep)],
+                                                                      fraction, f"trained router {m}/{E}"), langs)
         if oracle:
             per_token["oracle"] = exp.results(routing.oracle_condition(exp.lm, exp.partition, fraction,
                                                                      f"oracle {m}/{E}"), langs)
@@ -237,10 +257,12 @@ def sparse_tests(sparse: pd.DataFrame, seed: int = 0, permutations: int = stats.
 
 
 def router_recall(exp: Experiment, keep_fractions=(0.75, 0.5), top_k_fraction: float | None = None,
-                  router_features: str = "gate", languages: list[str] | None = None) -> pd.DataFrame:
+                  router_features: str = "gate", languages: list[str] | None = None,
+                  trained: dict[float, routing.TrainedRouter] | None = None) -> pd.DataFrame:
     """Recall of each token's oracle top-k experts by the centroid router and by the language's
     static sets (:func:`babel_lib.interventions.routing.router_recall` on each language's evaluation windows;
-    one dense pass per language). Adds a language column."""
+    one dense pass per language); with ``trained``, each trained router's recall at its own k (one more
+    pass per router and language). Adds a language column."""
     langs = [l for l in (exp.targets if languages is None else languages) if l in exp.profile.languages]
     router = routing.CentroidRouter.build(exp.lm.model, exp.partition, features=router_features)
     k = top_k_fraction or exp.profile.definitions.get("top_k_fraction", 0.2)
@@ -250,6 +272,11 @@ def router_recall(exp: Experiment, keep_fractions=(0.75, 0.5), top_k_fraction: f
         r = routing.router_recall(exp.lm, exp.partition, router, exp.windows()[l].input_ids,
                                 sorted({float(k), *[float(q) for q in keep_fractions]}), exp.batch_size, static=static)
         frames.append(r.assign(language=l))
+        for keep, tr in (trained or {}).items():
+            E = exp.partition.n_experts
+            m = int(E - static[f"static {keep:g}"].dropped_per_layer[0])
+            frames.append(routing.router_recall(exp.lm, exp.partition, tr, exp.windows()[l].input_ids, m / E,
+                                                exp.batch_size).assign(language=l))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -338,13 +365,14 @@ def findings_sparse(quality: pd.DataFrame, sparse: pd.DataFrame | None = None, s
         router = tests[(tests["selector"] == "router") & (tests["against"] == "static")]
         out["router_better_keeps"] = int(((router["p_adjusted"] < alpha) & (router["ratio"] < 1)).sum())
         out["router_worse_keeps"] = int(((router["p_adjusted"] < alpha) & (router["ratio"] > 1)).sum())
-        oracle = tests[(tests["selector"] == "oracle") & (tests["against"] == "static")]
-        if len(oracle):
-            out["oracle_better_keeps"] = int(((oracle["p_adjusted"] < alpha) & (oracle["ratio"] < 1)).sum())
-            out["oracle_worse_keeps"] = int(((oracle["p_adjusted"] < alpha) & (oracle["ratio"] > 1)).sum())
+        for sel in ("oracle", "trained"):
+            t = tests[(tests["selector"] == sel) & (tests["against"] == "static")]
+            if len(t):
+                out[f"{sel}_better_keeps"] = int(((t["p_adjusted"] < alpha) & (t["ratio"] < 1)).sum())
+                out[f"{sel}_worse_keeps"] = int(((t["p_adjusted"] < alpha) & (t["ratio"] > 1)).sum())
     if recall is not None and len(recall):
         for r in recall.itertuples():
-            who = "router" if r.selector == "centroid router" else slug(r.selector)
+            who = {"centroid router": "router", "trained router": "trained"}.get(r.selector, slug(r.selector))
             out[f"recall_{who}_{r.top_k_fraction:g}"] = (f"{r.recall:.2f} (layers {r.lowest_layer:.2f}-"
                                                          f"{r.highest_layer:.2f}; chance {r.chance:.2f})")
     if speed is not None and len(speed):
@@ -366,10 +394,13 @@ def verdicts_sparse(f: dict) -> list[dict]:
                      f"layer (keep {keep:g}): perplexity {f[f'static_{keep:g}']} of dense, {speed}")
     router = "; ".join(f"router at keep {k:g}: {f[f'test_router_static_{k:g}']} against the static set"
                        for k in f["keeps"] if f"test_router_static_{k:g}" in f)
+    trained = "; ".join(f"trained router at keep {k:g}: {f[f'test_trained_static_{k:g}']} against the static set"
+                        for k in f["keeps"] if f"test_trained_static_{k:g}" in f)
     return [row(
         "sparse_activation",
         "The static high-frequency set (target-language pruning at inference): " + "; ".join(parts) + "."
-        + (f" Per-token centroid routing at equal compute: {router}." if router else ""),
+        + (f" Per-token centroid routing at equal compute: {router}." if router else "")
+        + (f" MoEfication's trained router at equal compute: {trained}." if trained else ""),
         f"{f.get('languages', '?')} languages; our threshold for comparable: a geometric-mean perplexity ratio of at "
         f"most {f['comparable']:g} with its interval; intervals over languages from paired passage ratios; timings "
         f"interleaved on a shared CPU ({f.get('noisy_timings', 0)} of {len(f['keeps'])} noisy). "
@@ -402,20 +433,26 @@ def speed_sentence(f: dict) -> str:
 
 def per_token_sentence(f: dict) -> str:
     """What the tests say of choosing experts per token at equal compute, from :func:`findings_sparse`'s
-    facts: the centroid router (untrained: MoEfication's similarity rule) and the oracle (each token's
-    true top experts: an upper bound), each against the static set. Nothing about per-token selection
-    in general follows from the untrained router alone."""
+    facts: the centroid router (untrained: MoEfication's similarity rule), the trained router (MoEfication's
+    MLP) and the oracle (each token's true top experts: an upper bound), each against the static set."""
     n = len(f["keeps"])
     if "router_better_keeps" not in f:
         return ""
     text = (f"Against the static set at equal compute (Holm-adjusted p < 0.05): the untrained centroid router is better "
             f"at {f['router_better_keeps']} and worse at {f['router_worse_keeps']} of {n} keep fractions")
+    if "trained_better_keeps" in f:
+        text += (f"; the trained router is better at {f['trained_better_keeps']} and worse at "
+                 f"{f['trained_worse_keeps']} of {n}")
     if "oracle_better_keeps" in f:
         text += (f"; the per-token oracle is better at {f['oracle_better_keeps']} and worse at "
                  f"{f['oracle_worse_keeps']} of {n}")
-        if f["oracle_better_keeps"] and f["router_worse_keeps"]:
+        if f["oracle_better_keeps"] and f["router_worse_keeps"] and "trained_better_keeps" not in f:
             text += (": choosing experts per token can beat the static set, and this router does not; a trained "
                      "router might")
+        elif f["oracle_better_keeps"] and "trained_better_keeps" in f:
+            text += (": the oracle shows what per-token choice can gain; the trained router "
+                     + ("reaches the static set's quality or better at some keep fractions"
+                        if f["trained_better_keeps"] else "does not beat the static set at any keep fraction"))
     return text + "."
 
 
@@ -479,6 +516,13 @@ def _comparable_sentence(word: str, comparable: float) -> str:
             f"give the loss and the speed-up of each).")
 
 
+def _recall_key(f: dict, keep: float) -> str | None:
+    """The findings key of the trained router's recall at keep fraction ``keep`` (its k = m / E), if measured."""
+    k = f.get(f"experts_{keep:g}", 0) / max(f.get("experts_per_layer", 1), 1)
+    key = f"recall_trained_{k:g}"
+    return key if key in f else None
+
+
 def findings_text(f: dict, comparable: float, top_k_fraction: float) -> str:
     """Chapter 10's findings in Markdown, from :func:`findings_sparse`'s facts, our threshold ``comparable`` and
     the profiles' ``top_k_fraction``."""
@@ -488,6 +532,10 @@ def findings_text(f: dict, comparable: float, top_k_fraction: float) -> str:
              f"{f[f'speed_{q:g}']}. Centroid router at equal compute: {f[f'router_{q:g}']} of the unpruned model; "
              f"against the static set {f[f'test_router_static_{q:g}']} (better in {f[f'router_beats_static_{q:g}']}, "
              f"worse in {f[f'router_worse_than_static_{q:g}']} languages beyond noise)."
+             + (f" Trained router: {f[f'trained_{q:g}']} of the unpruned model; against the static set "
+                f"{f[f'test_trained_static_{q:g}']}"
+                + (f", recall of its top {f[f'experts_{q:g}']} {f[_recall_key(f, q)]}" if _recall_key(f, q) else "")
+                + "." if f"trained_{q:g}" in f and f"test_trained_static_{q:g}" in f else "")
              + (f" Oracle: {f[f'oracle_{q:g}']} of the unpruned model." if f"oracle_{q:g}" in f else "")
              for q in f["keeps"]]
     recall, languages, tests = f[f"recall_router_{top_k_fraction:g}"], f["languages"], f["n_tests"]

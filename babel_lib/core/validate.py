@@ -102,7 +102,7 @@ def _boolean(name, value):
 #: Choices of list parameters, named here so that checking them never imports the model stack (a test
 #: holds each equal to the library's own tuple).
 PRUNING_METHODS = ("language", "multilingual", "magnitude", "wanda", "random")  # applications.METHODS
-LAYER_RULES = ("layerwise", "entropy")  # applications.layer_rates, besides "uniform"
+LAYER_RULES = ("layerwise", "entropy", "owl", "crosslingual")  # applications.layer_rates, besides "uniform"
 TUNE_TASKS = ("translate", "to_english", "continue", "repeat")  # instructions.TASKS
 PLACEBO_KINDS = ("plain text", "noise")  # tuning_pair.PLACEBOS
 
@@ -120,12 +120,13 @@ PARAMETER_RULES = {
     "tune_batch_size": _optional(positive_int),
     "tune_learning_rate": _optional(lambda n, v: number(n, v, 0, math.inf, "(]")),
     "loss_examples": positive_int, "loss_max_length": _at_least(2), "answer_examples": positive_int,
-    "answer_batch_size": positive_int, "max_new_tokens": positive_int, "min_tokens": positive_int,
+    "answer_batch_size": positive_int, "max_new_tokens": positive_int, "min_tokens": positive_int, "calibration_tokens": positive_int,
     "timing_batch": positive_int, "timing_rounds": positive_int, "bible_passages": positive_int,
-    "rates": _list_of(_rate), "matrix_rate": _rate, "max_deviation": _rate, "keep_fractions": _list_of(fraction),
+    "rates": _list_of(_rate), "cross_rates": _list_of(_rate), "random_tokens": positive_int, "matrix_rate": _rate, "max_deviation": _rate, "keep_fractions": _list_of(fraction),
     "comparable": lambda n, v: number(n, v, 1), "dtype": _one_of(DTYPES), "device": _device,
     "corpus_name": _one_of(("udhr", "bible")), "view": _one_of(("slice", "mask")),
-    "router_features": _one_of(("gate", "up", "both")),
+    "router_features": _one_of(("gate", "up", "both")), "trained_router": _boolean, "router_steps": positive_int,
+    "router_hidden": positive_int,
     "linkage": _one_of(("single", "complete", "average", "weighted", "centroid", "median", "ward")),
     "neurons": _boolean, "layer_tests": _boolean, "oracle": _boolean, "null_draws": _count,
     "split": _one_of(("calibration", "evaluation", "all")), "methods": _list_of(_one_of(PRUNING_METHODS)),
@@ -266,7 +267,8 @@ def check_parameters(declared: dict, values: dict) -> dict:
 
 
 #: Pairs (low, high) of one notebook's parameters where high, when a number, must be at least low.
-ORDERED_PARAMETERS = (("wide_eval_tokens", "wide_max_tokens"), ("n_gen_controls", "n_controls"))
+ORDERED_PARAMETERS = (("wide_eval_tokens", "wide_max_tokens"), ("n_gen_controls", "n_controls"),
+                      ("random_tokens", "min_tokens"))
 
 
 def _default(info: dict):

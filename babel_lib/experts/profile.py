@@ -355,7 +355,8 @@ class Profile:
 
     def text_table(self) -> pd.DataFrame:
         """Per language: passages, characters, tokens, tokens_per_character (tokenisation granularity)."""
-        n_pass = int(self.extra.get("passages_summed", self.n_passages))
+        per = self.extra.get("passages_per_language")
+        n_pass = [per[l] for l in self.languages] if per else int(self.extra.get("passages_summed", self.n_passages))
         return pd.DataFrame({"language": self.languages, "passages": n_pass, "characters": self.characters,
                              "tokens": self.tokens, "tokens_per_character": self.tokens / self.characters})
 
@@ -368,11 +369,40 @@ class Profile:
                   f"{cap['available']} passages" if cap and cap["kept"] < cap["available"] else "")
         view = "every neuron its own expert (partition-free view)" if self.expert_size == 1 else \
             f"experts of {self.expert_size} neurons ({self.view})"
-        return (f"{self.model_name} ({self.dtype}); {len(self.languages)} languages on the same "
-                f"{int(self.extra.get('passages_summed', self.n_passages))} passages of the {c.get('name', 'UDHR')} "
-                f"{c.get('split')} split{capped}: {int(self.tokens.min()):,}-{int(self.tokens.max()):,} tokens per "
+        per = self.extra.get("passages_per_language")
+        where = (f"each on its own {min(per.values())}-{max(per.values())} passages of the {c.get('name', 'UDHR')} "
+                 f"{c.get('split')} split" if per else
+                 f"on the same {int(self.extra.get('passages_summed', self.n_passages))} passages of the "
+                 f"{c.get('name', 'UDHR')} {c.get('split')} split{capped}")
+        return (f"{self.model_name} ({self.dtype}); {len(self.languages)} languages {where}: {int(self.tokens.min()):,}-{int(self.tokens.max()):,} tokens per "
                 f"language ({tpc.min():.2f}-{tpc.max():.2f} tokens per character), windows of at most "
                 f"{c.get('max_length')} tokens; {view}; {Definitions(**self.definitions).describe()}")
+
+
+def joined(profiles: list[Profile], corpus: dict | None = None) -> Profile:
+    """Profiles of different languages, each counted on its own text, in one :class:`Profile`.
+
+    Each is summed over its passages first (its text need not be the others'), so the result has
+    one passage, ``"all"``; languages keep the order given. All must share the model, view and
+    definitions. ``corpus``: the joined profile's corpus description (default: the first one's).
+    """
+    if not profiles:
+        raise ValueError("no profile to join")
+    first = profiles[0]
+    for p in profiles[1:]:
+        for name in ("model_fingerprint", "partition_key", "definitions", "dtype"):
+            if getattr(p, name) != getattr(first, name):
+                raise ValueError(f"profiles to join must share {name}: {getattr(first, name)!r} vs {getattr(p, name)!r}")
+    languages = [l for p in profiles for l in p.languages]
+    if len(set(languages)) != len(languages):
+        raise ValueError(f"a language appears in two profiles: {languages}")
+    summed = [p.summed() for p in profiles]
+    return first._replace(languages=languages, passage_ids=["all"],
+                          passage_counts=np.concatenate([p.passage_counts for p in summed]),
+                          passage_tokens=np.concatenate([p.passage_tokens for p in summed]),
+                          passage_characters=np.concatenate([p.passage_characters for p in summed]),
+                          corpus=dict(corpus or first.corpus),
+                          extra={"passages_per_language": {l: int(p.n_passages) for p in profiles for l in p.languages}})
 
 
 def _parts(lm: LoadedModel, view: Partition, definitions: Definitions, lang: str, windows: PassageWindows,

@@ -32,8 +32,9 @@ interval ('beats X' when it lies wholly below 1, 'worse than X' wholly above, el
 rate (not pooled over rates), a sign-flip permutation test of the per-language log ratios (exact
 over all 2^n sign patterns when 2^n <= permutations + 1), with the geometric-mean ratio and the
 interval that inverts that test as the effect size, Holm-corrected within the table. Random pruning
-with several seeds enters as the geometric mean of its seeds' perplexities; the seed-to-seed
-spread is reported, not folded into the passage interval.
+with several seeds enters every comparison as its median seed (:func:`median_seed`: the seed whose
+geometric-mean ratio to dense over languages is the median at that rate); the seed-to-seed spread
+is reported as a band, not folded into the passage interval.
 
 Sparse activation: a language's static set at keep fraction f (its top-f experts per layer by
 its own frequency) *is* target-language pruning at rate 1 - f, uniform: the same plans and the
@@ -69,10 +70,11 @@ METHOD_LABELS = {"dense": "dense", "language": "target-language frequency",
                  "multilingual": "multilingual frequency", "magnitude": "activation magnitude",
                  "wanda": "Wanda-style (|W| x ||a||)", "random": "random"}
 #: Readable names of the allocation rules.
-RULE_LABELS = {"uniform": "uniform", "layerwise": "layer-wise (by share)", "entropy": "entropy rule"}
+RULE_LABELS = {"uniform": "uniform", "layerwise": "layer-wise (by share)", "entropy": "entropy rule",
+               "owl": "OWL (outlier ratio)", "crosslingual": "cross-lingual correlation"}
 #: Readable names of the sparse-activation selectors.
 SELECTOR_LABELS = {"static": "static set (target-language pruning)", "router": "centroid router (per token)",
-                   "oracle": "oracle top-k (upper bound)"}
+                   "trained": "trained router (per token)", "oracle": "oracle top-k (upper bound)"}
 #: Sign-flip tests enumerate every sign pattern up to this many languages (exact p-values).
 #: The fewest bootstrap resamples of a reported interval (the design's conventions); fewer only in a test run.
 MIN_RESAMPLES = 1000
@@ -86,7 +88,9 @@ class Experiment:
     (:func:`babel_lib.interventions.prune.neuron_importance`, or :func:`calibration_importance`). ``view``:
     how plans are applied, 'mask' (default) or 'slice'. ``max_deviation``: the bound (and the
     entropy rule's strength) of the per-layer rules. ``n_resamples`` below :data:`MIN_RESAMPLES`
-    is accepted for quick test runs (the smoke profile) and flagged (:attr:`test_run`)."""
+    is accepted for quick test runs (the smoke profile) and flagged (:attr:`test_run`). ``multilingual``:
+    the profile the 'multilingual' ranking (and the per-layer rules' levels) comes from, when it is not
+    ``profile`` (:class:`Calibration`: the pooled rankings see the target-language budget in all)."""
 
     lm: LoadedModel
     partition: Partition
@@ -101,6 +105,7 @@ class Experiment:
     max_deviation: float = 0.2
     progress: bool = False
     view: str = "mask"
+    multilingual: Profile | None = None
     _windows: dict | None = field(default=None, repr=False)
     _results: dict = field(default_factory=dict, repr=False)
 
@@ -112,8 +117,9 @@ class Experiment:
             raise ValueError(f"n_resamples must be a positive integer, got {self.n_resamples!r}")
         self.store = self.store or Store()
         self.partition.check_fits(self.lm)
-        if self.profile.partition_key != self.partition.key:
-            raise ValueError("the profile was counted under another partition than the one given")
+        for prof in (self.profile, self.multilingual):
+            if prof is not None and prof.partition_key != self.partition.key:
+                raise ValueError("the profile was counted under another partition than the one given")
 
     @property
     def test_run(self) -> bool:
@@ -141,11 +147,14 @@ class Experiment:
 
     def levels(self) -> np.ndarray:
         """[L, E] multilingual mean activation frequency (levels of per-layer rules for rankings
-        that are not frequencies)."""
-        return self.profile.frequencies().mean(axis=0)
+        that are not frequencies): of :attr:`multilingual` when given (the pooled budget), else of
+        the profile."""
+        return (self.multilingual or self.profile).frequencies().mean(axis=0)
 
     # -- plans ----------------------------------------------------------------------
     def ranking(self, method: str, language: str | None = None, seed: int = 0) -> prune.Ranking:
+        if method == "multilingual" and self.multilingual is not None:
+            return prune.rank_experts(self.multilingual, "multilingual")
         if method in prune.RANKINGS:
             return prune.rank_experts(self.profile, method, language=language if method == "language" else None,
                                       seed=seed)
@@ -161,7 +170,20 @@ class Experiment:
         ranking = self.ranking(method, language, seed)
         levels = None if ranking.frequency_based or allocation == "uniform" else self.levels()
         return prune.prune_plan(ranking, rate, allocation=allocation, levels=levels,
-                                max_deviation=self.max_deviation)
+                                max_deviation=self.max_deviation, layer_scores=self.layer_scores(allocation))
+
+    def layer_scores(self, allocation: str) -> np.ndarray | None:
+        """[L] the per-layer score of a scored allocation (None for the others): 'owl', the outlier ratio
+        of the Wanda-style neuron scores (needs the importances); 'crosslingual', the mean correlation
+        between the languages' expert frequencies (the target-language profile: each language at its
+        own budget)."""
+        if allocation == "owl":
+            if self.importance is None:
+                raise ValueError("the 'owl' allocation needs the experiment's importance (its Wanda-style scores)")
+            return prune.outlier_ratios(self.importance.wanda())
+        if allocation == "crosslingual":
+            return prune.crosslingual_correlation(self.profile.frequencies())
+        return None
 
     def condition(self, plan: prune.PrunePlan, name: str | None = None) -> Condition:
         """The plan as an evaluation condition: masked (``view='mask'``, the default) or physically
@@ -249,6 +271,106 @@ def calibration_importance(lm: LoadedModel, profile: Profile, passages, max_leng
                                    progress)
 
 
+# ------------------------------------------------------------------------------ in-domain calibration
+@dataclass
+class Calibration:
+    """Calibration at equal budgets, in the evaluation's domain (:func:`in_domain_calibration`).
+
+    profile: every language counted on its own ``budget`` tokens (the target-language rankings);
+    multilingual: every language counted on its first ``budget / n`` of them, so the pooled
+    ranking sees ``budget`` tokens in all; importance: the language-agnostic importances
+    (magnitude, Wanda-style) on those same pooled tokens; text / pooled_text: the calibration
+    text chosen (:class:`babel_lib.interventions.evaluate.EvalSet` of the calibration split).
+    """
+
+    profile: Profile
+    multilingual: Profile
+    importance: prune.NeuronImportance
+    text: EvalSet
+    pooled_text: EvalSet
+    budget: int
+
+    def table(self) -> pd.DataFrame:
+        """Per language: name, corpus, text, passages and tokens for its own ranking, passages and
+        tokens it gives the pooled rankings."""
+        t = self.text.table()
+        p = self.pooled_text.table().set_index("language")
+        t.insert(1, "name", t["language"].map(evaluate.language_labels(t["language"])))
+        t["text"] = t["text"].map(evaluate.language_labels(t["text"]))
+        t["pooled_passages"] = t["language"].map(p["passages"])
+        t["pooled_tokens"] = t["language"].map(p["tokens"])
+        return t
+
+    def windows(self, tokenizer, max_length: int = 128, pooled: bool = False) -> list[list[int]]:
+        """Every language's calibration windows (token ids; ``pooled``: the pooled share only), in language
+        order: e.g. a trained router's training text."""
+        from babel_lib.data.corpus import Passages
+        from babel_lib.experts.profile import pooled_windows
+
+        text = self.pooled_text if pooled else self.text
+        return [w for l in text.languages for w in pooled_windows(
+            tokenizer, Passages(text.source[l], "calibration", list(text.ids[l]), [l], {l: list(text.texts[l])}),
+            max_length)[0]]
+
+    def describe(self) -> str:
+        """What each ranking was calibrated on, generated from the text chosen."""
+        own, pooled = self.text.tokens, self.pooled_text.tokens
+        n = len(own)
+        short = self.text.short
+        return (f"**Calibration, in domain and at equal budgets.** Every language is calibrated on the calibration "
+                f"split of the corpus it is evaluated on ({self.text.describe().removeprefix('Calibration text. ')}) "
+                f"The target-language ranking of each language reads its own {min(own.values()):,}-"
+                f"{max(own.values()):,} tokens (our budget: {self.budget:,}); the rankings that pool the languages "
+                f"(multilingual frequency, activation magnitude, Wanda-style) read each language's first "
+                f"{min(pooled.values()):,}-{max(pooled.values()):,} of them, {sum(pooled.values()):,} tokens in all "
+                f"over the {n} languages: every ranking sees about the same number of calibration tokens."
+                + (f" {names_text(short)}: the whole calibration split is shorter than the budget." if short else ""))
+
+
+def in_domain_calibration(lm: LoadedModel, partition: Partition, languages, budget: int = 4000,
+                          top_k_fraction: float = 0.2, aliases: dict | None = None,
+                          prefer=evaluate.EVAL_CORPORA, max_length: int = 128, batch_size: int = 8, seed: int = 0,
+                          store: Store | None = None, progress: bool = False) -> Calibration:
+    """Rank experts on calibration text from each language's evaluation corpus, at equal budgets.
+
+    Each language's calibration text is drawn from the *calibration* split of the first corpus of
+    ``prefer`` that has it (the Bible's books other than the evaluation ones; Urdu, absent from the
+    Bible, the UDHR's calibration articles), in aligned units in a seeded random order, until it
+    has ``budget`` tokens (:func:`babel_lib.interventions.evaluate.evaluation_set` with
+    ``split='calibration'``; ``aliases`` as there). The target-language profile counts all of it;
+    the multilingual profile and the importances count each language's first ``budget / n``
+    tokens (n languages), a prefix of the same text: the pooled rankings see ``budget`` tokens in
+    all, as the target-language ranking does. Cached like every count (kind 'counts', 'importance').
+    """
+    from babel_lib.core.definitions import Definitions
+    from babel_lib.data.corpus import Passages
+    from babel_lib.experts.profile import joined, pooled_windows, profile_passages
+
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a positive integer (calibration tokens per language), got {budget!r}")
+    partition.check_fits(lm)
+    keys = list(languages)
+    share = max(1, math.ceil(int(budget) / len(keys)))
+    choose = dict(aliases=aliases, prefer=prefer, max_length=max_length, seed=seed, split="calibration")
+    text = evaluate.evaluation_set(lm.tokenizer, keys, min_tokens=int(budget), max_tokens=int(budget), **choose)
+    pooled_text = evaluate.evaluation_set(lm.tokenizer, keys, min_tokens=share, max_tokens=share, **choose)
+    definitions = Definitions(top_k_fraction=top_k_fraction)
+
+    def passages(evalset: EvalSet, lang: str) -> Passages:
+        return Passages(evalset.source[lang], "calibration", list(evalset.ids[lang]), [lang],
+                        {lang: list(evalset.texts[lang])})
+
+    def count(evalset: EvalSet) -> Profile:
+        profiles = [profile_passages(lm, partition, passages(evalset, l), definitions, max_length, batch_size,
+                                     store=store, progress=progress) for l in keys]
+        return joined(profiles, {"name": "in-domain calibration", "corpus": "per language", "split": "calibration",
+                                 "max_length": max_length, "batch_size": batch_size})
+
+    seqs = [s for l in keys for s in pooled_windows(lm.tokenizer, passages(pooled_text, l), max_length)[0]]
+    importance = prune.neuron_importance(lm, seqs, max_length, batch_size, store, progress)
+    return Calibration(count(text), count(pooled_text), importance, text, pooled_text, int(budget))
+
+
 # ------------------------------------------------------------------------------ paired ratios
 def _losses(results: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     pairs = [evaluate.passage_losses(r) for r in results]
@@ -295,7 +417,7 @@ def decision(low: float, high: float, reference: str) -> str:
 class Grid:
     """The conditions of a pruning grid: every (method, rate, allocation) and, for 'random', every
     seed. ``baseline``: the method every row is also compared with (None: none), matched by
-    language, rate and allocation (several random seeds: their geometric mean)."""
+    language, rate and allocation (several random seeds: the median seed, :func:`median_seed`)."""
 
     rates: tuple = (0.25, 0.5)
     methods: tuple = METHODS
@@ -374,21 +496,58 @@ def run_grid(exp: Experiment, grid: Grid) -> pd.DataFrame:
             rows.append(_row(exp, l, r, dense[l], method, rate, allocation, seed, plans[l]))
             keys.append((method, rate, allocation, seed, l))
     extra = []
-    seeds = grid.seeds if grid.baseline == "random" else (None,)
+    frame = pd.DataFrame(rows)
     for key in keys:
         cols = {"baseline": grid.baseline, "baseline_ratio": np.nan, "baseline_low": np.nan, "baseline_high": np.nan,
                 "baseline_decision": ""}
         if grid.baseline is not None and key is not None and key[0] != grid.baseline:
             method, rate, allocation, _, lang = key
-            refs = [store.get((grid.baseline, rate, allocation, s, lang)) for s in seeds]
-            if all(x is not None for x in refs):
-                c = exp.compare(refs, store[key], (grid.baseline, method))
+            seed = median_seed(frame, rate, allocation, grid.baseline) if grid.baseline == "random" else None
+            ref = store.get((grid.baseline, rate, allocation, seed, lang))
+            if ref is not None:
+                c = exp.compare(ref, store[key], (grid.baseline, method))
                 cols.update(baseline_ratio=c["ratio"], baseline_low=c["low"], baseline_high=c["high"],
                             baseline_decision=c["decision"])
         extra.append(cols)
     table = pd.concat([pd.DataFrame(rows), pd.DataFrame(extra)], axis=1)
     table["seed"] = table["seed"].astype("Int64")
     return table
+
+
+def median_seed(grid_table: pd.DataFrame, rate: float, allocation: str = "uniform", method: str = "random") -> int | None:
+    """The seed of ``method`` whose geometric-mean perplexity ratio to dense over languages is the median of
+    the table's seeds at ``rate`` and ``allocation`` (the lower median for an even count; ties: the lower
+    seed); None when the table has none. The random baseline of every comparison is this seed."""
+    rows = grid_table[(grid_table["method"] == method) & np.isclose(grid_table["rate"], rate) &
+                      (grid_table["allocation"] == allocation)]
+    if rows.empty:
+        return None
+    per = rows.assign(lr=np.log(rows["ratio"].astype(float))).groupby("seed")["lr"].mean()
+    order = sorted(per.index, key=lambda s: (per[s], int(s)))
+    return int(order[(len(order) - 1) // 2])
+
+
+def random_band(grid_table: pd.DataFrame, allocation: str = "uniform") -> pd.DataFrame:
+    """Per rate, the random seeds' geometric-mean ratio to dense over languages: lowest, median seed's
+    (:func:`median_seed`) and highest, with the number of seeds (the band a chart shows)."""
+    rows = grid_table[(grid_table["method"] == "random") & (grid_table["allocation"] == allocation)]
+    out = []
+    for rate, g in rows.groupby("rate"):
+        per = np.exp(g.assign(lr=np.log(g["ratio"].astype(float))).groupby("seed")["lr"].mean())
+        med = median_seed(grid_table, rate, allocation)
+        out.append({"rate": float(rate), "seeds": int(len(per)), "lowest": float(per.min()),
+                    "median": float(per[med]), "highest": float(per.max()), "median_seed": med})
+    return pd.DataFrame(out, columns=["rate", "seeds", "lowest", "median", "highest", "median_seed"])
+
+
+def combined_tests(*tables: pd.DataFrame, correction: str = "holm") -> pd.DataFrame:
+    """Tables of tests over languages (:func:`language_tests`, on one or several experiments) as one family:
+    concatenated, ``p_adjusted`` recomputed over all their rows."""
+    parts = [t for t in tables if t is not None and not t.empty]
+    if not parts:
+        return pd.DataFrame()
+    return stats.correct(pd.concat(parts, ignore_index=True).drop(columns=["p_adjusted"], errors="ignore"),
+                         "p_value", correction, "p_adjusted")
 
 
 # ------------------------------------------------------------------------------ tests over languages
@@ -409,13 +568,16 @@ def _log_ppl(results: list[dict]) -> float:
 
 def _side(exp: Experiment, grid_table: pd.DataFrame, method: str, rate: float, allocation: str,
           seeds) -> dict[str, list[dict]]:
-    """{lang: [results]} of one side of a comparison (random: every seed of the grid table)."""
+    """{lang: [results]} of one side of a comparison (random: the median seed of the grid table)."""
     if method == "dense":
         return {l: [r] for l, r in exp.dense().items()}
     rows = grid_table[(grid_table["method"] == method) & np.isclose(grid_table["rate"], rate) &
                       (grid_table["allocation"] == allocation)]
     out: dict[str, list[dict]] = {}
-    for s in (sorted(set(rows["seed"].dropna().astype(int))) if method == "random" else [None]):
+    seeds = [median_seed(grid_table, rate, allocation)] if method == "random" else [None]
+    if seeds == [None] and method == "random":
+        return out  # the table ran no random plan here: nothing to compare (never evaluated on the side)
+    for s in seeds:
         res, _ = exp.method_results(method, rate, allocation, 0 if s is None else s)
         for l, r in res.items():
             out.setdefault(l, []).append(r)
@@ -455,7 +617,7 @@ def language_tests(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("lan
 
     comparisons: (method, against) pairs; against may be a method, 'dense' or 'best agnostic'
     (:func:`best_agnostic`, resolved per rate). Per (comparison, rate): the per-language log
-    ratio d = log ppl(method) - log ppl(against) (random: geometric mean over seeds) over the
+    ratio d = log ppl(method) - log ppl(against) (random: its median seed) over the
     languages both sides have; effect = geometric-mean ratio exp(mean d) with a bootstrap
     interval over languages; a two-sided sign-flip test (:func:`babel_lib.stats.sign_flip_test`); and how many
     languages the paired passage intervals decide each way. ``p_adjusted``: ``correction``
@@ -488,7 +650,7 @@ def comparison_cells(exp: Experiment, grid_table: pd.DataFrame, comparisons=(("l
     """The per-language side of :func:`language_tests`: for every (method, against) pair, rate and
     language, the perplexity ratio method / against on the same passages with its paired 95%
     interval and decision ('beats <against>' / 'worse than <against>' / 'indistinguishable';
-    random: the geometric mean over the grid's seeds). ``against`` may be a method, 'dense' or
+    random: the grid's median seed). ``against`` may be a method, 'dense' or
     'best agnostic' (resolved per rate by :func:`best_agnostic`, named in ``against_method``).
 
     Rows: method, against, against_method, rate, allocation, language, corpus, ratio, low, high,
@@ -570,7 +732,7 @@ def allocation_comparison(exp: Experiment, grid_table: pd.DataFrame, rules=("lay
 
     Returns (cells, tests). cells: one row per (method, rule, rate, language): ratio = ppl(rule) /
     ppl(uniform) with its paired passage interval and decision ('beats uniform' / 'worse than
-    uniform' / 'indistinguishable'); random: the geometric means over seeds. tests: per (method,
+    uniform' / 'indistinguishable'); random: the median seed. tests: per (method,
     rule, rate) a sign-flip test over languages of the log ratios, geometric-mean ratio with a
     bootstrap interval over languages, wins, p_value and p_adjusted (``correction`` over the
     rows of this table). Plans come from ``exp`` (cached), so the grid table only lists what was
@@ -608,7 +770,7 @@ def allocation_comparison(exp: Experiment, grid_table: pd.DataFrame, rules=("lay
     return pd.DataFrame(cells), tests
 
 
-def layer_rates(exp: Experiment, rates, rules=("uniform", "layerwise", "entropy"),
+def layer_rates(exp: Experiment, rates, rules=("uniform", "layerwise", "entropy", "owl", "crosslingual"),
                 method: str = "multilingual") -> pd.DataFrame:
     """Per-layer rates of each rule (one ranking): rule, rate, layer, layer_rate, entropy (normalised
     entropy of the layer's activation levels), bottom_half_share (share of the layer's activations

@@ -98,10 +98,11 @@ class EvalSet:
     seed: int
     verses_per_passage: int | None
     max_tokens: int | None = None
+    split: str = "evaluation"
 
     def __call__(self, lang: str, split: str = "evaluation") -> list[str]:
-        if split != "evaluation":
-            raise ValueError(f"an evaluation set holds the evaluation split only, not {split!r}")
+        if split != self.split:
+            raise ValueError(f"an evaluation set holds the {self.split} split only, not {split!r}")
         if lang not in self.texts:
             raise ValueError(f"{lang!r} is not in this evaluation set ({', '.join(self.languages)})")
         return self.texts[lang]
@@ -145,6 +146,8 @@ class EvalSet:
             kept = [len(self.texts[l]) for l in langs]
             n = max(kept)
             rule = corpus.evaluation_rule(c).split("; calibration")[0].replace("evaluation = ", "")
+            if self.split != "evaluation":
+                rule = "everything but the evaluation part"
             chosen = (f"all {n} passages ({self.unit[c]})" if n == self.available[c] else
                       f"{n} of its {self.available[c]:,} passages ({self.unit[c]}), drawn in a random order "
                       f"(seed {self.seed}) until each of these languages had at least {self.min_tokens:,} tokens")
@@ -153,12 +156,14 @@ class EvalSet:
                            f"{self.max_tokens:,} tokens (our cap: {min(kept)}-{n} passages a language)")
             count = f"{tok[0]:,} tokens" if len(tok) == 1 else f"{min(tok):,}-{max(tok):,} tokens per language"
             parts.append(f"{names}{' (' + '; '.join(alias) + ')' if alias else ''}: the "
-                         f"{corpus.CORPUS_NAMES.get(c, c)} evaluation split, {rule}; {chosen}"
+                         f"{corpus.CORPUS_NAMES.get(c, c)} {self.split} split, {rule}; {chosen}"
                          f"{', the same passages in each' if len(langs) > 1 and min(kept) == n else ''}: {count}")
         short = self.short
         note = (f" The whole evaluation split of {', '.join(language_labels(short).values())} is shorter than "
                 f"{self.min_tokens:,} tokens: fewer tokens there, wider intervals." if short else "")
-        return "Evaluation text, held out from calibration. " + ". ".join(parts) + "." + note
+        head = ("Evaluation text, held out from calibration. " if self.split == "evaluation" else
+                f"{self.split.capitalize()} text. ")
+        return head + ". ".join(parts) + "." + note
 
 
 def language_labels(keys) -> dict[str, str]:
@@ -232,18 +237,18 @@ def verse_units(keys: list[str], verses_per_passage: int, split: str = "evaluati
     return ids, out
 
 
-def _units(corpus_name: str, keys: list[str], verses_per_passage: int | None):
-    """(ids, {key: texts}, unit in words) of the aligned evaluation passages of one corpus."""
+def _units(corpus_name: str, keys: list[str], verses_per_passage: int | None, split: str = "evaluation"):
+    """(ids, {key: texts}, unit in words) of the aligned passages of one corpus's ``split``."""
     from babel_lib.data import corpus
 
     if corpus_name == "bible" and verses_per_passage is not None:
-        ids, text = verse_units(keys, int(verses_per_passage))
+        ids, text = verse_units(keys, int(verses_per_passage), split)
         unit = ("single verses" if verses_per_passage == 1 else
                 f"groups of up to {verses_per_passage} consecutive verses of one chapter")
         if not ids:
-            raise ValueError(f"no verse of the Bible's evaluation books has text in every one of {', '.join(keys)}")
+            raise ValueError(f"no verse of the Bible's {split} books has text in every one of {', '.join(keys)}")
         return ids, text, unit
-    ps = corpus.passages(keys, corpus=corpus_name, split="evaluation")
+    ps = corpus.passages(keys, corpus=corpus_name, split=split)
     unit = "chapters" if corpus_name == "bible" else "paragraphs, or whole articles"
     return list(ps.ids), {k: list(ps.text[k]) for k in keys}, unit
 
@@ -256,7 +261,7 @@ def _count_tokens(tokenizer, texts: list[str]) -> list[int]:
 
 def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_CORPORA, max_length: int = 128,
                    seed: int = 0, verses_per_passage: int | None = 2, aliases: dict | None = None,
-                   chunk: int = 32, max_tokens: int | None = None) -> EvalSet:
+                   chunk: int = 32, max_tokens: int | None = None, split: str = "evaluation") -> EvalSet:
     """Held-out evaluation text for ``languages`` (keys, or a selection such as 'paper').
 
     Each language is evaluated on the first corpus of ``prefer`` that has it (``'bible'``: the
@@ -280,9 +285,15 @@ def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_COR
     UDHR, 200 tokens for the tersest language meant up to 4,888 for the most verbose); with it each
     language reads about as many tokens, and the languages' passages are nested prefixes of one
     random order (the same text where they overlap).
+
+    ``split='calibration'`` draws the same way from the calibration split (the Bible's other books,
+    the UDHR's calibration articles): in-domain calibration text at a token budget
+    (:func:`babel_lib.interventions.applications.in_domain_calibration`).
     """
     from babel_lib.data import corpus
 
+    if split not in ("evaluation", "calibration"):
+        raise ValueError(f"split must be 'evaluation' or 'calibration', got {split!r}")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer))
                                    or max_tokens < min_tokens):
         raise ValueError(f"max_tokens must be None or an integer of at least min_tokens ({min_tokens!r}), "
@@ -318,7 +329,7 @@ def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_COR
     for c in dict.fromkeys(source[k] for k in keys):
         group = [k for k in keys if source[k] == c]
         tkeys = list(dict.fromkeys(text_key[k] for k in group))
-        unit_ids, unit_text, units[c] = _units(c, tkeys, verses_per_passage)
+        unit_ids, unit_text, units[c] = _units(c, tkeys, verses_per_passage, split)
         n = len(unit_ids)
         available[c] = n
         order = np.random.default_rng(int(seed)).permutation(n)
@@ -344,7 +355,8 @@ def evaluation_set(tokenizer, languages, min_tokens: int = 2000, prefer=EVAL_COR
             tokens[k] = int(sum(counts[t][position[int(i)]] for i in chosen))
             chars[k] = int(sum(len(x) for x in texts[k]))
     return EvalSet(keys, texts, ids, source, text_key, tokens, chars, available, units, int(min_tokens),
-                   int(max_length), int(seed), verses_per_passage, None if max_tokens is None else int(max_tokens))
+                   int(max_length), int(seed), verses_per_passage, None if max_tokens is None else int(max_tokens),
+                   split)
 
 
 # ------------------------------------------------------------------------------ windows

@@ -50,6 +50,24 @@ L x round(p * E) experts in all, the uniform plan's number:
   the bounds, sum to the uniform plan's total. It needs a number for ``max_deviation`` (its
   strength).
 
+Two published rules as baselines (the field's; each adapted to experts, same bounds and total):
+
+- ``'owl'`` (outlier-weighed layer-wise sparsity, Yin et al. 2024): a layer with more outliers is
+  pruned less. OWL's outlier ratio of a layer is the share of its weights whose Wanda score exceeds
+  M times the layer's mean score (M = 5 in its paper); we remove whole neurons, so we count neurons:
+  D_l = share of layer l's neurons whose Wanda-style score ||W_down[:, i]|| ||a_i|| exceeds
+  ``threshold`` x the layer's mean (:func:`outlier_ratios`). Rates r_l = p + max_deviation * d_l with
+  d_l = (mean D - D_l) / max |D_l - mean D| (OWL's linear map into [p - lambda, p + lambda]).
+- ``'crosslingual'`` (in the spirit of M-Wanda's correlation-based layer-wise sparsity, Choenni and
+  Titov 2025): a layer whose experts the languages use alike is pruned more, one whose use differs
+  between languages less. C_l = mean over language pairs of the Pearson correlation of their expert
+  frequencies in layer l (:func:`crosslingual_correlation`); r_l = p + max_deviation * d_l with
+  d_l = (C_l - mean C) / max |C_l - mean C|. M-Wanda's exact formula differs (it correlates Wanda
+  scores computed per language); the direction, protecting language-specific layers, is its.
+
+Both go through the same rounding as the entropy rule (a common shift, largest remainders, the
+bounds) and drop exactly the uniform plan's total (:func:`scored_counts`).
+
 Which experts a layer drops is then decided by the ranking, as in the uniform plan.
 
 Importance baselines (language-agnostic, computed in ONE pass over calibration text pooled over
@@ -106,7 +124,9 @@ RANKINGS = ("language", "multilingual", "random")
 #: Language-agnostic importance rankings (:func:`importance_ranking`).
 IMPORTANCE_RANKINGS = ("magnitude", "wanda")
 #: How a plan spreads its experts over layers (:func:`prune_plan`).
-ALLOCATIONS = ("uniform", "layerwise", "entropy")
+ALLOCATIONS = ("uniform", "layerwise", "entropy", "owl", "crosslingual")
+#: The allocations whose per-layer rates come from one score per layer (``layer_scores=`` of :func:`prune_plan`).
+SCORED_ALLOCATIONS = ("owl", "crosslingual")
 #: Bump when a change here changes cached neuron importances.
 IMPORTANCE_VERSION = "1"
 
@@ -374,15 +394,17 @@ def _n_drop(rate: float, n: int) -> int:
 
 
 def prune_plan(ranking: Ranking, rate, allocation: str = "uniform", levels: np.ndarray | None = None,
-               max_deviation: float | None = 0.2, min_keep: int = 1) -> PrunePlan:
+               max_deviation: float | None = 0.2, min_keep: int = 1,
+               layer_scores: np.ndarray | None = None) -> PrunePlan:
     """Drop the least important experts of each layer for an overall rate ``rate``.
 
     rate: fraction of experts to drop, in [0, 1); or a sequence of per-layer rates (allocation
     is then 'given'). allocation: 'uniform', 'layerwise' or 'entropy' (rules in the module
     docstring; ``levels`` [L, E] default to the ranking's frequencies, required for rankings that
     are not frequencies; ``max_deviation``: the most a layer's rate may differ from ``rate``, None
-    for no bound with 'layerwise'; the strength of 'entropy'). The per-layer rules drop exactly
-    as many experts in all as 'uniform'.
+    for no bound with 'layerwise'; the strength of 'entropy'). 'owl' and 'crosslingual' take one
+    score per layer, ``layer_scores`` [L] (:func:`outlier_ratios`, :func:`crosslingual_correlation`).
+    The per-layer rules drop exactly as many experts in all as 'uniform'.
     """
     L, E = ranking.n_layers, ranking.n_experts
     if not isinstance(min_keep, (int, np.integer)) or not 1 <= min_keep <= E:
@@ -413,6 +435,15 @@ def prune_plan(ranking: Ranking, rate, allocation: str = "uniform", levels: np.n
             n = counts(levels, requested, max_deviation, min_keep)
             extra = {"max_deviation": max_deviation,
                      "levels": cache_key({"levels": np.round(levels, 12).tolist()})[:16]}
+        elif allocation in SCORED_ALLOCATIONS:
+            if layer_scores is None:
+                raise ValueError(f"a {allocation!r} plan needs layer_scores= (one score per layer: "
+                                 f"{'outlier_ratios' if allocation == 'owl' else 'crosslingual_correlation'})")
+            sign = -1.0 if allocation == "owl" else 1.0  # OWL: more outliers, lower rate
+            n = scored_counts(sign * np.asarray(layer_scores, dtype=np.float64), requested, E, max_deviation,
+                              min_keep)
+            extra = {"max_deviation": max_deviation,
+                     "layer_scores": cache_key({"s": np.round(np.asarray(layer_scores, float), 12).tolist()})[:16]}
         else:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
     drop = [np.sort(ranking.order[l, E - int(n[l]):]) if n[l] else np.zeros(0, dtype=np.int64) for l in range(L)]
@@ -521,6 +552,59 @@ def entropy_counts(levels: np.ndarray, rate: float, max_deviation: float = 0.2, 
     scale = np.abs(dev).max()
     d = dev / scale if scale > 1e-12 else np.zeros(L)
     return _apportion((rate + float(max_deviation) * d) * E, total, lo, hi)
+
+
+def scored_counts(score: np.ndarray, rate: float, n_experts: int, max_deviation: float = 0.2,
+                  min_keep: int = 1) -> np.ndarray:
+    """Experts to drop per layer from one score per layer: a higher score, a higher rate.
+
+    Target r_l = rate + max_deviation * d_l with d_l = (score_l - mean) / max_l |score_l - mean| in
+    [-1, 1] (all equal: the uniform rate), then the entropy rule's rounding (:func:`_apportion`): the
+    counts stay within the bounds and sum to the uniform plan's total, L x round(rate * E)."""
+    rate = check_rate(rate)
+    score = np.asarray(score, dtype=np.float64)
+    if score.ndim != 1 or not np.isfinite(score).all():
+        raise ValueError(f"layer scores must be a finite 1-d array (one per layer), got shape {score.shape}")
+    if max_deviation is None:
+        raise PruneRateError("a scored allocation needs a number for max_deviation (its strength), not None")
+    L, E = len(score), int(n_experts)
+    lo, hi, total = _bounds(rate, L, E, max_deviation, min_keep)
+    dev = score - score.mean()
+    scale = np.abs(dev).max()
+    d = dev / scale if scale > 1e-12 else np.zeros(L)
+    return _apportion((rate + float(max_deviation) * d) * E, total, lo, hi)
+
+
+def outlier_ratios(neuron_scores: np.ndarray, threshold: float = 5.0) -> np.ndarray:
+    """[L] OWL's layer-wise outlier ratio at the neuron level: the share of each layer's neurons whose
+    score (e.g. :meth:`NeuronImportance.wanda`, float [L, N]) exceeds ``threshold`` x the layer's mean."""
+    x = np.asarray(neuron_scores, dtype=np.float64)
+    if x.ndim != 2 or not np.isfinite(x).all():
+        raise ValueError("neuron scores must be a finite [layers, neurons] array")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold > 0:
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    return (x > threshold * x.mean(axis=1, keepdims=True)).mean(axis=1)
+
+
+def crosslingual_correlation(frequencies: np.ndarray) -> np.ndarray:
+    """[L] per layer, the mean over language pairs of the Pearson correlation of the languages' expert
+    frequencies (float [n_languages, L, E], e.g. :meth:`Profile.frequencies`; at least two languages).
+    A layer with no variation in some language counts that pair as 0."""
+    f = np.asarray(frequencies, dtype=np.float64)
+    if f.ndim != 3 or f.shape[0] < 2:
+        raise ValueError("frequencies must be [languages, layers, experts] with at least two languages")
+    z = f - f.mean(axis=2, keepdims=True)
+    norm = np.sqrt((z ** 2).sum(axis=2))  # [n, L]
+    n = f.shape[0]
+    out = np.zeros(f.shape[1])
+    pairs = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            den = norm[i] * norm[j]
+            r = np.divide((z[i] * z[j]).sum(axis=1), den, out=np.zeros_like(den), where=den > 0)
+            out += r
+            pairs += 1
+    return out / pairs
 
 
 def high_frequency_plan(profile: Profile, language: str, keep_fraction: float) -> PrunePlan:
