@@ -71,7 +71,8 @@ def _facts(**changes) -> dict:
          "own_best_beyond_noise": 1, "own_best_beyond_noise_names": "English", "matrix_mean_ratio_own_off": 1.0812,
          "matrix_cells_worse_than_own": 1, "matrix_cells_off": 2, "matrix_cells_better_than_own": 0,
          "languages": 3, "tokens_min": 1200, "tokens_max": 2400, "corpora": "all on the Bible", "n_tests": 3,
-         "rates": [0.1, 0.3]}
+         "rates": [0.1, 0.3], "random_tokens_min": 300, "random_tokens_max": 340,
+         "random_median": "rate 0.3: x1.50 (seed 1)"}
     return f | changes
 
 
@@ -81,6 +82,16 @@ def test_findings_text_follows_the_facts():
     assert "it is a weak baseline." in text and "no pruned model is better than the unpruned one" in text
     assert "beat it beyond noise; the closest is" in text and "1.08 times the own model's perplexity" in text
     assert "1,200-2,400 held-out tokens each" in text and "The\n  rates are 0.1 and 0.3 only" in text
+    assert "first 300-340 tokens" in text and "median seed (rate 0.3: x1.50 (seed 1))" in text
+    assert "The cross-domain check was not run." in text
+    cross = pruning.findings_text(_facts(cross_tests="rate 0.3: x1.01", cross_significant=0, cross_worse=0,
+                                         cross_rates=1, cross_best_agnostic="rate 0.3: activation magnitude",
+                                         cross_own_tokens=1800, cross_pooled_tokens=16200, cross_budget_ratio=9.0))
+    assert "1,800 tokens for a language's own ranking against 16,200" in cross and "9.0 times as many" in cross
+    assert "The conclusion is the same under both calibrations." in cross
+    differs = pruning.findings_text(_facts(cross_tests="rate 0.3: x0.90", cross_significant=1, cross_worse=0,
+                                           cross_rates=1, cross_best_agnostic="rate 0.3: activation magnitude"))
+    assert "The two calibrations disagree" in differs
     assert text.endswith("the matrix covers 2 of the\n  3 languages.\n") and "{" not in text
     won = pruning.findings_text(_facts(beats_dense_language=1, beats_dense_cells="English at 0.3",
                                        verdict_beats_dense="reproduced", verdict_beats_random="not testable here"))

@@ -85,3 +85,15 @@ def test_findings_text_follows_the_facts():
     assert "{" not in text and text.endswith("a large part of its cost.\n")
     assert "Partly: a faster static set" in sparse_activation.findings_text(
         dict(f, verdict_sparse_activation="partly reproduced"), 1.05, 0.2)
+
+
+def test_per_token_sentence_reports_the_trained_router():
+    f = {"keeps": [0.9, 0.7], "router_better_keeps": 0, "router_worse_keeps": 2, "oracle_better_keeps": 2,
+         "oracle_worse_keeps": 0}
+    untrained = sparse_activation.per_token_sentence(f)
+    assert "a trained router might" in untrained and "the trained router" not in untrained
+    trained = sparse_activation.per_token_sentence(f | {"trained_better_keeps": 1, "trained_worse_keeps": 0})
+    assert "the trained router is better at 1 and worse at 0 of 2" in trained
+    assert "a trained router might" not in trained and "reaches the static set's quality" in trained
+    none = sparse_activation.per_token_sentence(f | {"trained_better_keeps": 0, "trained_worse_keeps": 2})
+    assert "does not beat the static set at any keep fraction" in none
