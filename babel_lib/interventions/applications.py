@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from babel_lib.core.cache import Store, cache_key
+from babel_lib.core.claims import decide
 from babel_lib.core.models import LoadedModel
 from babel_lib.experts.moefy import Partition
 from babel_lib.experts.profile import Profile
@@ -853,11 +854,9 @@ def tests_text(tests: pd.DataFrame) -> str:
 
 
 def claim_word(significant: list[bool]) -> str:
-    if significant and all(significant):
-        return "reproduced"
-    if any(significant):
-        return "partly reproduced"
-    return "not reproduced"
+    """The verdict word of a claim tested once per rate (or keep fraction): :func:`babel_lib.core.claims.decide`
+    on whether each passed; 'not reproduced' when none was tested."""
+    return decide(list(significant)) if len(significant) else "not reproduced"
 
 
 def slug(text: str) -> str:

@@ -238,7 +238,7 @@ def interval_chart(df, value: str, category: str, *, low: str = "low", high: str
         layers.append(base.mark_tick(color=reference_colour, thickness=2, size=14).encode(
             **{along: axis(_typed(reference, "Q"))}))
     elif reference is not None:
-        layers.append(alt.Chart(pd_frame({"reference": [float(reference)]})).mark_rule(
+        layers.append(alt.Chart(_frame({"reference": [float(reference)]})).mark_rule(
             color=reference_colour, strokeDash=[4, 3]).encode(**{along: axis("reference:Q")}))
     n = df[_field(category)].nunique()
     size_px = height if height is not None else (max(80, 22 * n) if horizontal else 260)
@@ -281,13 +281,13 @@ def layer_bands(df, value: str, *, low: str = "low", high: str = "high", x: str 
     if isinstance(reference, str):
         layers.append(base.mark_line(strokeDash=[4, 4], color="#888").encode(y=_typed(reference, "Q")))
     elif reference is not None:
-        layers.append(alt.Chart(pd_frame({"reference": [float(reference)]})).mark_rule(
+        layers.append(alt.Chart(_frame({"reference": [float(reference)]})).mark_rule(
             strokeDash=[4, 4], color="#888").encode(y="reference:Q"))
     chart = alt.layer(*layers).properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
 
 
-def pd_frame(columns: dict):
+def _frame(columns: dict):
     """A small DataFrame (pandas imported on use)."""
     import pandas as pd
 
