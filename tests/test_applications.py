@@ -461,8 +461,11 @@ def test_median_seed_and_band_known_answer():
     assert (band["lowest"], band["median"], band["highest"]) == pytest.approx((2.0, 4.0, 32.0))
 
 
-def test_combined_tests_correct_one_family():
-    a = pd.DataFrame({"p_value": [0.01, 0.04], "p_adjusted": [0.02, 0.04]})
-    b = pd.DataFrame({"p_value": [0.03], "p_adjusted": [0.03]})
-    both = app.combined_tests(a, b)
+def test_combined_tests_correct_one_family_per_claim():
+    a = pd.DataFrame({"against": ["x", "y"], "p_value": [0.01, 0.04], "p_adjusted": [0.02, 0.04]})
+    b = pd.DataFrame({"against": ["x"], "p_value": [0.03], "p_adjusted": [0.03]})
+    both = app.combined_tests(a, b, by=None)
     np.testing.assert_allclose(both.p_adjusted, stats.holm(np.array([0.01, 0.04, 0.03])))
+    per = app.combined_tests(a, b)  # claim x: two tests (0.01, 0.03); claim y: one
+    np.testing.assert_allclose(per.p_adjusted, [*stats.holm(np.array([0.01, 0.03]))[:1], 0.04,
+                                                stats.holm(np.array([0.01, 0.03]))[1]])

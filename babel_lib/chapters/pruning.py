@@ -38,7 +38,7 @@ TABLES: dict[str, dict] = {
         "formats": {"rate": "{:g}", "ratio": "{:.3g}", "low": "{:.3g}", "high": "{:.3g}", "p_value": "{:.4f}",
                     "p_adjusted": "{:.4f}"},
         "caption": "Tests over languages: the target-language ranking against each other ranking, geometric-mean "
-                   "perplexity ratio (exact sign-flip; Holm over the chapter's tests; languages better or worse "
+                   "perplexity ratio (exact sign-flip; Holm within each comparison, over its rates; languages better or worse "
                    "beyond noise by their paired intervals)"},
 }
 #: The findings' sentence on random pruning, by the verdict word of ``beats_random``.
@@ -229,7 +229,7 @@ def verdicts_pruning(f: dict) -> list[dict]:
         f"{f.get('random_tokens_min', 0):,}-{f.get('random_tokens_max', 0):,} tokens of that text; "
         f"{f.get('beats_random_language', 0)} of {f.get('random_cells', 0)} "
         f"language-rate cells better than random beyond noise; exact sign-flip tests over languages, Holm over the "
-        f"chapter's {f.get('n_tests', 0)} tests; every ranking calibrated in domain at equal budgets. Random pruning "
+        f"{f.get('tests_random_rates', 0)} rates of this comparison; every ranking calibrated in domain at equal budgets. Random pruning "
         f"is a weak baseline: against the best language-agnostic ranking ({f.get('best_agnostic', 'not run')}) the "
         f"target-language ranking gives {f.get('tests_best_agnostic', 'not run')}"
         + (f"; with the cross-domain UDHR calibration: {f['cross_tests']}" if "cross_tests" in f else "") + ".",
@@ -369,7 +369,8 @@ def findings_text(f: dict) -> str:
   {f['matrix_cells_worse_than_own']} of {f['matrix_cells_off']} such cells are worse than the own model beyond noise
   and {f['matrix_cells_better_than_own']} better.
 - **Strength of evidence.** {f['languages']} languages, {f['tokens_min']:,}-{f['tokens_max']:,} held-out tokens each
-  ({f['corpora']}); {f['n_tests']} tests over languages, Holm-corrected; one small model and one partition. The
+  ({f['corpora']}); {f['n_tests']} tests over languages, Holm-corrected within each comparison (one family per
+  claim, over its rates); one small model and one partition. The
   rates are {rates} only, and the matrix covers {f['matrix_languages']} of the
   {f['languages']} languages.
 """
