@@ -97,3 +97,27 @@ def test_findings_text_follows_the_facts():
                                        verdict_beats_dense="reproduced", verdict_beats_random="not testable here"))
     assert "beat it beyond noise: English at 0.3; the closest" in won and "Random pruning was not run." in won
     assert "per-cell intervals, not corrected for the number of cells" in won
+
+
+def test_charts_of_the_books_five_rates_and_nine_languages_fit_the_column(plots_env):
+    # the defect: five rate panels side by side were 1,415 px wide (the column holds 730)
+    langs = ["eng", "fra", "spa", "por_pt", "ben", "urd", "hin", "arb", "cmn_hans"]
+    rates = [0.05, 0.1, 0.2, 0.3, 0.5]
+    rows = [{"method": "dense", "rate": 0.0, "seed": None, "language": l} for l in langs]
+    rows += [{"method": m, "rate": r, "seed": None, "language": l}
+             for m, r, l in itertools.product(["language", "multilingual", "magnitude", "wanda"], rates, langs)]
+    grid = pd.DataFrame(rows).assign(sparsity=0.3, perplexity=20.0, ratio=1.2, low=1.1, high=1.3,
+                                     decision="worse than dense", bits_per_char=1.1, corpus="bible", tokens=100,
+                                     allocation="uniform")
+    plots_env.show(pruning.ratio_to_dense_chart(grid, ["language", "multilingual", "magnitude", "wanda"]),
+                   "ratio_to_dense")
+    cells = pd.DataFrame([{"method": "language", "against": a, "against_method": m, "rate": r, "language": l,
+                           "corpus": "bible", "ratio": 0.98, "low": 0.9, "high": 1.05, "decision": "indistinguishable"}
+                          for (a, m), r, l in itertools.product(
+                              [("best agnostic", "wanda"), ("multilingual", "multilingual")], rates, langs)])
+    plots_env.show(pruning.target_vs_agnostic_chart(cells, grid), "target_vs_agnostic")
+    band = pd.DataFrame([{"method": m, "rate": r, "seed": s, "language": l, "ratio": 50.0 * (s + 1) if s is not None
+                          else 1.5, "allocation": "uniform", "baseline_decision": ""}
+                         for r, l in itertools.product(rates, langs)
+                         for m, s in [("language", None)] + [("random", k) for k in range(10)]])
+    plots_env.show(pruning.random_band_chart(band), "random_band")

@@ -259,6 +259,7 @@ def ratio_to_dense_chart(grid: pd.DataFrame, methods: list[str]) -> alt.FacetCha
     return app.ratio_chart(
         app.facet_named(grid[grid.method != "dense"], "rate"), color="ranking", color_title="Ranking",
         color_sort=rankings, legend=alt.Legend(orient="bottom", columns=3), column="rate_name", step=5, size=28,
+        columns=2,
         x_title="Perplexity / unpruned (log scale)", title="Perplexity relative to the unpruned model",
         order=list(app.labelled(grid[grid.method == "dense"]).name),
         tooltip=["name:N", "ranking:N", "seed_name:N", "rate:Q", alt.Tooltip("sparsity:Q", format=".2%"),
@@ -294,7 +295,7 @@ def target_vs_agnostic_chart(cells: pd.DataFrame, grid: pd.DataFrame) -> alt.Fac
     rows, whose dense rows give the languages' order."""
     return app.ratio_chart(
         app.facet_named(cells[cells.against != "random"], "rate"), color="against", color_title="Against",
-        column="rate_name", step=9, size=40, x_title="Perplexity: target-language model / other model",
+        column="rate_name", step=9, size=40, columns=2, x_title="Perplexity: target-language model / other model",
         title="Target-language ranking against rankings that ignore the language",
         order=list(app.labelled(grid[grid.method == "dense"]).name),
         tooltip=["name:N", "rate:Q", "against_label:N", *_ratio_tooltip("corpus:N")])

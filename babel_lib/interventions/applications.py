@@ -912,12 +912,13 @@ def language_order(languages) -> list[str]:
 
 def ratio_chart(rows: pd.DataFrame, *, color: str, color_title, x_title: str, title: str, order: list[str],
                 tooltip: list, column: str, row: str | None = None, color_sort=alt.Undefined, legend=None,
-                step: int = 8, size: int = 36) -> alt.FacetChart:
+                step: int = 8, size: int = 36, columns: int | None = None) -> alt.FacetChart:
     """Perplexity ratios per language with their 95% paired intervals, one panel per ``column`` value (a row
     of panels per ``row`` value): for each ``color`` group side by side, a point at the ratio (log scale) and a
     rule from low to high, with a dashed rule at 1. rows: name, ratio, low, high and the nominal columns
     ``color``, ``column`` (and ``row``); order: the languages' names top to bottom; legend: an ``alt.Legend``
-    (default: below the chart)."""
+    (default: below the chart); columns: wrap the ``column`` panels into rows of this many (without ``row``),
+    so that many panels (e.g. five rates) stay within the page."""
     base = alt.Chart().encode(
         y=alt.Y("name:N", sort=order, title=None),
         color=alt.Color(f"{color}:N", title=color_title, sort=color_sort,
@@ -929,6 +930,8 @@ def ratio_chart(rows: pd.DataFrame, *, color: str, color_title, x_title: str, ti
             x=alt.X("ratio:Q", scale=alt.Scale(type="log", nice=False), title=x_title)),
         alt.Chart().mark_rule(color="black", strokeDash=[3, 3]).encode(x=alt.datum(1)),
         data=rows).properties(width=230, height=alt.Step(step))
+    if columns is not None and row is None:
+        return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=columns).properties(title=title)
     facets = {"column": alt.Column(f"{column}:N", title=None)}
     if row is not None:
         facets["row"] = alt.Row(f"{row}:N", title=None, header=alt.Header(
