@@ -27,8 +27,9 @@ import threading
 #: The functions that add one subcommand each, in the order they appear in --help.
 SUBCOMMANDS = []
 
-#: babel_lib.interventions.prune's rankings and allocations (kept here so that --help does not import torch;
-#: a test checks that they are equal).
+#: babel_lib.interventions.prune's rankings and the allocations made from a profile's activation levels (kept
+#: here so that --help does not import torch; a test checks them against the library's; the field's rules,
+#: 'owl' and 'crosslingual', need importances or several languages' scores and are library-only).
 RANKINGS = ("language", "multilingual", "random")
 ALLOCATIONS = ("uniform", "layerwise", "entropy")
 
