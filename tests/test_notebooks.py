@@ -103,7 +103,10 @@ def test_pruning_tables_are_consistent(smoke_book):
     assert len(dense) == len(langs) and (dense.ratio == 1).all()
     # every condition of a language was evaluated on the same tokens
     assert ratios.groupby("language")["tokens"].nunique().eq(1).all()
-    assert set(ratios.method) == {"dense", "language", "multilingual", "magnitude", "wanda", "random"}
+    assert set(ratios.method) == {"dense", "language", "multilingual", "magnitude", "wanda"}
+    band = table(results, "random_band")  # random pruning: the seeds' band on a prefix, through the median seed
+    assert (band.seeds == len(book.PROFILES["smoke"]["random_seeds"])).all()
+    assert ((band.lowest <= band["median"]) & (band["median"] <= band.highest)).all()
     pruned = ratios[ratios.method != "dense"]
     assert ((pruned.low <= pruned.ratio) & (pruned.ratio <= pruned.high)).all()
     matrix = table(results, "cross_language_matrix")
@@ -120,7 +123,7 @@ def test_layerwise_rules_keep_the_budget(smoke_book):
     # every rule drops the same share of experts as the uniform plan at the same rate
     sparsity = rates.groupby(["rate", "rule"]).measured_sparsity.first().unstack()
     assert sparsity.sub(sparsity["uniform"], axis=0).abs().max().max() < 1e-9
-    assert set(table(results, "rule_vs_uniform").rule) == {"layerwise", "entropy"}
+    assert set(table(results, "rule_vs_uniform").rule) == {"layerwise", "entropy", "owl", "crosslingual"}
 
 
 def test_sparse_activation_reports_recall_and_speed(smoke_book):
