@@ -94,6 +94,8 @@ def test_per_token_sentence_reports_the_trained_router():
     assert "a trained router might" in untrained and "the trained router" not in untrained
     trained = sparse_activation.per_token_sentence(f | {"trained_better_keeps": 1, "trained_worse_keeps": 0})
     assert "the trained router is better at 1 and worse at 0 of 2" in trained
-    assert "a trained router might" not in trained and "reaches the static set's quality" in trained
+    assert "a trained router might" not in trained and "beats the static set at some keep fractions" in trained
+    every = sparse_activation.per_token_sentence(f | {"trained_better_keeps": 2, "trained_worse_keeps": 0})
+    assert "beats the static set at every keep fraction" in every
     none = sparse_activation.per_token_sentence(f | {"trained_better_keeps": 0, "trained_worse_keeps": 2})
     assert "does not beat the static set at any keep fraction" in none
