@@ -13,6 +13,7 @@ from babel_lib.testing import tiny_model
 
 FRACTION = 0.25  # E = 16 experts of 8 neurons: k = 4, chance recall 0.25
 TRAIN = dict(top_k_fraction=FRACTION, hidden=32, steps=200, train_batch=256, batch_size=8)
+TRAIN_ALL = {k: v for k, v in TRAIN.items() if k != "top_k_fraction"}
 TEXTS = {"aaa": ["The quick brown fox jumps over the lazy dog.", "A second paragraph, somewhat longer than the first.",
                  "Third: short."]}
 
@@ -188,3 +189,16 @@ def test_bad_input_is_refused(setup):
     other = tiny_model("llama", seed=1)  # same shape, other weights: the partition does not fit
     with pytest.raises(ValueError, match="Partition"):
         routing.train_router(other, part, seqs[:2], **TRAIN)
+
+
+def test_routers_for_several_fractions_from_one_pass_equal_one_call_each(setup):
+    lm, part, seqs, router = setup
+    other = 2 * FRACTION if 2 * FRACTION < 1 else FRACTION / 2
+    both = routing.train_routers(lm, part, seqs, [FRACTION, other], **TRAIN_ALL)
+    single = routing.train_router(lm, part, seqs, top_k_fraction=other, **TRAIN_ALL)
+    for got, want in ((both[0], router), (both[1], single)):
+        assert got.spec == want.spec and got.train_loss == want.train_loss
+        for a, b in zip(got.weights, want.weights):
+            assert all(torch.equal(a[name], b[name]) for name in a)
+    with pytest.raises(ValueError, match="top_k_fractions is empty"):
+        routing.train_routers(lm, part, seqs, [], **TRAIN_ALL)

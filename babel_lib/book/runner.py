@@ -87,6 +87,9 @@ PROFILES: dict[str, dict] = {
         "wide_passages": 3,
         "wide_eval_tokens": 32,
         "wide_max_tokens": 48,
+        # chapter 05: a few sister trios; the Bible stratum on three languages
+        "sister_trios": 3,
+        "bible_languages": ["eng", "fra", "cmn_hans"],
         # chapter 06: no size series (its packages are opt-in; the size path is tested on tiny qwen2 models)
         "size_models": [],
     },

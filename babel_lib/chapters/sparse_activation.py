@@ -63,12 +63,11 @@ def trained_routers(exp: Experiment, keep_fractions, seqs: list[list[int]], seed
     a small MLP per layer trained on the dense model's FFN inputs over ``seqs``, calibration text, to predict
     each token's top m experts, m the static set's size at f). {f: router}."""
     E = exp.partition.n_experts
-    out = {}
-    for keep in keep_fractions:
-        m = int(E - static_plan(exp, exp.targets[0], keep).dropped_per_layer[0])
-        out[float(keep)] = routing.train_router(exp.lm, exp.partition, seqs, top_k_fraction=m / E,
-                                                batch_size=exp.batch_size, seed=seed, **train)
-    return out
+    keeps = [float(keep) for keep in keep_fractions]
+    sizes = [int(E - static_plan(exp, exp.targets[0], keep).dropped_per_layer[0]) for keep in keeps]
+    routers = routing.train_routers(exp.lm, exp.partition, seqs, [m / E for m in sizes], batch_size=exp.batch_size,
+                                    seed=seed, **train)  # one dense pass for every keep fraction
+    return dict(zip(keeps, routers))
 
 
 def sparse_activation(exp: Experiment, keep_fractions=(0.75, 0.5), router_features: str = "gate",

@@ -94,6 +94,12 @@ CLAIMS: dict[str, Claim] = {
         "than chance",
         short="Family-level structure",
         question="Do the activation patterns recover the language families as groups?"),
+    "sisters": Claim(
+        "(not in the paper) the activation patterns follow genealogy down to its last split", "this book",
+        "two sister languages (the same Glottolog parent clade) have closer expert profiles than either has to "
+        "their nearest cousin (the closest relative of the same family and script under another parent clade)",
+        short="Sisters closer than cousins (ours)",
+        question="Are sister languages closer in activation than their nearest cousins?"),
     "model_families": Claim(
         "Through comprehensive experiments on different model families, different model sizes, and different "
         "variants", EMNLP,

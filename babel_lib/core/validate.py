@@ -122,6 +122,7 @@ PARAMETER_RULES = {
     "loss_examples": positive_int, "loss_max_length": _at_least(2), "answer_examples": positive_int,
     "answer_batch_size": positive_int, "max_new_tokens": positive_int, "min_tokens": positive_int, "calibration_tokens": positive_int,
     "timing_batch": positive_int, "timing_rounds": positive_int, "bible_passages": positive_int,
+    "sister_trios": _at_least(2),
     "rates": _list_of(_rate), "cross_rates": _list_of(_rate), "random_tokens": positive_int, "matrix_rate": _rate, "max_deviation": _rate, "keep_fractions": _list_of(fraction),
     "comparable": lambda n, v: number(n, v, 1), "dtype": _one_of(DTYPES), "device": _device,
     "corpus_name": _one_of(("udhr", "bible")), "view": _one_of(("slice", "mask")),

@@ -69,7 +69,8 @@ several ISO codes stays ambiguous (an error listing the keys).
 Selections (``resolve_languages`` specs): ``paper`` (the paper's nine languages; on the Bible each
 by its ISO code, so Portuguese is ``por_br`` there, and Urdu is missing), ``all``, ``wide:N``
 (diversity), ``families:N`` (diversity plus close relatives and two-script pairs, see
-``families_selection``), or a list of identifiers (a Python/JSON list, or one comma-separated
+``families_selection``), ``sisters:N`` (N sister trios: two sister languages and their nearest cousin,
+see ``sister_trios``), or a list of identifiers (a Python/JSON list, or one comma-separated
 string; empty entries dropped). ``missing="drop"`` keeps the languages the corpus has; the result's
 ``dropped`` attribute lists the others.
 """
@@ -366,11 +367,13 @@ def resolve_languages(spec, corpus: str = "udhr", missing: str = "error") -> Lan
         wanted = [(k, True) for k in _wide(_selection_size(word, spec), corpus)]
     elif word is not None and word.startswith("families:"):
         wanted = [(k, True) for k in families_selection(_selection_size(word, spec), corpus)]
+    elif word is not None and word.startswith("sisters:"):
+        wanted = [(k, True) for trio in sister_trios(_selection_size(word, spec), corpus) for k in trio]
     else:
         entries = _parse_spec(spec)
         if not entries:
             raise UnknownLanguageError(
-                "No languages given: pass keys, 'paper', 'all', 'wide:N' or 'families:N'.")
+                "No languages given: pass keys, 'paper', 'all', 'wide:N', 'families:N' or 'sisters:N'.")
         wanted = [_resolve_one(e, corpus) for e in entries]
     keys = list(dict.fromkeys(k for k, ok in wanted if ok))
     lacking = list(dict.fromkeys(k for k, ok in wanted if not ok))
@@ -571,6 +574,108 @@ def _families_order(corpus: str) -> tuple[str, ...]:
     if len(chosen) < n:
         add(_round_robin(table, chosen, n))
     return tuple(chosen)
+
+
+# ----------------------------------------------------------------------------- sister languages
+def sister_pairs(keys) -> list[tuple[str, str]]:
+    """The pairs of ``keys`` that are sister languages: distinct ISO codes under the same Glottolog
+    parent clade (identical, non-empty clade paths: they share every clade but their own), in key
+    order. ``SAME_LANGUAGE`` pairs (one language in two scripts) are not sisters."""
+    keys = list(keys)
+    table = _languages().loc[keys]
+    same = {frozenset(p) for p in SAME_LANGUAGE}
+    out = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            path = table.loc[a, "glottolog_path"]
+            if path and path == table.loc[b, "glottolog_path"] and \
+                    table.loc[a, "iso639_3"] != table.loc[b, "iso639_3"] and frozenset((a, b)) not in same:
+                out.append((a, b))
+    return out
+
+
+def describe_sisters(keys) -> str:
+    """One sentence: how many sister pairs (:func:`sister_pairs`) a language set holds, and which."""
+    pairs = sister_pairs(keys)
+    if not pairs:
+        return (f"No two of these {len(list(keys))} languages are sisters (languages under the same Glottolog "
+                "parent clade).")
+    names = "; ".join(f"{language_name(a)} and {language_name(b)}" for a, b in pairs[:8])
+    more = f" and {len(pairs) - 8} more" if len(pairs) > 8 else ""
+    return f"{len(pairs)} sister pairs (the same Glottolog parent clade) among these languages: {names}{more}."
+
+
+def sister_trios(n: int, corpus: str = "udhr") -> list[tuple[str, str, str]]:
+    """n trios (a, b, c) of texts in one script: a and b sister languages (:func:`sister_pairs`),
+    c their nearest cousin, a language of the same family outside their parent clade (so that a and b
+    share a clade c lacks) that shares the most clades with them (``sisters:N`` is their keys, trio
+    after trio).
+
+    One text per ISO code (its default text); unclassified texts, artificial languages and
+    ``SAME_LANGUAGE`` pairs are left out; no text is in two trios. A sister group (one parent clade,
+    one script, two or more ISO codes) gives its first two languages by preference for an ISO 639-1
+    code, then key order; its cousin is the candidate sharing the most clades, ties by the same
+    preference. Trios are taken round-robin over families (most sister groups first, ties by name);
+    within a family the next group is the one sharing the fewest clades with the family's groups
+    already taken (spreading over its branches), ties by clade path. Deterministic; ``sisters:N`` is
+    a prefix of ``sisters:M`` for N < M."""
+    order = _sister_order(corpus)
+    if not 0 < n <= len(order):
+        raise UnknownLanguageError(f"sisters:N needs 1 <= N <= {len(order)} (the {CORPUS_NAMES[corpus]} corpus's "
+                                   f"sister trios), got {n}")
+    return list(order[:n])
+
+
+@functools.lru_cache(maxsize=None)
+def _sister_order(corpus: str) -> tuple[tuple[str, str, str], ...]:
+    table = _languages().loc[corpus_languages(corpus)]
+    defaults = sorted({_default_text(iso, sorted(keys)) or sorted(keys)[0]
+                       for iso, keys in table.groupby("iso639_3").groups.items() if iso != "und"})
+    same = {k for pair in SAME_LANGUAGE for k in pair}
+    texts = table.loc[[k for k in defaults if k not in same and table.loc[k, "glottolog_path"]
+                       and table.loc[k, "family"] not in (UNCLASSIFIED, "Artificial Language")]]
+
+    def prefer(k):
+        return (len(table.loc[k, "bcp47"].split("-")[0]) != 2, k)
+
+    def shared(path_a: str, path_b: str) -> int:
+        n = 0
+        for x, y in zip(path_a.split("|"), path_b.split("|")):
+            if x != y:
+                break
+            n += 1
+        return n
+
+    groups: dict[tuple, list[str]] = {}
+    for k in texts.index:
+        groups.setdefault((texts.loc[k, "family"], texts.loc[k, "glottolog_path"], texts.loc[k, "script"]), []).append(k)
+    groups = {g: sorted(v, key=prefer) for g, v in groups.items() if len(v) >= 2}
+    by_family: dict[str, list[tuple]] = {}
+    for g in sorted(groups, key=lambda g: g[1]):
+        by_family.setdefault(g[0], []).append(g)
+    families = sorted(by_family, key=lambda f: (-len(by_family[f]), f))
+    taken: dict[str, list[str]] = {f: [] for f in families}  # the clade paths taken in each family
+    used: set[str] = set()
+    out: list[tuple[str, str, str]] = []
+    progress = True
+    while progress:
+        progress = False
+        for family in families:
+            left = [g for g in by_family[family] if g[1] not in taken[family]]
+            for g in sorted(left, key=lambda g: (max((shared(g[1], p) for p in taken[family]), default=0), g[1])):
+                pair = [k for k in groups[g] if k not in used][:2]
+                cousins = [k for k in texts.index if k not in used and k not in groups[g]
+                           and texts.loc[k, "family"] == family and texts.loc[k, "script"] == g[2]
+                           and shared(texts.loc[k, "glottolog_path"], g[1]) < len(g[1].split("|"))]
+                taken[family].append(g[1])
+                if len(pair) < 2 or not cousins:
+                    continue
+                cousin = min(cousins, key=lambda k: (-shared(texts.loc[k, "glottolog_path"], g[1]), *prefer(k)))
+                out.append((pair[0], pair[1], cousin))
+                used.update((pair[0], pair[1], cousin))
+                progress = True
+                break
+    return tuple(out)
 
 
 def describe_selection(keys) -> pd.DataFrame:

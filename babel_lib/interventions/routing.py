@@ -146,9 +146,17 @@ def train_router(lm: LoadedModel, partition: Partition, seqs: list[list[int]], t
     MLP in_features -> ``hidden`` -> E (ReLU between) is trained on standardised x with Adam
     (``lr``), multi-label binary cross-entropy against the top-k indicator, for ``steps`` mini-batches
     of ``train_batch`` rows drawn (with replacement) by a generator seeded by ``seed``: deterministic.
-    Memory: 4 x tokens x in_features bytes per layer for the captures (about 0.9 GB for 20k tokens,
-    18 layers, 640 features).
+    Memory: 4 x tokens x (in_features + E) bytes per layer for the captures (about 1 GB for 20k tokens,
+    18 layers, 640 features). Several k from one pass: :func:`train_routers`.
     """
+    return train_routers(lm, partition, seqs, [top_k_fraction], hidden, steps, lr, batch_size, seed, train_batch)[0]
+
+
+def train_routers(lm: LoadedModel, partition: Partition, seqs: list[list[int]], top_k_fractions,
+                  hidden: int = 64, steps: int = 300, lr: float = 1e-2, batch_size: int = 8, seed: int = 0,
+                  train_batch: int = 1024) -> list[TrainedRouter]:
+    """:func:`train_router` for each of ``top_k_fractions`` from one pass of the model: the same routers,
+    weight for weight, as one call each (every router draws from its own generator seeded by ``seed``)."""
     if not seqs:
         raise ValueError("seqs is empty: train_router needs token sequences to train on")
     if any(len(s) == 0 for s in seqs):
@@ -158,13 +166,16 @@ def train_router(lm: LoadedModel, partition: Partition, seqs: list[list[int]], t
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not float(lr) > 0 or not np.isfinite(float(lr)):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    fractions = [float(f) for f in top_k_fractions]
+    if not fractions:
+        raise ValueError("top_k_fractions is empty: name at least one fraction of the experts to route to")
     check_batch_size(batch_size)
     partition.check_fits(lm)
     E, size = partition.n_experts, partition.expert_size
-    k = active_count(top_k_fraction, E)
+    ks = [active_count(f, E) for f in fractions]
     layers = ffn_layers(lm.model)
     xs: list[list[torch.Tensor]] = [[] for _ in layers]
-    targets: list[list[torch.Tensor]] = [[] for _ in layers]
+    scores: list[list[torch.Tensor]] = [[] for _ in layers]
     runner = BatchRunner(lm, seqs, batch_size)
 
     def make_input_hook(i):
@@ -175,9 +186,7 @@ def train_router(lm: LoadedModel, partition: Partition, seqs: list[list[int]], t
 
     def oracle(i, a):
         flat = a.reshape(-1, a.shape[-1]).index_select(0, runner.current.rows)
-        s = flat.abs().reshape(flat.shape[0], E, size).sum(-1, dtype=torch.float32)
-        top = torch.zeros_like(s, dtype=torch.bool).scatter_(1, s.topk(k, dim=1).indices, True)
-        targets[i].append(top.cpu())
+        scores[i].append(flat.abs().reshape(flat.shape[0], E, size).sum(-1, dtype=torch.float32).cpu())
         return None
 
     n = run_all(runner, [experts_contiguous(lm.model, partition),
@@ -185,19 +194,22 @@ def train_router(lm: LoadedModel, partition: Partition, seqs: list[list[int]], t
                          ffn_pre_hooks(lm.model, oracle)])
     if n == 0:
         raise ValueError("seqs hold no token to train on (BOS and padding are not counted)")
-    weights, losses = [], []
-    gen = torch.Generator().manual_seed(int(seed))
+    weights: list[list] = [[] for _ in ks]
+    losses: list[list] = [[] for _ in ks]
+    gens = [torch.Generator().manual_seed(int(seed)) for _ in ks]
     with torch.inference_mode(False), torch.enable_grad():
         for i in range(len(layers)):
             x = torch.cat(xs[i]).clone()  # a normal (not inference) tensor, usable by autograd
-            y = torch.cat(targets[i]).float()
-            xs[i] = targets[i] = None  # free the captures layer by layer
-            w, loss = _fit_mlp(x, y, hidden, steps, float(lr), train_batch, k / E, gen)
-            weights.append(w)
-            losses.append(loss)
-            del x, y
-    return TrainedRouter(weights, int(hidden), partition.key, float(top_k_fraction), int(n), int(steps), int(seed),
-                         float(lr), int(train_batch), _data_key(seqs), losses)
+            s = torch.cat(scores[i])
+            xs[i] = scores[i] = None  # free the captures layer by layer
+            for j, k in enumerate(ks):
+                y = torch.zeros_like(s, dtype=torch.bool).scatter_(1, s.topk(k, dim=1).indices, True).float()
+                w, loss = _fit_mlp(x, y, hidden, steps, float(lr), train_batch, k / E, gens[j])
+                weights[j].append(w)
+                losses[j].append(loss)
+            del x, s
+    return [TrainedRouter(weights[j], int(hidden), partition.key, fractions[j], int(n), int(steps), int(seed),
+                          float(lr), int(train_batch), _data_key(seqs), losses[j]) for j in range(len(ks))]
 
 
 def _fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int, steps: int, lr: float, train_batch: int,

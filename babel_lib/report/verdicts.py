@@ -173,20 +173,27 @@ def sensitivity_text(table: pd.DataFrame, without: str) -> str:
     changed = table[table["change"] == "changed"]
     n = len(table)
     if changed.empty:
-        return f"{without.capitalize()}, every verdict of this chapter stays the same ({n} of {n})."
+        return f"{_upper_first(without)}, every verdict of this chapter stays the same ({n} of {n})."
     moves = "; ".join(f"{r.claim}: {r.verdict} -> {r.verdict_subset}" for r in changed.itertuples())
-    return (f"{without.capitalize()}, {n - len(changed)} of {n} verdicts stay the same; "
+    return (f"{_upper_first(without)}, {n - len(changed)} of {n} verdicts stay the same; "
             f"{len(changed)} change ({moves}).")
 
 
-def show_sensitivity(full: list[dict], subset: list[dict], without: str, name: str) -> pd.DataFrame:
+def _upper_first(text: str) -> str:
+    """``text`` with its first letter upper case and the rest kept ('on the Bible's ...' -> 'On the Bible's ...')."""
+    return text[:1].upper() + text[1:]
+
+
+def show_sensitivity(full: list[dict], subset: list[dict], without: str, name: str,
+                     reference: str = "All languages") -> pd.DataFrame:
     """Display :func:`sensitivity` of ``full`` and ``subset`` as a table saved as ``<name>.csv`` (never as
     ``verdicts.csv``: these rows stay out of the scorecard), then :func:`sensitivity_text`; return the
-    table. ``without``: what the subset leaves out, as a phrase ('without the 7 languages ...')."""
+    table. ``without``: what the subset leaves out (or which other data it is), as a phrase ('without the
+    7 languages ...', 'on the Bible's languages'); ``reference``: the heading of the full data's column."""
     from babel_lib.report import plots
 
     frame = sensitivity(full, subset)
-    plots.table(frame, name, columns={"claim": "Claim", "verdict": "All languages", "verdict_subset": without.capitalize(),
+    plots.table(frame, name, columns={"claim": "Claim", "verdict": reference, "verdict_subset": _upper_first(without),
                                       "change": "Change", "result_subset": f"Result {without}"},
                 caption=f"The chapter's verdicts {without}", transpose=False)
     plots.md(sensitivity_text(frame, without))

@@ -747,3 +747,92 @@ def twin_statistics(D: np.ndarray, twins: pd.DataFrame) -> np.ndarray:
             out[..., r, 1], out[..., r, 2] = near, mean
             out[..., r, 3], out[..., r, 4] = t - near, t - mean
     return out
+
+
+# ---------------------------------------------------------------------------- sister languages
+def sister_scores(D: np.ndarray, trios: np.ndarray) -> np.ndarray:
+    """For each trio (a, b, c) of row indices [T, 3] (a, b sisters, c their cousin): the share of the
+    two cousin pairs (a, c), (b, c) that are farther apart than the sisters (a, b), ties half.
+    D [..., n, n] -> [..., T]; 0.5 when the distances ignore which two are sisters."""
+    a, b, c = trios[:, 0], trios[:, 1], trios[:, 2]
+    s = D[..., a, b]
+    win = lambda x: (x > s).astype(float) + 0.5 * (x == s)  # noqa: E731
+    return 0.5 * (win(D[..., a, c]) + win(D[..., b, c]))
+
+
+def sister_ratios(D: np.ndarray, trios: np.ndarray) -> np.ndarray:
+    """Sister distance over the mean cousin distance, per trio: D [..., n, n] -> [..., T]."""
+    a, b, c = trios[:, 0], trios[:, 1], trios[:, 2]
+    return D[..., a, b] / (0.5 * (D[..., a, c] + D[..., b, c]))
+
+
+def sister_test(profile, trios, permutations: int = stats.HEADLINE_PERMUTATIONS, seed: int = 0,
+                n_resamples: int = stats.DEFAULT_RESAMPLES, level: float = 0.95) -> dict:
+    """Are sister languages closer than their nearest cousin? ``trios``: (a, b, c) keys of ``profile``
+    (:func:`babel_lib.data.corpus.sister_trios`). Returns {'score', 'low', 'high'}: the mean over trios
+    of :func:`sister_scores` (the share of cousin pairs farther apart than the sisters; 0.5 when
+    sisterhood does not matter); {'ratio', 'ratio_low', 'ratio_high'}: the geometric mean over trios of
+    :func:`sister_ratios`; 'p_value': one-sided, against relabelling in each trio which pair are the
+    sisters (each of its three pairs equally likely; ``permutations`` random relabellings, the same
+    null mean 0.5 in every trio without ties), 'null_mean' (the mean score under them), 'per_trio'
+    (scores [T]), 'ratios' [T], 'granularity_score' (the same score on |tokens per character|
+    differences: how often tokenisation alone picks the sisters), 'interval' (how drawn), 'trios', 'families'.
+
+    The claim is about languages, so the interval resamples whole families and passages together
+    (:func:`babel_lib.stats.crossed_bootstrap`; below its minimum number of families, a jackknife
+    over families plus the passage bootstrap). Hellinger distance, as every family test."""
+    trios = [tuple(t) for t in trios]
+    if len(trios) < 2:
+        raise ValueError(f"the sister test needs at least 2 trios, got {len(trios)}")
+    keys = [k for t in trios for k in t]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a language appears in two trios: each trio needs its own three languages")
+    prof = profile.select(keys)
+    idx = np.arange(len(keys)).reshape(-1, 3)
+    D = profile_distances(prof.frequencies())
+    per = sister_scores(D, idx)
+    ratios = sister_ratios(D, idx)
+    score = float(per.mean())
+    # the null: in each trio, which of its three pairs are the sisters is random
+    rng = np.random.default_rng(seed)
+    pair_d = np.stack([D[idx[:, 0], idx[:, 1]], D[idx[:, 0], idx[:, 2]], D[idx[:, 1], idx[:, 2]]], axis=1)  # [T, 3]
+    one = lambda s, o1, o2: 0.5 * ((o1 > s) + 0.5 * (o1 == s) + (o2 > s) + 0.5 * (o2 == s))  # noqa: E731
+    alt = np.stack([one(pair_d[:, 0], pair_d[:, 1], pair_d[:, 2]), one(pair_d[:, 1], pair_d[:, 0], pair_d[:, 2]),
+                    one(pair_d[:, 2], pair_d[:, 0], pair_d[:, 1])], axis=1)  # [T, 3]: the score if pair j were sisters
+    pick = rng.integers(0, 3, size=(int(permutations), len(trios)))
+    null = np.take_along_axis(alt[None].repeat(len(pick), 0), pick[..., None], axis=2)[..., 0].mean(axis=1)
+    p = float((1 + np.sum(null >= score - 1e-12)) / (1 + len(null)))
+    tpc = prof.tokens / np.maximum(prof.characters, 1)
+    gran = float(sister_scores(granularity_difference(tpc), idx).mean())
+    family = np.asarray([corpus.language_table().loc[t[0], "family"] for t in trios])
+    owner = np.repeat(family, 3)
+    chunk = max(1, 2_000_000 // max(1, prof.passage_counts[:, 0].size))
+
+    def statistics(LW, PW):  # [m, 3T], [m, P] -> [m, 2]: the score and the log of the ratio
+        out = []
+        for s in range(0, len(LW), chunk):
+            freq, _ = weighted_profile(prof, PW[s:s + chunk])
+            Dm = profile_distances(freq)
+            w = LW[s:s + chunk, idx[:, 0]]  # a trio's weight: its family's count
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sc = (sister_scores(Dm, idx) * w).sum(1) / w.sum(1)
+                lr = (np.log(sister_ratios(Dm, idx)) * w).sum(1) / w.sum(1)
+            out.append(np.stack([sc, lr], axis=1))
+        return np.concatenate(out)
+
+    low = high = np.full(2, np.nan)
+    how = "none"
+    if n_resamples and prof.n_passages >= 2:
+        with warnings.catch_warnings(), torch_threads(1):
+            warnings.filterwarnings("ignore", r"(Mean of empty slice|All-NaN slice|invalid value)", RuntimeWarning)
+            r = stats.crossed_bootstrap(statistics, len(keys), prof.n_passages, n_resamples, seed, groups=owner,
+                                        level=level, batched=True)
+        low, high = np.asarray(r.low, dtype=float), np.asarray(r.high, dtype=float)
+        how = ("families and passages resampled together" if r.method == "crossed" else
+               "jackknife over families plus the passage bootstrap (too few families to resample)")
+    ratio = float(np.exp(np.log(ratios).mean()))
+    return {"score": score, "low": float(np.clip(low[0], 0, 1)), "high": float(np.clip(high[0], 0, 1)),
+            "ratio": ratio, "ratio_low": float(np.exp(low[1])), "ratio_high": float(np.exp(high[1])), "p_value": p,
+            "null_mean": float(null.mean()), "permutations": int(permutations), "per_trio": per, "ratios": ratios,
+            "granularity_score": gran, "interval": how, "resamples": int(n_resamples), "trios": len(trios),
+            "families": len(set(family)), "passages": int(prof.n_passages)}
