@@ -69,7 +69,8 @@ def test_show_family_by_layer_only_where_layers_were_tested(plots_env):
 
 
 def test_tables_name_existing_options():
-    assert set(families.TABLES) == {"selection", "text", "pair_classes", "family_tests", "robustness"}
+    assert set(families.TABLES) == {"selection", "text", "pair_classes", "family_tests", "robustness", "sister_trios",
+                                    "sister_test"}
     assert all(set(t) <= {"columns", "formats", "caption"} for t in families.TABLES.values())
 
 

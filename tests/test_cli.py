@@ -533,6 +533,9 @@ def test_run_into_an_existing_output_needs_force(tmp_path, no_chapter, capsys):
     ("permutations", "1e12", "permutations must be at most 1,000,000"),
     ("seed", "-1", "seed must be an integer >= 0, got -1"),
     ("matrix_languages", '["eng", "Klingon"]', "Unknown language 'Klingon'"),
+    ("bible_languages", '["eng", "Klingon"]', "Unknown language 'Klingon'"),
+    ("wide_languages", "families:0", "families:N needs 1 <= N"),
+    ("sister_trios", "1", "sister_trios must be an integer >= 2, got 1"),
     ("languages", "[" * 100 + "]" * 100, "nested more than"),
 ])
 def test_dry_run_range_checks_every_parameter_in_one_line(key, value, message, tmp_path, no_chapter, monkeypatch,

@@ -533,7 +533,7 @@ def test_every_chapter_parameter_has_a_rule():
     from babel_lib.core.validate import PARAMETER_RULES
 
     resolved_later = {"model", "models", "base_model", "tuned_model", "languages", "matrix_languages",
-                      "wide_languages", "aliases", "size_models"}
+                      "wide_languages", "bible_languages", "aliases", "size_models"}
     missing = set()
     for source in book.chapters():
         for cell in json.loads(source.read_text(encoding="utf-8"))["cells"]:

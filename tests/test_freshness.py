@@ -13,6 +13,14 @@ def test_executed_chapters_are_fresh():
     assert not problems, "stale executed chapters:\n" + "\n".join(problems)
 
 
+def test_executed_chapters_ran_with_the_current_library():
+    """`make book` re-executes a chapter run with another version of babel_lib (`babel run --stale`), so
+    a fresh clone's `make book` only renders the HTML when every committed chapter ran with the library
+    committed beside it. When this fails: rerun the chapters named (warm, from the cache) and commit them."""
+    changed = book.library_changes()
+    assert not changed, "chapters executed with another babel_lib:\n" + "\n".join(changed)
+
+
 def _sources():
     """Chapter sources, including drafts (written, not yet executed into the book)."""
     return book.chapters() + book.chapters(book.NOTEBOOKS_DIR / "drafts")

@@ -94,9 +94,11 @@ PROFILES: dict[str, dict] = {
         "size_models": [],
     },
     # The book as committed: the offline default model on CPU, minutes a chapter.
-    # Budgets and language sets stay the notebooks' own defaults. float32: on CPUs without
-    # bf16 matrix units (AVX2-only machines such as the AMD EPYC this book is built on) a
-    # bf16 forward is several times slower (measured: Gemma 3 270M 579 vs 89 tokens/s).
+    # Budgets and language sets stay the notebooks' own defaults. float32: bfloat16 is faster
+    # only on CPUs with bf16 instructions (about twice on an AVX-512 BF16 machine, several times
+    # slower on AVX2-only ones), and it moves counts at the top-k boundary and the pruning
+    # chapters' paired log-ratios by as much as the effects they compare (README, "The bfloat16
+    # lever"; benchmarks/bench_eval_dtype.py).
     "default": {
         "model": "gemma-3-270m",
         "models": ["gemma-3-270m", "smollm2-135m-instruct"],
@@ -242,9 +244,11 @@ def resolve_parameters(notebook, profile="default", overrides=None) -> dict:
     wanted = {**PROFILES[profile], **(overrides or {})}
     declared = declared_parameters(notebook)
     params = check_parameters(declared, {k: v for k, v in wanted.items() if k in declared})
-    for name in ("languages", "matrix_languages"):
+    corpus_name = params.get("corpus_name", "udhr")
+    for name, corpus in (("languages", corpus_name), ("matrix_languages", corpus_name), ("wide_languages", "udhr"),
+                         ("bible_languages", "bible")):
         if name in params:
-            check_languages(params[name], params.get("corpus_name", "udhr"))
+            check_languages(params[name], corpus)
     return params
 
 
