@@ -97,4 +97,5 @@ def test_sister_results_and_verdicts():
     flat = {"main": sister_profile(trios, 0.0), "other": sister_profile(trios, 0.0, seed=1)}
     g = F.sister_results(flat, trios, permutations=499, n_resamples=100)["facts"]
     assert not g["holds"] and F.sister_verdicts(g)[0]["verdict"] == "not reproduced"
-    assert "cannot tell sisters from cousins" in F.sister_text(g)
+    assert "cannot tell sisters from cousins" in F.sister_text({**g, "ratio_high": 1.2})
+    assert "pointing the tree's way" in F.sister_text({**g, "ratio_high": 0.95})

@@ -466,11 +466,18 @@ def sister_verdicts(facts: dict) -> list[dict]:
 def sister_text(f: dict) -> str:
     """The sister section's findings (Markdown) from :func:`sister_results` facts."""
     it = stats.interval_text
-    reading = ("Sisters are closer than cousins beyond the relabelling null" if f["holds"] else
-               "The test cannot tell sisters from cousins: no evidence here that the profiles follow the last split "
-               "of the tree")
-    token = ("Tokenisation alone picks the sisters about as often (weak evidence that the activations add to it)"
-             if f["granularity_score"] >= f["low"] else "Tokenisation alone picks the sisters less often")
+    if f["holds"]:
+        reading = "Sisters are closer than cousins beyond the relabelling null"
+    elif f["ratio_high"] < 1:
+        reading = ("Not significant, though pointing the tree's way: weak evidence that the profiles follow the last "
+                   "split of the tree")
+    else:
+        reading = "The test cannot tell sisters from cousins: no evidence here that the profiles follow the last split"
+    gran = f["granularity_score"]
+    token = ("at least the profiles' score: tokenisation alone would pick the sisters as often" if gran >= f["score"]
+             else "below the profiles' score" + (", though inside its interval" if gran >= f["low"] else ""))
+    below = (", an interval below 1: the sisters are closer on average, though the share of comparisons is not "
+             "significant" if f["ratio_high"] < 1 and not f["holds"] else "")
     return "\n".join([
         "",
         f"- **{reading}.** In {f['trios']} trios of {f['families']} families, a cousin pair is farther apart than the "
@@ -478,9 +485,8 @@ def sister_text(f: dict) -> str:
         f"which two are sisters is random (p = {f['p_value']:.4f}, {f['permutations']:,} relabellings); the sisters "
         f"are closer than both cousin pairs in {f['closer']} trios and farther than both in {f['farther']}.",
         f"- **How much closer.** The sisters' distance is {it(f['ratio'], f['ratio_low'], f['ratio_high'])} times the "
-        f"cousins' mean distance (geometric mean over trios; {f['interval']}).",
-        f"- **Tokenisation.** The same score on differences of tokens per character is {f['granularity_score']:.2f}. "
-        f"{token}.",
+        f"cousins' mean distance (geometric mean over trios; {f['interval']}){below}.",
+        f"- **Tokenisation.** The same score on differences of tokens per character is {gran:.2f}, {token}.",
         ""])
 
 # ---------------------------------------------------------------------------- chapter 5's charts, tables and prose
